@@ -1,0 +1,1078 @@
+//! `Activity`: one unit of work in a trace (a span).
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{from_unix_nanos, now_unix_nanos, to_unix_nanos};
+use crate::context::{format_traceparent, looks_like_w3c_id, parse_traceparent, ActivityContext};
+use crate::current;
+use crate::hierarchical;
+use crate::id::{new_trace_id, ActivityTraceFlags, SpanId, TraceId};
+use crate::source::ActivitySource;
+use crate::tag::{IntoTagValue, Tag, TagValue};
+use crate::trace_state::TraceState;
+
+/// What role an activity plays (OpenTelemetry span kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ActivityKind {
+    /// Work inside the process.
+    #[default]
+    Internal,
+    /// Handling a request from a remote client.
+    Server,
+    /// A request to a remote server.
+    Client,
+    /// Sending a message to be processed later.
+    Producer,
+    /// Processing a message sent by a producer.
+    Consumer,
+}
+
+/// The outcome of an activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ActivityStatusCode {
+    /// Not set (the default).
+    #[default]
+    Unset,
+    /// Completed successfully.
+    Ok,
+    /// Failed.
+    Error,
+}
+
+/// The id scheme of an activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum ActivityIdFormat {
+    /// Not chosen yet: decided when the activity starts.
+    #[default]
+    Unknown = 0,
+    /// The older `|root.1.2.` `Request-Id` format.
+    Hierarchical = 1,
+    /// W3C Trace Context (`00-{trace}-{span}-{flags}`), the default.
+    W3C = 2,
+}
+
+impl ActivityIdFormat {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ActivityIdFormat::Hierarchical,
+            2 => ActivityIdFormat::W3C,
+            _ => ActivityIdFormat::Unknown,
+        }
+    }
+}
+
+/// Bit 7 of the stored flags marks "chosen before start" (by the sampler or the caller).
+const FLAGS_SET: u8 = 0x80;
+
+static DEFAULT_ID_FORMAT: AtomicU8 = AtomicU8::new(ActivityIdFormat::W3C as u8);
+static FORCE_DEFAULT_ID_FORMAT: AtomicBool = AtomicBool::new(false);
+
+/// A timestamped event inside an activity (e.g. a log line or an exception).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityEvent {
+    /// The event name.
+    pub name: Cow<'static, str>,
+    /// When it happened.
+    pub timestamp: SystemTime,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+}
+
+impl ActivityEvent {
+    /// An event that happens now, without tags.
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        ActivityEvent {
+            name: name.into(),
+            timestamp: from_unix_nanos(now_unix_nanos()),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds tags to the event.
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
+        self.tags.extend(tags);
+        self
+    }
+
+    /// Sets the event's timestamp.
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+}
+
+/// A link from an activity to another activity's context, e.g. the connection a request
+/// used or the messages a batch consumed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityLink {
+    /// The linked context.
+    pub context: ActivityContext,
+    /// Tags describing the link.
+    pub tags: Vec<Tag>,
+}
+
+impl ActivityLink {
+    /// A link without tags.
+    pub fn new(context: ActivityContext) -> Self {
+        ActivityLink {
+            context,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds tags to the link.
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
+        self.tags.extend(tags);
+        self
+    }
+}
+
+/// Where an activity's parent was given from outside the in-process chain.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum RemoteParent {
+    /// Use the current activity at start.
+    #[default]
+    Current,
+    /// Explicitly no parent: a new trace.
+    Root,
+    /// A W3C context (remote or from another activity).
+    Context(ActivityContext),
+    /// An id string from another process that is not a usable W3C id (e.g. `Request-Id`).
+    Id(Box<str>),
+}
+
+/// What is fixed when the activity starts.
+struct Started {
+    format: ActivityIdFormat,
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: SpanId,
+    parent: Option<Activity>,
+    /// The full id of a hierarchical activity.
+    hierarchical_id: Option<Box<str>>,
+    /// The trace state of the parent chain at start.
+    inherited_trace_state: TraceState,
+}
+
+pub(crate) struct Inner {
+    source: &'static ActivitySource,
+    operation_name: Cow<'static, str>,
+    kind: ActivityKind,
+    started: OnceLock<Started>,
+    flags: AtomicU8,
+    all_data: AtomicBool,
+    has_local_trace_state: AtomicBool,
+    child_counter: AtomicU64,
+    state: Mutex<ActivityData>,
+}
+
+/// The mutable data of an activity: read it all at once with [`Activity::with_data`]
+/// (exporters do this once per stopped activity).
+pub struct ActivityData {
+    display_name: Option<Cow<'static, str>>,
+    status: ActivityStatusCode,
+    status_description: Option<Cow<'static, str>>,
+    tags: Vec<Tag>,
+    events: Vec<ActivityEvent>,
+    links: Vec<ActivityLink>,
+    /// Local baggage, oldest first (lookups walk it backwards: `add_baggage` prepends).
+    baggage: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    trace_state: Option<TraceState>,
+    custom_properties: Vec<(Cow<'static, str>, Arc<dyn Any + Send + Sync>)>,
+    start: u64,
+    end: u64,
+    stopped: bool,
+    remote_parent: RemoteParent,
+    /// `Some` with the remote parent's flags, for `parent_id()`.
+    parent_flags: ActivityTraceFlags,
+    requested_format: ActivityIdFormat,
+    root_trace_id: Option<(TraceId, bool)>,
+    previous: Option<Activity>,
+}
+
+impl ActivityData {
+    /// The display name (the operation name unless set).
+    pub fn display_name(&self) -> Option<&str> {
+        self.display_name.as_deref()
+    }
+    /// The status code.
+    pub fn status(&self) -> ActivityStatusCode {
+        self.status
+    }
+    /// The status description (only kept for `Error`).
+    pub fn status_description(&self) -> Option<&str> {
+        self.status_description.as_deref()
+    }
+    /// The tags, in insertion order.
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+    /// The events, in insertion order.
+    pub fn events(&self) -> &[ActivityEvent] {
+        &self.events
+    }
+    /// The links, in insertion order.
+    pub fn links(&self) -> &[ActivityLink] {
+        &self.links
+    }
+    /// The trace state set on this activity itself (not inherited).
+    pub fn local_trace_state(&self) -> Option<&TraceState> {
+        self.trace_state.as_ref()
+    }
+    /// Start time, nanoseconds since the Unix epoch (0 before start).
+    pub fn start_time_unix_nanos(&self) -> u64 {
+        self.start
+    }
+    /// End time, nanoseconds since the Unix epoch (0 while running).
+    pub fn end_time_unix_nanos(&self) -> u64 {
+        self.end
+    }
+}
+
+/// One unit of work in a distributed trace (an OpenTelemetry span), with .NET `Activity`
+/// semantics.
+///
+/// Activities are made by an [`ActivitySource`] when a listener wants them. The value returned
+/// by `start_activity` *owns* the activity: dropping it stops the activity (like `using` in
+/// C#). Clones — such as the one [`Activity::current`] returns — are references: dropping them
+/// does nothing.
+///
+/// ```
+/// use skein::{Activity, ActivityKind, ActivitySource};
+///
+/// static SOURCE: ActivitySource = ActivitySource::new("checkout").with_version("1.0");
+///
+/// // Without a listener nothing is created and nothing is allocated.
+/// assert!(SOURCE.start_activity("charge", ActivityKind::Internal).is_none());
+///
+/// // A hand-made activity (as with `new Activity(name)` in .NET):
+/// let activity = Activity::new("manual").start();
+/// activity.set_tag("order.id", 42);
+/// assert_eq!(Activity::current().unwrap().operation_name(), "manual");
+/// drop(activity); // stops it and restores the previous current activity
+/// assert!(Activity::current().is_none());
+/// ```
+pub struct Activity {
+    inner: Arc<Inner>,
+    owner: bool,
+}
+
+impl Clone for Activity {
+    /// A reference to the same activity; dropping it does not stop the activity.
+    fn clone(&self) -> Self {
+        Activity {
+            inner: self.inner.clone(),
+            owner: false,
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        if self.owner && self.inner.started.get().is_some() {
+            self.stop();
+        }
+    }
+}
+
+impl PartialEq for Activity {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Activity {}
+
+impl fmt::Debug for Activity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Activity")
+            .field("operation_name", &self.operation_name())
+            .field("id", &self.id())
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+/// Everything needed to build an activity; filled by the source after sampling.
+pub(crate) struct NewActivity {
+    pub source: &'static ActivitySource,
+    pub name: Cow<'static, str>,
+    pub kind: ActivityKind,
+    pub parent: RemoteParent,
+    pub tags: Vec<Tag>,
+    pub links: Vec<ActivityLink>,
+    pub start_time: Option<SystemTime>,
+    pub id_format: ActivityIdFormat,
+    pub flags: Option<ActivityTraceFlags>,
+    pub all_data: bool,
+    pub trace_state: Option<TraceState>,
+    /// A trace id the samplers already made for a new root (so both agree).
+    pub root_trace_id: Option<(TraceId, bool)>,
+}
+
+/// Separates the pieces of an `std::error::Error` for `add_exception`.
+struct ErrorRef<'a, E: ?Sized>(&'a E);
+
+impl<E: std::error::Error + ?Sized> fmt::Debug for ErrorRef<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+impl<E: std::error::Error + ?Sized> fmt::Display for ErrorRef<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
+    }
+}
+impl<E: std::error::Error + ?Sized> std::error::Error for ErrorRef<'_, E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Activity {
+    // ---- creation -------------------------------------------------------------------------
+
+    /// A new, not yet started activity from no source (as `new Activity(name)` in .NET): it
+    /// requests all data and is reported to listeners of the unnamed source.
+    pub fn new(operation_name: impl Into<Cow<'static, str>>) -> Activity {
+        Activity::build(NewActivity {
+            source: ActivitySource::unnamed(),
+            name: operation_name.into(),
+            kind: ActivityKind::Internal,
+            parent: RemoteParent::Current,
+            tags: Vec::new(),
+            links: Vec::new(),
+            start_time: None,
+            id_format: ActivityIdFormat::Unknown,
+            flags: None,
+            all_data: true,
+            trace_state: None,
+            root_trace_id: None,
+        })
+    }
+
+    pub(crate) fn build(new: NewActivity) -> Activity {
+        let parent_flags = match &new.parent {
+            RemoteParent::Context(ctx) => ctx.trace_flags,
+            _ => ActivityTraceFlags::NONE,
+        };
+        let flags = new.flags.unwrap_or(ActivityTraceFlags::NONE);
+        let has_local_trace_state = new.trace_state.is_some();
+        let inner = Inner {
+            source: new.source,
+            operation_name: new.name,
+            kind: new.kind,
+            started: OnceLock::new(),
+            flags: AtomicU8::new(if new.flags.is_some() { flags.bits() | FLAGS_SET } else { 0 }),
+            all_data: AtomicBool::new(new.all_data),
+            has_local_trace_state: AtomicBool::new(has_local_trace_state),
+            child_counter: AtomicU64::new(0),
+            state: Mutex::new(ActivityData {
+                display_name: None,
+                status: ActivityStatusCode::Unset,
+                status_description: None,
+                tags: new.tags,
+                events: Vec::new(),
+                links: new.links,
+                baggage: Vec::new(),
+                trace_state: new.trace_state,
+                custom_properties: Vec::new(),
+                start: new.start_time.map_or(0, to_unix_nanos),
+                end: 0,
+                stopped: false,
+                remote_parent: new.parent,
+                parent_flags,
+                requested_format: new.id_format,
+                root_trace_id: new.root_trace_id,
+                previous: None,
+            }),
+        };
+        let activity = Activity {
+            inner: Arc::new(inner),
+            owner: true,
+        };
+        activity
+    }
+
+    fn data(&self) -> MutexGuard<'_, ActivityData> {
+        // A listener that panicked while holding the lock leaves consistent data behind.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads all mutable data under one lock.
+    pub fn with_data<R>(&self, f: impl FnOnce(&ActivityData) -> R) -> R {
+        f(&self.data())
+    }
+
+    // ---- identity ---------------------------------------------------------------------------
+
+    /// The source that made this activity.
+    pub fn source(&self) -> &'static ActivitySource {
+        self.inner.source
+    }
+
+    /// The operation name given at creation.
+    pub fn operation_name(&self) -> &str {
+        &self.inner.operation_name
+    }
+
+    /// The display name: set explicitly, else the operation name.
+    pub fn display_name(&self) -> String {
+        self.data()
+            .display_name
+            .as_deref()
+            .unwrap_or(&self.inner.operation_name)
+            .to_owned()
+    }
+
+    /// Changes the display name (e.g. `GET /orders/{id}` once a route matched).
+    pub fn set_display_name(&self, name: impl Into<Cow<'static, str>>) -> &Self {
+        self.data().display_name = Some(name.into());
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ActivityKind {
+        self.inner.kind
+    }
+
+    /// The id format (`Unknown` before start).
+    pub fn id_format(&self) -> ActivityIdFormat {
+        match self.inner.started.get() {
+            Some(s) => s.format,
+            None => self.data().requested_format,
+        }
+    }
+
+    /// Chooses the id format before start (ignored once started).
+    pub fn set_id_format(&self, format: ActivityIdFormat) -> &Self {
+        if self.inner.started.get().is_none() {
+            self.data().requested_format = format;
+        }
+        self
+    }
+
+    /// The full id: the W3C `traceparent` form, or the hierarchical id. `None` before start.
+    pub fn id(&self) -> Option<String> {
+        let s = self.inner.started.get()?;
+        Some(match &s.hierarchical_id {
+            Some(id) => id.to_string(),
+            None => format_traceparent(s.trace_id, s.span_id, self.trace_flags()),
+        })
+    }
+
+    /// The trace id. Hierarchical activities get one derived from their root id, so they can
+    /// be exported and still join up across processes.
+    pub fn trace_id(&self) -> TraceId {
+        self.inner.started.get().map_or(TraceId::INVALID, |s| s.trace_id)
+    }
+
+    /// The span id (derived from the id for hierarchical activities).
+    pub fn span_id(&self) -> SpanId {
+        self.inner.started.get().map_or(SpanId::INVALID, |s| s.span_id)
+    }
+
+    /// The parent's span id (invalid for a root).
+    pub fn parent_span_id(&self) -> SpanId {
+        self.inner.started.get().map_or(SpanId::INVALID, |s| s.parent_span_id)
+    }
+
+    /// The in-process parent, if any.
+    pub fn parent(&self) -> Option<Activity> {
+        self.inner.started.get().and_then(|s| s.parent.clone())
+    }
+
+    /// The parent's id: the remote id it was started from, or the in-process parent's id.
+    pub fn parent_id(&self) -> Option<String> {
+        let data = self.data();
+        match &data.remote_parent {
+            RemoteParent::Id(id) => Some(id.to_string()),
+            RemoteParent::Context(ctx) if ctx.is_valid() => {
+                Some(format_traceparent(ctx.trace_id, ctx.span_id, data.parent_flags))
+            }
+            _ => {
+                drop(data);
+                self.parent().and_then(|p| p.id())
+            }
+        }
+    }
+
+    /// The root id: the trace id of a W3C activity, the root part of a hierarchical one.
+    pub fn root_id(&self) -> Option<String> {
+        let s = self.inner.started.get()?;
+        Some(match &s.hierarchical_id {
+            Some(id) => hierarchical::root_of(id).to_owned(),
+            None => s.trace_id.to_hex(),
+        })
+    }
+
+    /// True if the parent came from another process.
+    pub fn has_remote_parent(&self) -> bool {
+        match &self.data().remote_parent {
+            RemoteParent::Context(ctx) => ctx.is_remote,
+            RemoteParent::Id(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Sets a remote parent id (`traceparent` or `Request-Id`) before start.
+    pub fn set_parent_id(&self, parent_id: &str) -> &Self {
+        if self.inner.started.get().is_none() {
+            let mut data = self.data();
+            data.remote_parent = match parse_traceparent(parent_id) {
+                Ok((trace_id, span_id, flags)) => {
+                    data.parent_flags = flags;
+                    RemoteParent::Context(ActivityContext::new(trace_id, span_id, flags, TraceState::EMPTY, true))
+                }
+                Err(_) => RemoteParent::Id(parent_id.into()),
+            };
+        }
+        self
+    }
+
+    /// Sets a parent context before start.
+    pub fn set_parent_context(&self, context: ActivityContext) -> &Self {
+        if self.inner.started.get().is_none() {
+            let mut data = self.data();
+            data.parent_flags = context.trace_flags;
+            data.remote_parent = RemoteParent::Context(context);
+        }
+        self
+    }
+
+    /// The W3C context (ids, flags, trace state; `is_remote` false).
+    pub fn context(&self) -> ActivityContext {
+        match self.inner.started.get() {
+            Some(s) => ActivityContext::new(s.trace_id, s.span_id, self.trace_flags(), self.trace_state(), false),
+            None => ActivityContext::default(),
+        }
+    }
+
+    /// The W3C trace flags.
+    pub fn trace_flags(&self) -> ActivityTraceFlags {
+        ActivityTraceFlags::from_bits(self.inner.flags.load(Ordering::Relaxed) & !FLAGS_SET)
+    }
+
+    /// Replaces the W3C trace flags.
+    pub fn set_trace_flags(&self, flags: ActivityTraceFlags) -> &Self {
+        self.inner.flags.store(flags.bits() & !FLAGS_SET | FLAGS_SET, Ordering::Relaxed);
+        self
+    }
+
+    /// True if the `recorded` (sampled) flag is set.
+    pub fn recorded(&self) -> bool {
+        self.trace_flags().is_recorded()
+    }
+
+    /// True if listeners want tags, events and links (false for propagation-only activities:
+    /// skip costly enrichment then).
+    pub fn is_all_data_requested(&self) -> bool {
+        self.inner.all_data.load(Ordering::Relaxed)
+    }
+
+    /// Changes whether all data is requested.
+    pub fn set_is_all_data_requested(&self, value: bool) -> &Self {
+        self.inner.all_data.store(value, Ordering::Relaxed);
+        self
+    }
+
+    /// The W3C trace state: this activity's own, else the parent chain's.
+    pub fn trace_state(&self) -> TraceState {
+        if self.inner.has_local_trace_state.load(Ordering::Acquire) {
+            if let Some(ts) = self.data().trace_state.clone() {
+                return ts;
+            }
+        }
+        self.inner
+            .started
+            .get()
+            .map(|s| s.inherited_trace_state.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets this activity's trace state (children inherit it).
+    pub fn set_trace_state(&self, trace_state: TraceState) -> &Self {
+        self.data().trace_state = Some(trace_state);
+        self.inner.has_local_trace_state.store(true, Ordering::Release);
+        self
+    }
+
+    // ---- status ---------------------------------------------------------------------------
+
+    /// The status code.
+    pub fn status(&self) -> ActivityStatusCode {
+        self.data().status
+    }
+
+    /// The status description (kept only for `Error`).
+    pub fn status_description(&self) -> Option<String> {
+        self.data().status_description.as_deref().map(str::to_owned)
+    }
+
+    /// Sets the status; a description is kept only with `Error`.
+    pub fn set_status(&self, code: ActivityStatusCode, description: Option<impl Into<Cow<'static, str>>>) -> &Self {
+        let mut data = self.data();
+        data.status = code;
+        data.status_description = match code {
+            ActivityStatusCode::Error => description.map(Into::into),
+            _ => None,
+        };
+        self
+    }
+
+    // ---- tags -------------------------------------------------------------------------------
+
+    /// Appends a tag (duplicates are kept, as in .NET `AddTag`).
+    #[inline]
+    pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) -> &Self {
+        let tag = Tag::new(key, value);
+        self.data().tags.push(tag);
+        self
+    }
+
+    /// Appends several tags under one lock.
+    pub fn add_tags(&self, tags: impl IntoIterator<Item = Tag>) -> &Self {
+        self.data().tags.extend(tags);
+        self
+    }
+
+    /// Replaces the first tag named `key`, or appends it; `None` removes it (.NET `SetTag`).
+    ///
+    /// ```
+    /// use skein::Activity;
+    /// let a = Activity::new("op");
+    /// a.add_tag("k", 1).add_tag("k", 2);
+    /// a.set_tag("k", 3);
+    /// assert_eq!(a.tags().iter().map(|t| t.value.to_string()).collect::<Vec<_>>(), ["3", "2"]);
+    /// a.set_tag("k", None::<i64>);
+    /// assert_eq!(a.tag("k").unwrap().to_string(), "2");
+    /// ```
+    pub fn set_tag(&self, key: impl Into<Cow<'static, str>>, value: impl IntoTagValue) -> &Self {
+        let key = key.into();
+        let value = value.into_tag_value();
+        let mut data = self.data();
+        let pos = data.tags.iter().position(|t| t.key == key);
+        match (pos, value) {
+            (Some(i), Some(v)) => data.tags[i].value = v,
+            (Some(i), None) => {
+                data.tags.remove(i);
+            }
+            (None, Some(v)) => data.tags.push(Tag { key, value: v }),
+            (None, None) => {}
+        }
+        self
+    }
+
+    /// Removes the first tag named `key`.
+    pub fn remove_tag(&self, key: &str) -> &Self {
+        let mut data = self.data();
+        if let Some(i) = data.tags.iter().position(|t| t.key == key) {
+            data.tags.remove(i);
+        }
+        self
+    }
+
+    /// The value of the first tag named `key`.
+    pub fn tag(&self, key: &str) -> Option<TagValue> {
+        self.data().tags.iter().find(|t| t.key == key).map(|t| t.value.clone())
+    }
+
+    /// All tags, in insertion order.
+    pub fn tags(&self) -> Vec<Tag> {
+        self.data().tags.clone()
+    }
+
+    // ---- events, links, exceptions --------------------------------------------------------
+
+    /// Adds an event.
+    pub fn add_event(&self, event: ActivityEvent) -> &Self {
+        self.data().events.push(event);
+        self
+    }
+
+    /// The events, in insertion order.
+    pub fn events(&self) -> Vec<ActivityEvent> {
+        self.data().events.clone()
+    }
+
+    /// Adds a link (e.g. to the connection a request used, once it is known).
+    pub fn add_link(&self, link: ActivityLink) -> &Self {
+        self.data().links.push(link);
+        self
+    }
+
+    /// The links, in insertion order.
+    pub fn links(&self) -> Vec<ActivityLink> {
+        self.data().links.clone()
+    }
+
+    /// Records an error as an `exception` event with `exception.type`, `exception.message`
+    /// and `exception.stacktrace` (the source chain, plus a backtrace when `RUST_BACKTRACE`
+    /// enables one). Listeners' [`on_exception`](crate::ActivityListener::on_exception) may
+    /// add tags first.
+    ///
+    /// ```
+    /// use skein::Activity;
+    /// let a = Activity::new("op");
+    /// let err = std::fs::read("/definitely/not/here").unwrap_err();
+    /// a.add_exception(&err);
+    /// let event = &a.events()[0];
+    /// assert_eq!(event.name, "exception");
+    /// assert_eq!(event.tags[0].value.to_string(), "std::io::error::Error");
+    /// ```
+    pub fn add_exception<E: std::error::Error + ?Sized>(&self, error: &E) -> &Self {
+        self.add_exception_with_tags(error, Vec::new())
+    }
+
+    /// [`add_exception`](Self::add_exception) with extra tags on the event.
+    pub fn add_exception_with_tags<E: std::error::Error + ?Sized>(&self, error: &E, extra: Vec<Tag>) -> &Self {
+        let type_name = std::any::type_name::<E>();
+        let type_name = type_name.strip_prefix("dyn ").unwrap_or(type_name);
+        let message = error.to_string();
+        let mut stacktrace = format!("{type_name}: {message}");
+        let mut source = error.source();
+        while let Some(cause) = source {
+            stacktrace.push_str("\nCaused by: ");
+            stacktrace.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            stacktrace.push_str("\n");
+            stacktrace.push_str(&backtrace.to_string());
+        }
+        let mut tags = vec![
+            Tag::new("exception.type", type_name.to_owned()),
+            Tag::new("exception.message", message),
+            Tag::new("exception.stacktrace", stacktrace),
+        ];
+        tags.extend(extra);
+        let wrapped = ErrorRef(error);
+        self.inner.source.notify_exception(self, &wrapped, &mut tags);
+        self.add_event(ActivityEvent::new("exception").with_tags(tags))
+    }
+
+    // ---- baggage ----------------------------------------------------------------------------
+
+    /// Adds a baggage item in front of the existing ones (it flows to children and, through
+    /// the propagators, to other processes).
+    pub fn add_baggage(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> &Self {
+        self.data().baggage.push((key.into(), value.into()));
+        self
+    }
+
+    /// Replaces this activity's own item `key` (or adds it); `None` removes it.
+    pub fn set_baggage(&self, key: impl Into<Cow<'static, str>>, value: Option<impl Into<Cow<'static, str>>>) -> &Self {
+        let key = key.into();
+        let mut data = self.data();
+        let pos = data.baggage.iter().rposition(|(k, _)| *k == key);
+        match (pos, value) {
+            (Some(i), Some(v)) => data.baggage[i].1 = v.into(),
+            (Some(i), None) => {
+                data.baggage.remove(i);
+            }
+            (None, Some(v)) => data.baggage.push((key, v.into())),
+            (None, None) => {}
+        }
+        self
+    }
+
+    /// All baggage: this activity's items (newest first), then each in-process parent's.
+    pub fn baggage(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut next = Some(self.clone());
+        while let Some(activity) = next {
+            out.extend(activity.data().baggage.iter().rev().map(|(k, v)| (k.to_string(), v.to_string())));
+            next = activity.parent();
+        }
+        out
+    }
+
+    /// The first baggage item named `key`, looking at this activity then its parents.
+    pub fn baggage_item(&self, key: &str) -> Option<String> {
+        let mut next = Some(self.clone());
+        while let Some(activity) = next {
+            if let Some((_, v)) = activity.data().baggage.iter().rev().find(|(k, _)| k == key) {
+                return Some(v.to_string());
+            }
+            next = activity.parent();
+        }
+        None
+    }
+
+    // ---- custom properties ----------------------------------------------------------------
+
+    /// Attaches any value under `name` (`None` removes it); listeners and enrichment hooks use
+    /// this to pass objects along with the activity.
+    pub fn set_custom_property(&self, name: impl Into<Cow<'static, str>>, value: Option<Arc<dyn Any + Send + Sync>>) -> &Self {
+        let name = name.into();
+        let mut data = self.data();
+        let pos = data.custom_properties.iter().position(|(k, _)| *k == name);
+        match (pos, value) {
+            (Some(i), Some(v)) => data.custom_properties[i].1 = v,
+            (Some(i), None) => {
+                data.custom_properties.remove(i);
+            }
+            (None, Some(v)) => data.custom_properties.push((name, v)),
+            (None, None) => {}
+        }
+        self
+    }
+
+    /// The value attached under `name`.
+    pub fn custom_property(&self, name: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.data()
+            .custom_properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    // ---- time -------------------------------------------------------------------------------
+
+    /// The start time (the Unix epoch before start).
+    pub fn start_time(&self) -> SystemTime {
+        from_unix_nanos(self.data().start)
+    }
+
+    /// Sets the start time (before start, or to correct it afterwards).
+    pub fn set_start_time(&self, start: SystemTime) -> &Self {
+        self.data().start = to_unix_nanos(start);
+        self
+    }
+
+    /// Sets the end time, which `stop` then keeps.
+    pub fn set_end_time(&self, end: SystemTime) -> &Self {
+        let mut data = self.data();
+        // An end not after the start still counts as set (1 ns long), as in .NET.
+        data.end = to_unix_nanos(end).max(data.start + 1);
+        self
+    }
+
+    /// The end time, once set or stopped.
+    pub fn end_time(&self) -> Option<SystemTime> {
+        let end = self.data().end;
+        (end != 0).then(|| from_unix_nanos(end))
+    }
+
+    /// The duration: end − start once stopped, zero while running.
+    pub fn duration(&self) -> Duration {
+        let data = self.data();
+        if data.end == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(data.end.saturating_sub(data.start))
+        }
+    }
+
+    /// True once stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.data().stopped
+    }
+
+    // ---- current activity -------------------------------------------------------------------
+
+    /// The activity current on this thread or task, if any.
+    pub fn current() -> Option<Activity> {
+        current::get()
+    }
+
+    /// Sets the current activity and returns the one it replaces (.NET `Activity.Current = x`).
+    /// Prefer [`Activity::enter`], which restores the previous one for you.
+    pub fn set_current(activity: Option<Activity>) -> Option<Activity> {
+        current::replace(activity.map(|a| a.clone()))
+    }
+
+    /// Makes this activity current until the guard is dropped (e.g. at the top of a thread
+    /// the activity was handed to).
+    pub fn enter(&self) -> current::CurrentGuard {
+        current::CurrentGuard::new(Some(self.clone()))
+    }
+
+    // ---- default id format ------------------------------------------------------------------
+
+    /// The format for activities without a parent (W3C unless changed).
+    pub fn default_id_format() -> ActivityIdFormat {
+        ActivityIdFormat::from_u8(DEFAULT_ID_FORMAT.load(Ordering::Relaxed))
+    }
+
+    /// Changes the default format; `Unknown` is ignored.
+    pub fn set_default_id_format(format: ActivityIdFormat) {
+        if format != ActivityIdFormat::Unknown {
+            DEFAULT_ID_FORMAT.store(format as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// True if every new activity uses the default format, whatever its parent's.
+    pub fn force_default_id_format() -> bool {
+        FORCE_DEFAULT_ID_FORMAT.load(Ordering::Relaxed)
+    }
+
+    /// Makes every new activity use the default format, whatever its parent's.
+    pub fn set_force_default_id_format(force: bool) {
+        FORCE_DEFAULT_ID_FORMAT.store(force, Ordering::Relaxed);
+    }
+
+    // ---- lifecycle ----------------------------------------------------------------------------
+
+    /// Starts the activity: remembers the current activity, takes it as parent unless one was
+    /// given, sets the start time, makes the ids, becomes current and notifies listeners.
+    /// Starting twice does nothing.
+    pub fn start(self) -> Activity {
+        self.start_ref();
+        self
+    }
+
+    pub(crate) fn start_ref(&self) {
+        if self.inner.started.get().is_some() {
+            return;
+        }
+        let previous = current::take();
+        let (remote, requested, parent_flags, root_trace_id) = {
+            let mut data = self.data();
+            (
+                data.remote_parent.clone(),
+                data.requested_format,
+                data.parent_flags,
+                data.root_trace_id.take(),
+            )
+        };
+        let parent = match remote {
+            RemoteParent::Current => previous.clone(),
+            _ => None,
+        };
+
+        let format = if requested != ActivityIdFormat::Unknown {
+            requested
+        } else if Activity::force_default_id_format() {
+            Activity::default_id_format()
+        } else if let Some(p) = &parent {
+            p.id_format()
+        } else {
+            match &remote {
+                RemoteParent::Context(ctx) if ctx.is_valid() => ActivityIdFormat::W3C,
+                RemoteParent::Id(id) if looks_like_w3c_id(id) => ActivityIdFormat::W3C,
+                RemoteParent::Id(_) => ActivityIdFormat::Hierarchical,
+                _ => Activity::default_id_format(),
+            }
+        };
+
+        let (trace_id, parent_span_id, random_root) = match (&parent, &remote) {
+            (Some(p), _) => (p.trace_id(), p.span_id(), false),
+            (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
+            (None, RemoteParent::Id(id)) => (
+                hierarchical::derived_trace_id(id),
+                hierarchical::derived_span_id(id),
+                false,
+            ),
+            _ => {
+                let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
+                (id, SpanId::INVALID, random)
+            }
+        };
+
+        // Flags: the sampler's (or caller's) choice made before start, else the parent's. The
+        // level-2 random bit always follows how the trace id was made.
+        let inherited = match (&parent, &remote) {
+            (Some(p), _) => p.trace_flags(),
+            (None, RemoteParent::Context(ctx)) if ctx.is_valid() => parent_flags,
+            _ => ActivityTraceFlags::NONE,
+        } & ActivityTraceFlags::KNOWN;
+        let preset = self.inner.flags.load(Ordering::Relaxed);
+        let mut flags = if preset & FLAGS_SET != 0 {
+            ActivityTraceFlags::from_bits(preset) & ActivityTraceFlags::KNOWN
+        } else {
+            inherited
+        };
+        if random_root || inherited.is_random() {
+            flags |= ActivityTraceFlags::RANDOM;
+        }
+        self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
+
+        let (hierarchical_id, span_id) = match format {
+            ActivityIdFormat::Hierarchical => {
+                let id = match (&parent, &remote) {
+                    (Some(p), _) => {
+                        let n = p.inner.child_counter.fetch_add(1, Ordering::Relaxed) + 1;
+                        hierarchical::child_id(&p.id().unwrap_or_default(), n)
+                    }
+                    (None, RemoteParent::Id(id)) => hierarchical::external_child_id(id),
+                    (None, RemoteParent::Context(ctx)) if ctx.is_valid() => {
+                        hierarchical::external_child_id(&format_traceparent(ctx.trace_id, ctx.span_id, parent_flags))
+                    }
+                    _ => hierarchical::root_id(),
+                };
+                let span_id = hierarchical::derived_span_id(&id);
+                (Some(id.into_boxed_str()), span_id)
+            }
+            _ => (None, SpanId::random()),
+        };
+        // A hierarchical root's trace id comes from its own root id, so other processes that
+        // receive it derive the same one.
+        let trace_id = match (&hierarchical_id, &parent, &remote) {
+            (Some(id), None, RemoteParent::Current | RemoteParent::Root) => hierarchical::derived_trace_id(id),
+            _ => trace_id,
+        };
+
+        let inherited_trace_state = match (&parent, &remote) {
+            (Some(p), _) => p.trace_state(),
+            (None, RemoteParent::Context(ctx)) => ctx.trace_state.clone(),
+            _ => TraceState::EMPTY,
+        };
+
+        {
+            let mut data = self.data();
+            if data.start == 0 {
+                data.start = now_unix_nanos();
+            }
+            data.previous = previous;
+        }
+        let _ = self.inner.started.set(Started {
+            format,
+            trace_id,
+            span_id,
+            parent_span_id,
+            parent,
+            hierarchical_id,
+            inherited_trace_state,
+        });
+        current::set(Some(self.clone()));
+        self.inner.source.notify_started(self);
+    }
+
+    /// Stops the activity: sets the end time (unless set), notifies listeners while it is
+    /// still current, then restores the activity that was current when it started. Stopping
+    /// again, or stopping an activity never started, does nothing.
+    pub fn stop(&self) {
+        let previous = {
+            let mut data = self.data();
+            if data.stopped || self.inner.started.get().is_none() {
+                return;
+            }
+            data.stopped = true;
+            if data.end == 0 {
+                data.end = now_unix_nanos().max(data.start + 1);
+            }
+            data.previous.take()
+        };
+        self.inner.source.notify_stopped(self);
+        current::set(previous);
+    }
+
+    /// The activity that was current when this one started.
+    pub(crate) fn saved_previous(&self) -> Option<Activity> {
+        self.data().previous.clone()
+    }
+
+    /// True if both handles refer to the same activity.
+    pub fn ptr_eq(&self, other: &Activity) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+

@@ -1,0 +1,226 @@
+//! `ActivityListener`: how collectors choose sources, sample, and observe activities.
+
+use std::cell::{Cell, RefCell};
+use std::error::Error;
+use std::sync::Arc;
+
+use crate::activity::{Activity, ActivityIdFormat, ActivityKind, ActivityLink};
+use crate::context::{parse_traceparent, ActivityContext};
+use crate::hierarchical;
+use crate::id::{new_trace_id, TraceId};
+use crate::source::ActivitySource;
+use crate::tag::{Tag, TagValue};
+use crate::trace_state::TraceState;
+
+/// How much of an activity a listener wants. Several listeners on one source: the largest
+/// answer wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum ActivitySamplingResult {
+    /// No activity is created.
+    #[default]
+    None,
+    /// The activity exists to carry ids and baggage (so propagation keeps working), but tags,
+    /// events and links need not be filled (`is_all_data_requested` is false).
+    PropagationData,
+    /// All data is wanted; the trace is not marked as recorded.
+    AllData,
+    /// All data is wanted and the `recorded` (sampled) flag is set.
+    AllDataAndRecorded,
+}
+
+/// What a sampler sees about an activity about to be created: its source, name, kind,
+/// parent (a context, or a parent id string for [`ActivityListener::sample_using_parent_id`]),
+/// creation tags and links. Samplers may add tags and set the trace state.
+pub struct ActivityCreationOptions<'a, P> {
+    source: &'static ActivitySource,
+    name: &'a str,
+    kind: ActivityKind,
+    parent: P,
+    tags: &'a [Tag],
+    links: &'a [ActivityLink],
+    id_format: ActivityIdFormat,
+    trace_id: Cell<Option<(TraceId, bool)>>,
+    sampling_tags: RefCell<Vec<Tag>>,
+    trace_state: RefCell<Option<TraceState>>,
+}
+
+impl<'a, P> ActivityCreationOptions<'a, P> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        source: &'static ActivitySource,
+        name: &'a str,
+        kind: ActivityKind,
+        parent: P,
+        tags: &'a [Tag],
+        links: &'a [ActivityLink],
+        id_format: ActivityIdFormat,
+        trace_id: Option<(TraceId, bool)>,
+    ) -> Self {
+        ActivityCreationOptions {
+            source,
+            name,
+            kind,
+            parent,
+            tags,
+            links,
+            id_format,
+            trace_id: Cell::new(trace_id),
+            sampling_tags: RefCell::new(Vec::new()),
+            trace_state: RefCell::new(None),
+        }
+    }
+
+    /// The source creating the activity.
+    pub fn source(&self) -> &'static ActivitySource {
+        self.source
+    }
+    /// The operation name.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+    /// The kind.
+    pub fn kind(&self) -> ActivityKind {
+        self.kind
+    }
+    /// The parent: an [`ActivityContext`] (invalid for a root), or the parent id string.
+    pub fn parent(&self) -> &P {
+        &self.parent
+    }
+    /// Tags given at creation (samplers decide on these).
+    pub fn tags(&self) -> &[Tag] {
+        self.tags
+    }
+    /// Links given at creation.
+    pub fn links(&self) -> &[ActivityLink] {
+        self.links
+    }
+    /// The id format requested by the caller (`Unknown` if none).
+    pub fn id_format(&self) -> ActivityIdFormat {
+        self.id_format
+    }
+    /// Adds a tag to the activity if it is created (e.g. the sampling probability).
+    pub fn add_sampling_tag(&self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<TagValue>) {
+        self.sampling_tags.borrow_mut().push(Tag::new(key, value));
+    }
+    /// Sets the trace state the activity will carry.
+    pub fn set_trace_state(&self, trace_state: TraceState) {
+        *self.trace_state.borrow_mut() = Some(trace_state);
+    }
+
+    pub(crate) fn take_results(self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
+        (
+            self.sampling_tags.into_inner(),
+            self.trace_state.into_inner(),
+            self.trace_id.get(),
+        )
+    }
+
+    fn cached_trace_id(&self, make: impl FnOnce() -> (TraceId, bool)) -> TraceId {
+        if let Some((id, _)) = self.trace_id.get() {
+            return id;
+        }
+        let made = make();
+        self.trace_id.set(Some(made));
+        made.0
+    }
+}
+
+impl ActivityCreationOptions<'_, ActivityContext> {
+    /// The trace id the activity will have: the parent's, or for a root a new one, made once
+    /// and then used by the activity (so ratio samplers and the activity agree).
+    pub fn trace_id(&self) -> TraceId {
+        if self.parent.trace_id.is_valid() {
+            return self.parent.trace_id;
+        }
+        self.cached_trace_id(new_trace_id)
+    }
+}
+
+impl ActivityCreationOptions<'_, &str> {
+    /// The trace id of the parent id: from a W3C id, or derived from a hierarchical root.
+    pub fn trace_id(&self) -> TraceId {
+        let parent = self.parent;
+        self.cached_trace_id(|| match parse_traceparent(parent) {
+            Ok((trace_id, _, _)) => (trace_id, false),
+            Err(_) => (hierarchical::derived_trace_id(parent), false),
+        })
+    }
+}
+
+/// Collects activities: chooses sources, samples, and is told when activities start and stop.
+///
+/// Register one with [`ActivitySource::add_activity_listener`]. Callbacks run on the thread
+/// that starts or stops the activity, so keep them short and never block there: queue the
+/// activity for a background exporter instead (handing over the `Activity` clones a pointer,
+/// not its data).
+///
+/// ```
+/// use skein::*;
+/// use std::sync::{Arc, Mutex};
+///
+/// struct Collect(Mutex<Vec<String>>);
+/// impl ActivityListener for Collect {
+///     fn should_listen_to(&self, source: &ActivitySource) -> bool {
+///         source.name() == "shop"
+///     }
+///     fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+///         ActivitySamplingResult::AllDataAndRecorded
+///     }
+///     fn on_stopped(&self, activity: &Activity) {
+///         self.0.lock().unwrap().push(activity.display_name());
+///     }
+/// }
+///
+/// static SHOP: ActivitySource = ActivitySource::new("shop");
+/// let collected = Arc::new(Collect(Mutex::new(Vec::new())));
+/// let _registration = ActivitySource::add_activity_listener(collected.clone());
+/// drop(SHOP.start_activity("checkout", ActivityKind::Server));
+/// assert_eq!(collected.0.lock().unwrap().as_slice(), ["checkout"]);
+/// ```
+pub trait ActivityListener: Send + Sync + 'static {
+    /// Whether to attach to `source` (asked once per source, when either is registered).
+    fn should_listen_to(&self, source: &ActivitySource) -> bool;
+
+    /// How much of the activity to create, given its parent context (invalid for a root).
+    fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult;
+
+    /// How much to create when the parent is an id string (e.g. from a `Request-Id` header).
+    /// `None` (the default) means "not provided": the source then calls [`sample`] with the
+    /// parsed W3C context, or — for a hierarchical id — with no parent context and the trace
+    /// id derived from the id's root.
+    ///
+    /// [`sample`]: ActivityListener::sample
+    fn sample_using_parent_id(&self, _options: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {
+        None
+    }
+
+    /// Called when an attached source's activity starts (it is already current).
+    fn on_started(&self, _activity: &Activity) {}
+
+    /// Called when an attached source's activity stops (it is still current).
+    fn on_stopped(&self, _activity: &Activity) {}
+
+    /// Called by [`Activity::add_exception`] before the event is added, to add tags.
+    fn on_exception(&self, _activity: &Activity, _error: &(dyn Error + '_), _tags: &mut Vec<Tag>) {}
+}
+
+impl<T: ActivityListener + ?Sized> ActivityListener for Arc<T> {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        (**self).should_listen_to(source)
+    }
+    fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        (**self).sample(options)
+    }
+    fn sample_using_parent_id(&self, options: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {
+        (**self).sample_using_parent_id(options)
+    }
+    fn on_started(&self, activity: &Activity) {
+        (**self).on_started(activity)
+    }
+    fn on_stopped(&self, activity: &Activity) {
+        (**self).on_stopped(activity)
+    }
+    fn on_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
+        (**self).on_exception(activity, error, tags)
+    }
+}

@@ -1,0 +1,161 @@
+//! Built-in samplers for listeners: always on, always off, parent-based and trace-id ratio.
+
+use std::fmt;
+
+use crate::context::ActivityContext;
+use crate::listener::{ActivityCreationOptions, ActivitySamplingResult};
+
+/// A sampling policy a listener can delegate its `sample` callback to.
+pub trait Sampler: Send + Sync {
+    /// The decision for an activity about to be created.
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult;
+}
+
+impl<S: Sampler + ?Sized> Sampler for Box<S> {
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        (**self).should_sample(options)
+    }
+}
+
+impl<S: Sampler + ?Sized> Sampler for std::sync::Arc<S> {
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        (**self).should_sample(options)
+    }
+}
+
+/// Records everything (`AllDataAndRecorded`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysOnSampler;
+
+impl Sampler for AlwaysOnSampler {
+    fn should_sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        ActivitySamplingResult::AllDataAndRecorded
+    }
+}
+
+/// Records nothing (`None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysOffSampler;
+
+impl Sampler for AlwaysOffSampler {
+    fn should_sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        ActivitySamplingResult::None
+    }
+}
+
+/// Records a fixed share of traces, decided by the trace id alone so every service makes the
+/// same decision for the same trace — the same decision as OpenTelemetry's
+/// `TraceIdRatioBased` sampler.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceIdRatioSampler {
+    ratio: f64,
+    upper_bound: u64,
+}
+
+impl TraceIdRatioSampler {
+    /// A sampler recording `ratio` of traces (clamped to 0..=1).
+    pub fn new(ratio: f64) -> Self {
+        let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
+        TraceIdRatioSampler {
+            ratio,
+            upper_bound: (ratio * (1u64 << 63) as f64) as u64,
+        }
+    }
+
+    /// The configured ratio.
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+
+    /// The decision for a trace id: its low 8 bytes (big-endian) shifted right once, compared
+    /// with `ratio × 2^63`.
+    pub fn samples(&self, trace_id: crate::TraceId) -> bool {
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or([0; 8]));
+        (low >> 1) < self.upper_bound
+    }
+}
+
+impl Sampler for TraceIdRatioSampler {
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        if self.samples(options.trace_id()) {
+            ActivitySamplingResult::AllDataAndRecorded
+        } else {
+            ActivitySamplingResult::None
+        }
+    }
+}
+
+/// Follows the parent's `recorded` flag, and asks `root` for activities without a parent.
+///
+/// When it declines an activity that has a parent, it answers `PropagationData` rather than
+/// `None`: the activity still exists to carry the trace's ids (and the "not recorded" flag)
+/// to downstream services, so they do not start unrelated traces of their own.
+pub struct ParentBasedSampler {
+    root: Box<dyn Sampler>,
+    remote_parent_sampled: Box<dyn Sampler>,
+    remote_parent_not_sampled: Box<dyn Sampler>,
+    local_parent_sampled: Box<dyn Sampler>,
+    local_parent_not_sampled: Box<dyn Sampler>,
+}
+
+impl fmt::Debug for ParentBasedSampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ParentBasedSampler")
+    }
+}
+
+impl ParentBasedSampler {
+    /// Parent-based with `root` for roots, always-on for recorded parents and always-off for
+    /// unrecorded ones (the OpenTelemetry defaults).
+    pub fn new(root: impl Sampler + 'static) -> Self {
+        ParentBasedSampler {
+            root: Box::new(root),
+            remote_parent_sampled: Box::new(AlwaysOnSampler),
+            remote_parent_not_sampled: Box::new(AlwaysOffSampler),
+            local_parent_sampled: Box::new(AlwaysOnSampler),
+            local_parent_not_sampled: Box::new(AlwaysOffSampler),
+        }
+    }
+
+    /// Replaces the sampler for recorded remote parents.
+    pub fn with_remote_parent_sampled(mut self, s: impl Sampler + 'static) -> Self {
+        self.remote_parent_sampled = Box::new(s);
+        self
+    }
+    /// Replaces the sampler for unrecorded remote parents.
+    pub fn with_remote_parent_not_sampled(mut self, s: impl Sampler + 'static) -> Self {
+        self.remote_parent_not_sampled = Box::new(s);
+        self
+    }
+    /// Replaces the sampler for recorded local parents.
+    pub fn with_local_parent_sampled(mut self, s: impl Sampler + 'static) -> Self {
+        self.local_parent_sampled = Box::new(s);
+        self
+    }
+    /// Replaces the sampler for unrecorded local parents.
+    pub fn with_local_parent_not_sampled(mut self, s: impl Sampler + 'static) -> Self {
+        self.local_parent_not_sampled = Box::new(s);
+        self
+    }
+}
+
+impl Sampler for ParentBasedSampler {
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        let parent = options.parent();
+        if !parent.is_valid() {
+            return self.root.should_sample(options);
+        }
+        let delegate = match (parent.is_remote, parent.trace_flags.is_recorded()) {
+            (true, true) => &self.remote_parent_sampled,
+            (true, false) => &self.remote_parent_not_sampled,
+            (false, true) => &self.local_parent_sampled,
+            (false, false) => &self.local_parent_not_sampled,
+        };
+        delegate
+            .should_sample(options)
+            .max(ActivitySamplingResult::PropagationData)
+    }
+}

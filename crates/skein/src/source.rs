@@ -1,0 +1,466 @@
+//! `ActivitySource`: named producers of activities, and the registry that attaches listeners.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::error::Error;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+
+use crate::activity::{Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent};
+use crate::context::{parse_traceparent, ActivityContext};
+use crate::current;
+use crate::hierarchical;
+use crate::id::ActivityTraceFlags;
+use crate::listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
+use crate::tag::Tag;
+use crate::trace_state::TraceState;
+
+const UNREGISTERED: u8 = 0;
+const NO_LISTENERS: u8 = 1;
+const HAS_LISTENERS: u8 = 2;
+
+type ListenerSet = Vec<Arc<dyn ActivityListener>>;
+
+/// A named producer of activities (a library, a component). Declare it as a `static`; it
+/// registers itself the first time it is used.
+///
+/// Starting an activity first reads one atomic: with no listener attached, nothing else
+/// happens — no allocation, no clock read.
+///
+/// ```
+/// use skein::{ActivityKind, ActivitySource, Tag};
+///
+/// static DB_TAGS: [Tag; 1] = [Tag::new_static_str("db.system.name", "sqlite")];
+/// static DB: ActivitySource = ActivitySource::new("my_app.db")
+///     .with_version("2.1.0")
+///     .with_tags(&DB_TAGS);
+///
+/// assert!(!DB.has_listeners());
+/// assert!(DB.start_activity("SELECT orders", ActivityKind::Client).is_none());
+/// ```
+pub struct ActivitySource {
+    name: &'static str,
+    version: Option<&'static str>,
+    tags: &'static [Tag],
+    state: AtomicU8,
+    listeners: ArcSwapOption<ListenerSet>,
+}
+
+impl fmt::Debug for ActivitySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivitySource")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// The parent of a new activity.
+#[derive(Clone, Debug, Default)]
+pub enum ActivityParent<'a> {
+    /// The current activity, if any (the default).
+    #[default]
+    Current,
+    /// No parent: start a new trace even if an activity is current.
+    Root,
+    /// A context, typically extracted from an incoming request.
+    Context(ActivityContext),
+    /// A parent id string: a W3C `traceparent` or a hierarchical `Request-Id`.
+    Id(&'a str),
+}
+
+/// The full set of choices for [`ActivitySource::start_activity_with`].
+///
+/// ```
+/// use skein::{ActivityParent, ActivityStartOptions, Tag};
+/// let options = ActivityStartOptions {
+///     parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+///     tags: vec![Tag::new("http.request.method", "GET")],
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ActivityStartOptions<'a> {
+    /// The parent (default: the current activity).
+    pub parent: ActivityParent<'a>,
+    /// Creation tags: samplers see them.
+    pub tags: Vec<Tag>,
+    /// Links to other contexts.
+    pub links: Vec<ActivityLink>,
+    /// The start time (default: now).
+    pub start_time: Option<SystemTime>,
+    /// The id format (default: chosen from the parent).
+    pub id_format: ActivityIdFormat,
+    /// Trace state to use with an [`ActivityParent::Id`] parent (from a `tracestate` header).
+    pub trace_state: Option<&'a str>,
+}
+
+struct Registry {
+    sources: Vec<&'static ActivitySource>,
+    listeners: Vec<Arc<dyn ActivityListener>>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    sources: Vec::new(),
+    listeners: Vec::new(),
+});
+
+thread_local! {
+    /// Set while this thread runs `should_listen_to` callbacks under the registry lock: a
+    /// callback that starts an activity must not try to register a source (it would deadlock).
+    static IN_REGISTRY: Cell<bool> = const { Cell::new(false) };
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct RegistryCallbacks;
+impl RegistryCallbacks {
+    fn enter() -> Self {
+        IN_REGISTRY.with(|f| f.set(true));
+        RegistryCallbacks
+    }
+}
+impl Drop for RegistryCallbacks {
+    fn drop(&mut self) {
+        IN_REGISTRY.with(|f| f.set(false));
+    }
+}
+
+/// Keeps a listener attached; dropping it detaches the listener from every source.
+#[must_use = "dropping the registration detaches the listener at once"]
+pub struct ListenerRegistration {
+    listener: Option<Arc<dyn ActivityListener>>,
+}
+
+impl ListenerRegistration {
+    /// Keeps the listener attached for the rest of the process.
+    pub fn keep_forever(mut self) {
+        self.listener = None;
+    }
+}
+
+impl Drop for ListenerRegistration {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            let mut reg = registry();
+            reg.listeners.retain(|l| !Arc::ptr_eq(l, &listener));
+            for source in &reg.sources {
+                source.update_listeners(|set| set.retain(|l| !Arc::ptr_eq(l, &listener)));
+            }
+        }
+    }
+}
+
+impl ActivitySource {
+    /// A source named `name` (e.g. the crate or component), usable in a `static`.
+    pub const fn new(name: &'static str) -> Self {
+        ActivitySource {
+            name,
+            version: None,
+            tags: &[],
+            state: AtomicU8::new(UNREGISTERED),
+            listeners: ArcSwapOption::const_empty(),
+        }
+    }
+
+    /// The same source with a version.
+    pub const fn with_version(mut self, version: &'static str) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The same source with tags (reported as instrumentation-scope attributes).
+    pub const fn with_tags(mut self, tags: &'static [Tag]) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// The source registered under `name` and `version`, created (and kept for the rest of
+    /// the process) if there is none: for sources named at run time, such as one per
+    /// `tracing` target.
+    pub fn get_or_create(name: &str, version: Option<&str>, tags: Vec<Tag>) -> &'static ActivitySource {
+        {
+            let reg = registry();
+            if let Some(found) = reg.sources.iter().find(|s| s.name == name && s.version == version) {
+                return found;
+            }
+        }
+        // Sources live for the whole process, like statics.
+        let source: &'static ActivitySource = Box::leak(Box::new(ActivitySource {
+            name: Box::leak(name.into()),
+            version: version.map(|v| &*Box::leak(v.into())),
+            tags: Box::leak(tags.into_boxed_slice()),
+            state: AtomicU8::new(UNREGISTERED),
+            listeners: ArcSwapOption::const_empty(),
+        }));
+        source.register();
+        source
+    }
+
+    /// The source of activities made with [`Activity::new`].
+    pub fn unnamed() -> &'static ActivitySource {
+        static UNNAMED: ActivitySource = ActivitySource::new("");
+        &UNNAMED
+    }
+
+    /// The name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The version, if any.
+    pub fn version(&self) -> Option<&'static str> {
+        self.version
+    }
+
+    /// The source's tags.
+    pub fn tags(&self) -> &'static [Tag] {
+        self.tags
+    }
+
+    /// True if any listener is attached (check before costly preparation).
+    #[inline]
+    pub fn has_listeners(&'static self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            HAS_LISTENERS => true,
+            NO_LISTENERS => false,
+            _ => self.register(),
+        }
+    }
+
+    /// Attaches a listener to every source it wants, now and in the future. It stays attached
+    /// while the returned registration lives.
+    pub fn add_activity_listener(listener: impl ActivityListener) -> ListenerRegistration {
+        let listener: Arc<dyn ActivityListener> = Arc::new(listener);
+        let mut reg = registry();
+        reg.listeners.push(listener.clone());
+        let _callbacks = RegistryCallbacks::enter();
+        for source in &reg.sources {
+            if listener.should_listen_to(source) {
+                source.update_listeners(|set| set.push(listener.clone()));
+            }
+        }
+        ListenerRegistration {
+            listener: Some(listener),
+        }
+    }
+
+    fn update_listeners(&self, change: impl FnOnce(&mut ListenerSet)) {
+        let mut set: ListenerSet = self.listeners.load().as_deref().cloned().unwrap_or_default();
+        change(&mut set);
+        let has = !set.is_empty();
+        self.listeners.store(has.then(|| Arc::new(set)));
+        self.state
+            .store(if has { HAS_LISTENERS } else { NO_LISTENERS }, Ordering::Release);
+    }
+
+    /// Registers on first use; returns whether listeners are attached.
+    #[cold]
+    fn register(&'static self) -> bool {
+        if IN_REGISTRY.with(|f| f.get()) {
+            return false; // asked from a should_listen_to callback: try again next time
+        }
+        let mut reg = registry();
+        if self.state.load(Ordering::Acquire) == UNREGISTERED {
+            reg.sources.push(self);
+            let _callbacks = RegistryCallbacks::enter();
+            let wanted: ListenerSet = reg
+                .listeners
+                .iter()
+                .filter(|l| l.should_listen_to(self))
+                .cloned()
+                .collect();
+            self.update_listeners(|set| *set = wanted);
+        }
+        self.state.load(Ordering::Acquire) == HAS_LISTENERS
+    }
+
+    /// Starts an activity whose parent is the current activity. Returns `None` when no
+    /// listener wants it. Drop the returned activity (or call `stop`) to end it.
+    #[inline]
+    pub fn start_activity(&'static self, name: impl Into<Cow<'static, str>>, kind: ActivityKind) -> Option<Activity> {
+        if self.state.load(Ordering::Relaxed) == NO_LISTENERS {
+            return None;
+        }
+        self.create(name.into(), kind, ActivityStartOptions::default(), true)
+    }
+
+    /// Starts an activity with an explicit parent, tags, links, start time or id format.
+    #[inline]
+    pub fn start_activity_with(
+        &'static self,
+        name: impl Into<Cow<'static, str>>,
+        kind: ActivityKind,
+        options: ActivityStartOptions<'_>,
+    ) -> Option<Activity> {
+        if self.state.load(Ordering::Relaxed) == NO_LISTENERS {
+            return None;
+        }
+        self.create(name.into(), kind, options, true)
+    }
+
+    /// Creates an activity without starting it (call [`Activity::start`] later); the parent
+    /// is chosen at start unless given here.
+    pub fn create_activity(
+        &'static self,
+        name: impl Into<Cow<'static, str>>,
+        kind: ActivityKind,
+        options: ActivityStartOptions<'_>,
+    ) -> Option<Activity> {
+        if self.state.load(Ordering::Relaxed) == NO_LISTENERS {
+            return None;
+        }
+        self.create(name.into(), kind, options, false)
+    }
+
+    fn create(
+        &'static self,
+        name: Cow<'static, str>,
+        kind: ActivityKind,
+        options: ActivityStartOptions<'_>,
+        start: bool,
+    ) -> Option<Activity> {
+        if !self.has_listeners() {
+            return None;
+        }
+        let guard = self.listeners.load();
+        let listeners = guard.as_deref()?;
+        let ActivityStartOptions {
+            parent,
+            tags,
+            links,
+            start_time,
+            id_format,
+            trace_state,
+        } = options;
+
+        let mut result = ActivitySamplingResult::None;
+        let (remote, sampling_tags, sampled_trace_state, root_trace_id) = match parent {
+            ActivityParent::Id(id) => {
+                let context = parse_traceparent(id).ok().map(|(trace_id, span_id, flags)| {
+                    let ts = trace_state.and_then(|s| TraceState::parse(s).ok()).unwrap_or_default();
+                    ActivityContext::new(trace_id, span_id, flags, ts, true)
+                });
+                let by_id = ActivityCreationOptions::new(self, &name, kind, id, &tags, &links, id_format, None);
+                // For a hierarchical id, samplers without `sample_using_parent_id` decide as
+                // for a root, on the trace id derived from the id's root.
+                let derived = (hierarchical::derived_trace_id(id), false);
+                let by_context = ActivityCreationOptions::new(
+                    self,
+                    &name,
+                    kind,
+                    context.clone().unwrap_or_default(),
+                    &tags,
+                    &links,
+                    id_format,
+                    if context.is_some() { None } else { Some(derived) },
+                );
+                for listener in listeners {
+                    let r = match listener.sample_using_parent_id(&by_id) {
+                        Some(r) => r,
+                        None => listener.sample(&by_context),
+                    };
+                    result = result.max(r);
+                }
+                let (mut t1, ts1, _) = by_id.take_results();
+                let (t2, ts2, _) = by_context.take_results();
+                t1.extend(t2);
+                let remote = match context {
+                    Some(ctx) => RemoteParent::Context(ctx),
+                    None => RemoteParent::Id(id.into()),
+                };
+                (remote, t1, ts1.or(ts2), None)
+            }
+            ActivityParent::Context(ctx) if ctx.is_valid() => {
+                let opts = ActivityCreationOptions::new(self, &name, kind, ctx.clone(), &tags, &links, id_format, None);
+                for listener in listeners {
+                    result = result.max(listener.sample(&opts));
+                }
+                let (t, ts, _) = opts.take_results();
+                (RemoteParent::Context(ctx), t, ts, None)
+            }
+            ActivityParent::Root => {
+                let opts = ActivityCreationOptions::new(self, &name, kind, ActivityContext::default(), &tags, &links, id_format, None);
+                for listener in listeners {
+                    result = result.max(listener.sample(&opts));
+                }
+                let (t, ts, id) = opts.take_results();
+                (RemoteParent::Root, t, ts, id)
+            }
+            // The current activity (an invalid context means the same, as in .NET). A created
+            // but not started activity takes its parent at start; sampling sees today's.
+            ActivityParent::Current | ActivityParent::Context(_) => {
+                let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+                let opts = ActivityCreationOptions::new(self, &name, kind, parent_context, &tags, &links, id_format, None);
+                for listener in listeners {
+                    result = result.max(listener.sample(&opts));
+                }
+                let (t, ts, id) = opts.take_results();
+                (RemoteParent::Current, t, ts, id)
+            }
+        };
+        drop(guard);
+
+        if result == ActivitySamplingResult::None {
+            return None;
+        }
+        let mut tags = tags;
+        tags.extend(sampling_tags);
+        // As in .NET: a context parent's flags are taken over, and AllDataAndRecorded adds
+        // `recorded`; otherwise flags are inherited at start.
+        let recorded = result == ActivitySamplingResult::AllDataAndRecorded;
+        let flags = match &remote {
+            RemoteParent::Context(ctx) => Some(ctx.trace_flags.with_recorded(recorded || ctx.trace_flags.is_recorded())),
+            _ if recorded => Some(ActivityTraceFlags::RECORDED),
+            _ => None,
+        };
+        let activity = Activity::build(NewActivity {
+            source: self,
+            name,
+            kind,
+            parent: remote,
+            tags,
+            links,
+            start_time,
+            id_format,
+            flags,
+            all_data: result >= ActivitySamplingResult::AllData,
+            trace_state: sampled_trace_state,
+            root_trace_id,
+        });
+        if start {
+            activity.start_ref();
+        }
+        Some(activity)
+    }
+
+    pub(crate) fn notify_started(&self, activity: &Activity) {
+        if let Some(listeners) = self.listeners.load().as_deref() {
+            for listener in listeners {
+                listener.on_started(activity);
+            }
+        }
+    }
+
+    pub(crate) fn notify_stopped(&self, activity: &Activity) {
+        if let Some(listeners) = self.listeners.load().as_deref() {
+            for listener in listeners {
+                listener.on_stopped(activity);
+            }
+        }
+    }
+
+    pub(crate) fn notify_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
+        if let Some(listeners) = self.listeners.load().as_deref() {
+            for listener in listeners {
+                listener.on_exception(activity, error, tags);
+            }
+        }
+    }
+}
