@@ -1,0 +1,537 @@
+//! The Activity model through the public API: start/stop/current, ids, tags, baggage,
+//! trace state, sampling and listeners.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::Recorder;
+use skein::*;
+
+use ActivitySamplingResult::{AllData, AllDataAndRecorded, PropagationData};
+
+#[test]
+fn start_stop_current_and_restore() {
+    static S: ActivitySource = ActivitySource::new("model.current");
+    let rec = Recorder::new("model.current", AllDataAndRecorded);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+
+    assert!(Activity::current().is_none());
+    let a = S.start_activity("a", ActivityKind::Server).unwrap();
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+    let b = S.start_activity("b", ActivityKind::Internal).unwrap();
+    assert!(Activity::current().unwrap().ptr_eq(&b));
+    assert!(b.parent().unwrap().ptr_eq(&a));
+    assert_eq!(b.trace_id(), a.trace_id());
+    assert_eq!(b.parent_span_id(), a.span_id());
+    assert_eq!(b.parent_id(), a.id());
+    assert_eq!(b.root_id(), Some(a.trace_id().to_hex()));
+    assert!(!b.has_remote_parent());
+
+    drop(b);
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+    a.stop();
+    assert!(Activity::current().is_none());
+    a.stop(); // idempotent
+    drop(a);
+    assert_eq!(rec.stopped_names(), ["b", "a"]);
+    assert_eq!(rec.started.lock().unwrap().len(), 2);
+    // Listeners are notified at stop while the activity is still current.
+    assert_eq!(rec.current_at_stop.lock().unwrap().as_slice(), [true, true]);
+}
+
+#[test]
+fn out_of_order_stop_restores_the_saved_previous() {
+    static S: ActivitySource = ActivitySource::new("model.out_of_order");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.out_of_order", AllData));
+    let a = S.start_activity("a", ActivityKind::Internal).unwrap();
+    let b = S.start_activity("b", ActivityKind::Internal).unwrap();
+    // Stopping `a` first restores what was current before `a` (nothing), as .NET does.
+    a.stop();
+    assert!(Activity::current().is_none());
+    // Stopping `b` restores what was current before `b`: `a`.
+    b.stop();
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+    Activity::set_current(None);
+}
+
+#[test]
+fn clones_do_not_stop_and_drop_of_the_owner_does() {
+    static S: ActivitySource = ActivitySource::new("model.ownership");
+    let rec = Recorder::new("model.ownership", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    let a = S.start_activity("a", ActivityKind::Internal).unwrap();
+    let clone = a.clone();
+    drop(Activity::current());
+    drop(clone.clone());
+    assert!(!a.is_stopped());
+    drop(a);
+    assert!(clone.is_stopped());
+    assert!(clone.duration() > Duration::ZERO);
+    assert_eq!(rec.stopped.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn no_listener_means_no_activity_and_removal_detaches() {
+    static S: ActivitySource = ActivitySource::new("model.detach");
+    assert!(!S.has_listeners());
+    assert!(S.start_activity("x", ActivityKind::Internal).is_none());
+    let rec = Recorder::new("model.detach", AllData);
+    let reg = ActivitySource::add_activity_listener(rec.clone());
+    assert!(S.has_listeners());
+    drop(S.start_activity("x", ActivityKind::Internal));
+    drop(reg);
+    assert!(!S.has_listeners());
+    assert!(S.start_activity("y", ActivityKind::Internal).is_none());
+    assert_eq!(rec.stopped_names(), ["x"]);
+}
+
+#[test]
+fn listeners_can_come_and_go_from_many_threads() {
+    static S: ActivitySource = ActivitySource::new("model.threads");
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let rec = Recorder::new("model.threads", AllData);
+                    let reg = ActivitySource::add_activity_listener(rec.clone());
+                    let a = S.start_activity(format!("t{i}"), ActivityKind::Internal).unwrap();
+                    drop(a);
+                    drop(reg);
+                    assert!(rec.stopped_names().contains(&format!("t{i}")));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(!S.has_listeners());
+}
+
+#[test]
+fn sampling_is_the_maximum_over_listeners() {
+    static S: ActivitySource = ActivitySource::new("model.max");
+    let none = Recorder::new("model.max", ActivitySamplingResult::None);
+    let reg1 = ActivitySource::add_activity_listener(none.clone());
+    assert!(S.start_activity("dropped", ActivityKind::Internal).is_none());
+
+    let prop = Recorder::new("model.max", PropagationData);
+    let reg2 = ActivitySource::add_activity_listener(prop.clone());
+    let a = S.start_activity("propagation", ActivityKind::Internal).unwrap();
+    assert!(!a.is_all_data_requested());
+    assert!(!a.recorded());
+    drop(a);
+
+    let all = Recorder::new("model.max", AllData);
+    let reg3 = ActivitySource::add_activity_listener(all.clone());
+    let a = S.start_activity("all", ActivityKind::Internal).unwrap();
+    assert!(a.is_all_data_requested() && !a.recorded());
+    drop(a);
+
+    let rec = Recorder::new("model.max", AllDataAndRecorded);
+    let _reg4 = ActivitySource::add_activity_listener(rec.clone());
+    let a = S.start_activity("recorded", ActivityKind::Internal).unwrap();
+    assert!(a.is_all_data_requested() && a.recorded());
+    drop(a);
+
+    // Every attached listener was asked each time and told of every start and stop.
+    assert_eq!(none.sampled.lock().unwrap().len(), 4);
+    assert_eq!(none.stopped_names(), ["propagation", "all", "recorded"]);
+    assert_eq!(rec.stopped_names(), ["recorded"]);
+    drop((reg1, reg2, reg3));
+}
+
+#[test]
+fn samplers_see_parent_context_tags_and_can_add_tags() {
+    static S: ActivitySource = ActivitySource::new("model.sampler_view");
+    struct Tagging;
+    impl ActivityListener for Tagging {
+        fn should_listen_to(&self, s: &ActivitySource) -> bool {
+            s.name() == "model.sampler_view"
+        }
+        fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            assert_eq!(o.kind(), ActivityKind::Client);
+            if o.tags().iter().any(|t| t.key == "skip") {
+                return ActivitySamplingResult::None;
+            }
+            o.add_sampling_tag("sampler.rule", "all");
+            o.set_trace_state(TraceState::parse("skein=s1").unwrap());
+            ActivitySamplingResult::AllDataAndRecorded
+        }
+    }
+    let _reg = ActivitySource::add_activity_listener(Tagging);
+    let skip = ActivityStartOptions {
+        tags: vec![Tag::new("skip", true)],
+        ..Default::default()
+    };
+    assert!(S.start_activity_with("x", ActivityKind::Client, skip).is_none());
+    let a = S
+        .start_activity_with(
+            "y",
+            ActivityKind::Client,
+            ActivityStartOptions {
+                tags: vec![Tag::new("creation", 1)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let keys: Vec<_> = a.tags().into_iter().map(|t| t.key).collect();
+    assert_eq!(keys, ["creation", "sampler.rule"]);
+    assert_eq!(a.trace_state().header(), "skein=s1");
+}
+
+#[test]
+fn ratio_sampler_uses_the_trace_id_the_activity_gets() {
+    static S: ActivitySource = ActivitySource::new("model.ratio");
+    struct Ratio(TraceIdRatioSampler, std::sync::Mutex<Vec<(TraceId, bool)>>);
+    impl ActivityListener for Ratio {
+        fn should_listen_to(&self, s: &ActivitySource) -> bool {
+            s.name() == "model.ratio"
+        }
+        fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            let r = self.0.should_sample(o);
+            self.1.lock().unwrap().push((o.trace_id(), r == ActivitySamplingResult::AllDataAndRecorded));
+            r
+        }
+    }
+    let ratio = Arc::new(Ratio(TraceIdRatioSampler::new(0.5), Default::default()));
+    let _reg = ActivitySource::add_activity_listener(ratio.clone());
+    let mut sampled = 0;
+    for _ in 0..400 {
+        if let Some(a) = S.start_activity("r", ActivityKind::Internal) {
+            let (id, yes) = *ratio.1.lock().unwrap().last().unwrap();
+            assert!(yes);
+            assert_eq!(a.trace_id(), id, "the activity keeps the id the sampler decided on");
+            sampled += 1;
+        }
+    }
+    assert!((120..280).contains(&sampled), "{sampled}");
+}
+
+#[test]
+fn ratio_sampler_matches_opentelemetry() {
+    // OpenTelemetry: (low 8 bytes big-endian >> 1) < ratio * 2^63.
+    let s = TraceIdRatioSampler::new(0.25);
+    assert!(s.samples(TraceId::from_u128(0x0000_0000_0000_0000_1fff_ffff_ffff_fffe)));
+    assert!(!s.samples(TraceId::from_u128(0x0000_0000_0000_0000_4000_0000_0000_0000)));
+    assert!(s.samples(TraceId::from_u128(0xffff_ffff_ffff_ffff_0000_0000_0000_0001)));
+    assert!(TraceIdRatioSampler::new(1.0).samples(TraceId::from_u128(u128::MAX)));
+    assert!(!TraceIdRatioSampler::new(0.0).samples(TraceId::from_u128(1)));
+}
+
+#[test]
+fn parent_based_sampler_follows_the_parent() {
+    static S: ActivitySource = ActivitySource::new("model.parent_based");
+    struct Pb(ParentBasedSampler);
+    impl ActivityListener for Pb {
+        fn should_listen_to(&self, s: &ActivitySource) -> bool {
+            s.name() == "model.parent_based"
+        }
+        fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            self.0.should_sample(o)
+        }
+    }
+    let _reg = ActivitySource::add_activity_listener(Pb(ParentBasedSampler::new(AlwaysOffSampler)));
+    assert!(S.start_activity("root", ActivityKind::Server).is_none());
+    let recorded_parent = ActivityContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None).unwrap();
+    let a = S
+        .start_activity_with(
+            "child of sampled",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Context(recorded_parent),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(a.recorded() && a.is_all_data_requested() && a.has_remote_parent());
+    drop(a);
+    let a = S
+        .start_activity_with(
+            "child of unsampled",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+                ..Default::default()
+            },
+        )
+        .expect("kept for propagation");
+    assert!(!a.recorded() && !a.is_all_data_requested());
+    assert_eq!(a.trace_id().to_hex(), "0af7651916cd43dd8448eb211c80319c");
+}
+
+#[test]
+fn parent_id_string_uses_sample_using_parent_id_when_provided() {
+    static S: ActivitySource = ActivitySource::new("model.parent_id");
+    let rec = Recorder::new("model.parent_id", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    let w3c = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    // Not provided: `sample` is called with the parsed W3C context.
+    let a = S
+        .start_activity_with(
+            "w3c",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id(w3c),
+                trace_state: Some("congo=t61rcWkgMzE"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (_, seen) = rec.sampled.lock().unwrap().last().unwrap().clone();
+    assert_eq!(seen.traceparent(), w3c);
+    assert!(seen.is_remote);
+    assert_eq!(a.parent_id().as_deref(), Some(w3c));
+    assert_eq!(a.trace_state().header(), "congo=t61rcWkgMzE");
+    assert_eq!(a.parent_span_id().to_hex(), "b7ad6b7169203331");
+    assert!(a.recorded(), "the remote recorded flag is inherited");
+    assert!(a.has_remote_parent());
+    drop(a);
+
+    // Provided: it decides, and `sample` is not called.
+    *rec.by_parent_id.lock().unwrap() = Some(PropagationData);
+    let before = rec.sampled.lock().unwrap().len();
+    let a = S
+        .start_activity_with(
+            "hier",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("|abc.1."),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(rec.sampled.lock().unwrap().len(), before);
+    assert_eq!(rec.parent_ids_seen.lock().unwrap().as_slice(), ["|abc.1."]);
+    assert!(!a.is_all_data_requested());
+    assert_eq!(a.id_format(), ActivityIdFormat::Hierarchical);
+    let id = a.id().unwrap();
+    assert!(id.starts_with("|abc.1.") && id.ends_with('_'), "{id}");
+    assert_eq!(a.parent_id().as_deref(), Some("|abc.1."));
+    assert_eq!(a.root_id().as_deref(), Some("abc"));
+    assert!(a.has_remote_parent());
+    drop(a);
+
+    // A hierarchical id and no `sample_using_parent_id`: sampled as a root.
+    *rec.by_parent_id.lock().unwrap() = Option::None;
+    let a = S
+        .start_activity_with(
+            "hier2",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("|abc.2."),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (_, seen) = rec.sampled.lock().unwrap().last().unwrap().clone();
+    assert!(!seen.is_valid());
+    assert_eq!(a.trace_id(), skein::hierarchical::derived_trace_id("|abc.2."));
+}
+
+#[test]
+fn explicit_root_ignores_the_current_activity() {
+    static S: ActivitySource = ActivitySource::new("model.root");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.root", AllData));
+    let outer = S.start_activity("outer", ActivityKind::Internal).unwrap();
+    let root = S
+        .start_activity_with(
+            "connection_setup",
+            ActivityKind::Internal,
+            ActivityStartOptions {
+                parent: ActivityParent::Root,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(root.parent().is_none());
+    assert_ne!(root.trace_id(), outer.trace_id());
+    assert_eq!(root.parent_span_id(), SpanId::INVALID);
+    drop(root);
+    assert!(Activity::current().unwrap().ptr_eq(&outer));
+}
+
+#[test]
+fn create_activity_does_not_start_and_takes_the_parent_at_start() {
+    static S: ActivitySource = ActivitySource::new("model.create");
+    let rec = Recorder::new("model.create", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    let created = S
+        .create_activity("later", ActivityKind::Producer, ActivityStartOptions::default())
+        .unwrap();
+    assert!(created.id().is_none());
+    assert!(Activity::current().is_none());
+    assert!(rec.started.lock().unwrap().is_empty());
+    let parent = S.start_activity("parent", ActivityKind::Internal).unwrap();
+    let started = created.start();
+    assert!(started.parent().unwrap().ptr_eq(&parent));
+    assert_eq!(started.kind(), ActivityKind::Producer);
+    assert_eq!(rec.started.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn explicit_times_and_duration() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let a = Activity::new("timed");
+    a.set_start_time(start);
+    let a = a.start();
+    assert_eq!(a.start_time(), start);
+    a.set_end_time(start + Duration::from_millis(250));
+    a.stop();
+    assert_eq!(a.duration(), Duration::from_millis(250));
+    assert_eq!(a.end_time(), Some(start + Duration::from_millis(250)));
+}
+
+#[test]
+fn tag_semantics() {
+    let a = Activity::new("tags");
+    a.add_tag("s", "x").add_tag("i", 1i64).add_tag("b", true).add_tag("f", 1.5).add_tag("i", 2);
+    a.add_tag("arr", vec![1i64, 2, 3]);
+    assert_eq!(a.tag("i"), Some(TagValue::I64(1)), "first match wins");
+    a.set_tag("i", 10);
+    let values: Vec<String> = a.tags().iter().filter(|t| t.key == "i").map(|t| t.value.to_string()).collect();
+    assert_eq!(values, ["10", "2"], "set replaces the first match only");
+    a.set_tag("new", "appended");
+    assert_eq!(a.tags().last().unwrap().key, "new");
+    a.set_tag("s", None::<&str>);
+    assert!(a.tag("s").is_none());
+    a.remove_tag("i");
+    assert_eq!(a.tag("i"), Some(TagValue::I64(2)));
+    let keys: Vec<_> = a.tags().into_iter().map(|t| t.key.into_owned()).collect();
+    assert_eq!(keys, ["b", "f", "i", "arr", "new"], "insertion order is kept");
+}
+
+#[test]
+fn status_description_only_for_error() {
+    let a = Activity::new("status");
+    a.set_status(ActivityStatusCode::Ok, Some("ignored"));
+    assert_eq!(a.status(), ActivityStatusCode::Ok);
+    assert_eq!(a.status_description(), Option::None);
+    a.set_status(ActivityStatusCode::Error, Some("boom"));
+    assert_eq!(a.status_description().as_deref(), Some("boom"));
+}
+
+#[test]
+fn display_name_defaults_to_operation_name() {
+    let a = Activity::new("GET");
+    assert_eq!(a.display_name(), "GET");
+    a.set_display_name("GET /orders/{id}");
+    assert_eq!(a.display_name(), "GET /orders/{id}");
+    assert_eq!(a.operation_name(), "GET");
+}
+
+#[test]
+fn events_links_and_exceptions() {
+    static S: ActivitySource = ActivitySource::new("model.exceptions");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.exceptions", AllData));
+    let a = S.start_activity("op", ActivityKind::Internal).unwrap();
+    a.add_event(ActivityEvent::new("cache miss").with_tags([Tag::new("key", "k1")]));
+    let ctx = ActivityContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None).unwrap();
+    a.add_link(ActivityLink::new(ctx.clone()).with_tags([Tag::new("link.kind", "conn")]));
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("payment failed")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let err = Outer(std::io::Error::other("connection reset"));
+    a.add_exception(&err);
+    let boxed: Box<dyn std::error::Error> = Box::new(std::io::Error::other("dyn"));
+    a.add_exception(boxed.as_ref());
+
+    let events = a.events();
+    assert_eq!(events[0].name, "cache miss");
+    let ex = &events[1];
+    assert_eq!(ex.name, "exception");
+    let get = |k: &str| ex.tags.iter().find(|t| t.key == k).unwrap().value.to_string();
+    assert!(get("exception.type").ends_with("Outer"));
+    assert_eq!(get("exception.message"), "payment failed");
+    assert!(get("exception.stacktrace").contains("Caused by: connection reset"));
+    assert_eq!(get("recorder.saw"), "payment failed", "the listener's exception recorder ran");
+    assert_eq!(events[2].tags[0].value.to_string(), "core::error::Error");
+    assert_eq!(a.links()[0].context, ctx);
+}
+
+#[test]
+fn baggage_prepends_and_walks_parents() {
+    let parent = Activity::new("parent").start();
+    parent.add_baggage("a", "1").add_baggage("b", "2");
+    let child = Activity::new("child").start();
+    child.add_baggage("a", "child");
+    assert_eq!(child.baggage_item("a").as_deref(), Some("child"));
+    assert_eq!(child.baggage_item("b").as_deref(), Some("2"));
+    let all: Vec<_> = child.baggage().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(all, ["a=child", "b=2", "a=1"]);
+    child.set_baggage("a", None::<&str>);
+    assert_eq!(child.baggage_item("a").as_deref(), Some("1"));
+    child.set_baggage("c", Some("3"));
+    child.set_baggage("c", Some("4"));
+    assert_eq!(child.baggage().iter().filter(|(k, _)| k == "c").count(), 1);
+    drop(child);
+    drop(parent);
+}
+
+#[test]
+fn trace_state_is_inherited_unless_set_locally() {
+    let parent = Activity::new("parent");
+    parent.set_parent_context(
+        ActivityContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Some("a=1")).unwrap(),
+    );
+    let parent = parent.start();
+    assert_eq!(parent.trace_state().header(), "a=1");
+    let child = Activity::new("child").start();
+    assert_eq!(child.trace_state().header(), "a=1");
+    child.set_trace_state(TraceState::parse("b=2").unwrap());
+    let grandchild = Activity::new("grandchild").start();
+    assert_eq!(grandchild.trace_state().header(), "b=2");
+    assert_eq!(parent.trace_state().header(), "a=1");
+}
+
+#[test]
+fn custom_properties() {
+    let a = Activity::new("props");
+    a.set_custom_property("request", Some(Arc::new(String::from("GET /"))));
+    let v = a.custom_property("request").unwrap();
+    assert_eq!(v.downcast_ref::<String>().unwrap(), "GET /");
+    a.set_custom_property("request", Option::None);
+    assert!(a.custom_property("request").is_none());
+}
+
+#[test]
+fn hierarchical_activities_from_a_source() {
+    static S: ActivitySource = ActivitySource::new("model.hier");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.hier", AllDataAndRecorded));
+    let root = S
+        .start_activity_with(
+            "root",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                id_format: ActivityIdFormat::Hierarchical,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let root_id = root.id().unwrap();
+    assert!(root_id.starts_with('|') && root_id.ends_with('.'));
+    let c1 = S.start_activity("c1", ActivityKind::Internal).unwrap();
+    assert_eq!(c1.id_format(), ActivityIdFormat::Hierarchical, "children follow the parent's format");
+    assert_eq!(c1.id().unwrap(), format!("{root_id}1."));
+    drop(c1);
+    let c2 = S.start_activity("c2", ActivityKind::Internal).unwrap();
+    assert_eq!(c2.id().unwrap(), format!("{root_id}2."));
+    assert_eq!(c2.parent_id(), Some(root_id.clone()));
+    // Export ids: one trace, children point at the parent's span id.
+    assert_eq!(c2.trace_id(), root.trace_id());
+    assert_eq!(c2.parent_span_id(), root.span_id());
+    assert!(c2.recorded());
+}
