@@ -204,7 +204,8 @@ pub fn parse_correlation_context(header: &str) -> Vec<(String, String)> {
 
 /// Formats key/value pairs as a `Correlation-Context` header (keys percent-encoded too).
 pub fn format_correlation_context<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    format_list(items, |k| (!k.is_empty()).then(|| percent_encode(k)))
+    // `=` is a plain baggage octet, but in a key it would end the key early.
+    format_list(items, |k| (!k.is_empty()).then(|| percent_encode(k).replace('=', "%3D")))
 }
 
 #[cfg(test)]
