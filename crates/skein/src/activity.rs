@@ -4,7 +4,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{from_unix_nanos, now_unix_nanos, to_unix_nanos};
@@ -13,8 +13,11 @@ use crate::current;
 use crate::hierarchical;
 use crate::id::{new_trace_id, ActivityTraceFlags, SpanId, TraceId};
 use crate::source::ActivitySource;
+use crate::sync::{SetOnce, SpinGuard, SpinLock};
 use crate::tag::{IntoTagValue, Tag, TagValue};
 use crate::trace_state::TraceState;
+
+use smallvec::SmallVec;
 
 /// What role an activity plays (OpenTelemetry span kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -164,12 +167,55 @@ pub(crate) struct Inner {
     source: &'static ActivitySource,
     operation_name: Cow<'static, str>,
     kind: ActivityKind,
-    started: OnceLock<Started>,
+    started: SetOnce<Started>,
     flags: AtomicU8,
     all_data: AtomicBool,
     has_local_trace_state: AtomicBool,
     child_counter: AtomicU64,
-    state: Mutex<ActivityData>,
+    state: SpinLock<ActivityData>,
+}
+
+impl Inner {
+    fn new(new: NewActivity, started: SetOnce<Started>, flags: u8, previous: Option<Activity>) -> Inner {
+        let parent_flags = match &new.parent {
+            RemoteParent::Context(ctx) => ctx.trace_flags,
+            _ => ActivityTraceFlags::NONE,
+        };
+        let start = match (new.start_time, started.get().is_some()) {
+            (Some(t), _) => to_unix_nanos(t),
+            (None, true) => now_unix_nanos(),
+            (None, false) => 0,
+        };
+        Inner {
+            source: new.source,
+            operation_name: new.name,
+            kind: new.kind,
+            started,
+            flags: AtomicU8::new(flags),
+            all_data: AtomicBool::new(new.all_data),
+            has_local_trace_state: AtomicBool::new(new.trace_state.is_some()),
+            child_counter: AtomicU64::new(0),
+            state: SpinLock::new(ActivityData {
+                display_name: None,
+                status: ActivityStatusCode::Unset,
+                status_description: None,
+                tags: SmallVec::from_vec(new.tags),
+                events: SmallVec::new(),
+                links: new.links,
+                baggage: Vec::new(),
+                trace_state: new.trace_state,
+                custom_properties: Vec::new(),
+                start,
+                end: 0,
+                stopped: false,
+                remote_parent: new.parent,
+                parent_flags,
+                requested_format: new.id_format,
+                root_trace_id: new.root_trace_id,
+                previous,
+            }),
+        }
+    }
 }
 
 /// The mutable data of an activity: read it all at once with [`Activity::with_data`]
@@ -178,8 +224,9 @@ pub struct ActivityData {
     display_name: Option<Cow<'static, str>>,
     status: ActivityStatusCode,
     status_description: Option<Cow<'static, str>>,
-    tags: Vec<Tag>,
-    events: Vec<ActivityEvent>,
+    // Inline room for the common case keeps a typical activity to one allocation.
+    tags: SmallVec<[Tag; 4]>,
+    events: SmallVec<[ActivityEvent; 1]>,
     links: Vec<ActivityLink>,
     /// Local baggage, oldest first (lookups walk it backwards: `add_baggage` prepends).
     baggage: Vec<(Cow<'static, str>, Cow<'static, str>)>,
@@ -357,52 +404,49 @@ impl Activity {
         })
     }
 
+    /// A not yet started activity.
     pub(crate) fn build(new: NewActivity) -> Activity {
+        let preset = new.flags.map_or(0, |f| f.bits() | FLAGS_SET);
+        Activity {
+            inner: Arc::new(Inner::new(new, SetOnce::empty(), preset, None)),
+            owner: true,
+        }
+    }
+
+    /// Builds and starts an activity in one go (the source's hot path): the ids are made
+    /// before the allocation, so the activity is complete when it is published.
+    pub(crate) fn build_started(mut new: NewActivity) -> Activity {
+        let previous = current::take();
         let parent_flags = match &new.parent {
             RemoteParent::Context(ctx) => ctx.trace_flags,
             _ => ActivityTraceFlags::NONE,
         };
-        let flags = new.flags.unwrap_or(ActivityTraceFlags::NONE);
-        let has_local_trace_state = new.trace_state.is_some();
-        let inner = Inner {
-            source: new.source,
-            operation_name: new.name,
-            kind: new.kind,
-            started: OnceLock::new(),
-            flags: AtomicU8::new(if new.flags.is_some() { flags.bits() | FLAGS_SET } else { 0 }),
-            all_data: AtomicBool::new(new.all_data),
-            has_local_trace_state: AtomicBool::new(has_local_trace_state),
-            child_counter: AtomicU64::new(0),
-            state: Mutex::new(ActivityData {
-                display_name: None,
-                status: ActivityStatusCode::Unset,
-                status_description: None,
-                tags: new.tags,
-                events: Vec::new(),
-                links: new.links,
-                baggage: Vec::new(),
-                trace_state: new.trace_state,
-                custom_properties: Vec::new(),
-                start: new.start_time.map_or(0, to_unix_nanos),
-                end: 0,
-                stopped: false,
-                remote_parent: new.parent,
-                parent_flags,
-                requested_format: new.id_format,
-                root_trace_id: new.root_trace_id,
-                previous: None,
-            }),
-        };
+        let (started, flags) = compute_start(
+            &previous,
+            &new.parent,
+            new.id_format,
+            parent_flags,
+            new.root_trace_id.take(),
+            new.flags,
+        );
+        let source = new.source;
         let activity = Activity {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::new(
+                new,
+                SetOnce::with(started),
+                flags.bits() | FLAGS_SET,
+                previous,
+            )),
             owner: true,
         };
+        current::set(Some(activity.clone()));
+        source.notify_started(&activity);
         activity
     }
 
-    fn data(&self) -> MutexGuard<'_, ActivityData> {
-        // A listener that panicked while holding the lock leaves consistent data behind.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    #[inline]
+    fn data(&self) -> SpinGuard<'_, ActivityData> {
+        self.inner.state.lock()
     }
 
     /// Reads all mutable data under one lock.
@@ -561,7 +605,9 @@ impl Activity {
 
     /// Replaces the W3C trace flags.
     pub fn set_trace_flags(&self, flags: ActivityTraceFlags) -> &Self {
-        self.inner.flags.store(flags.bits() & !FLAGS_SET | FLAGS_SET, Ordering::Relaxed);
+        self.inner
+            .flags
+            .store(flags.bits() & !FLAGS_SET | FLAGS_SET, Ordering::Relaxed);
         self
     }
 
@@ -685,7 +731,7 @@ impl Activity {
 
     /// All tags, in insertion order.
     pub fn tags(&self) -> Vec<Tag> {
-        self.data().tags.clone()
+        self.data().tags.to_vec()
     }
 
     // ---- events, links, exceptions --------------------------------------------------------
@@ -698,7 +744,7 @@ impl Activity {
 
     /// The events, in insertion order.
     pub fn events(&self) -> Vec<ActivityEvent> {
-        self.data().events.clone()
+        self.data().events.to_vec()
     }
 
     /// Adds a link (e.g. to the connection a request used, once it is known).
@@ -744,7 +790,7 @@ impl Activity {
         }
         let backtrace = std::backtrace::Backtrace::capture();
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            stacktrace.push_str("\n");
+            stacktrace.push('\n');
             stacktrace.push_str(&backtrace.to_string());
         }
         let mut tags = vec![
@@ -788,7 +834,14 @@ impl Activity {
         let mut out = Vec::new();
         let mut next = Some(self.clone());
         while let Some(activity) = next {
-            out.extend(activity.data().baggage.iter().rev().map(|(k, v)| (k.to_string(), v.to_string())));
+            out.extend(
+                activity
+                    .data()
+                    .baggage
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
             next = activity.parent();
         }
         out
@@ -810,7 +863,11 @@ impl Activity {
 
     /// Attaches any value under `name` (`None` removes it); listeners and enrichment hooks use
     /// this to pass objects along with the activity.
-    pub fn set_custom_property(&self, name: impl Into<Cow<'static, str>>, value: Option<Arc<dyn Any + Send + Sync>>) -> &Self {
+    pub fn set_custom_property(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> &Self {
         let name = name.into();
         let mut data = self.data();
         let pos = data.custom_properties.iter().position(|(k, _)| *k == name);
@@ -885,14 +942,14 @@ impl Activity {
 
     /// Sets the current activity and returns the one it replaces (.NET `Activity.Current = x`).
     /// Prefer [`Activity::enter`], which restores the previous one for you.
-    pub fn set_current(activity: Option<Activity>) -> Option<Activity> {
-        current::replace(activity.map(|a| a.clone()))
+    pub fn set_current(activity: Option<&Activity>) -> Option<Activity> {
+        current::replace(activity.cloned())
     }
 
     /// Makes this activity current until the guard is dropped (e.g. at the top of a thread
     /// the activity was handed to).
     pub fn enter(&self) -> current::CurrentGuard {
-        current::CurrentGuard::new(Some(self.clone()))
+        current::CurrentGuard::new(Some(self))
     }
 
     // ---- default id format ------------------------------------------------------------------
@@ -943,89 +1000,10 @@ impl Activity {
                 data.root_trace_id.take(),
             )
         };
-        let parent = match remote {
-            RemoteParent::Current => previous.clone(),
-            _ => None,
-        };
-
-        let format = if requested != ActivityIdFormat::Unknown {
-            requested
-        } else if Activity::force_default_id_format() {
-            Activity::default_id_format()
-        } else if let Some(p) = &parent {
-            p.id_format()
-        } else {
-            match &remote {
-                RemoteParent::Context(ctx) if ctx.is_valid() => ActivityIdFormat::W3C,
-                RemoteParent::Id(id) if looks_like_w3c_id(id) => ActivityIdFormat::W3C,
-                RemoteParent::Id(_) => ActivityIdFormat::Hierarchical,
-                _ => Activity::default_id_format(),
-            }
-        };
-
-        let (trace_id, parent_span_id, random_root) = match (&parent, &remote) {
-            (Some(p), _) => (p.trace_id(), p.span_id(), false),
-            (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
-            (None, RemoteParent::Id(id)) => (
-                hierarchical::derived_trace_id(id),
-                hierarchical::derived_span_id(id),
-                false,
-            ),
-            _ => {
-                let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
-                (id, SpanId::INVALID, random)
-            }
-        };
-
-        // Flags: the sampler's (or caller's) choice made before start, else the parent's. The
-        // level-2 random bit always follows how the trace id was made.
-        let inherited = match (&parent, &remote) {
-            (Some(p), _) => p.trace_flags(),
-            (None, RemoteParent::Context(ctx)) if ctx.is_valid() => parent_flags,
-            _ => ActivityTraceFlags::NONE,
-        } & ActivityTraceFlags::KNOWN;
         let preset = self.inner.flags.load(Ordering::Relaxed);
-        let mut flags = if preset & FLAGS_SET != 0 {
-            ActivityTraceFlags::from_bits(preset) & ActivityTraceFlags::KNOWN
-        } else {
-            inherited
-        };
-        if random_root || inherited.is_random() {
-            flags |= ActivityTraceFlags::RANDOM;
-        }
+        let preset = (preset & FLAGS_SET != 0).then(|| ActivityTraceFlags::from_bits(preset & !FLAGS_SET));
+        let (started, flags) = compute_start(&previous, &remote, requested, parent_flags, root_trace_id, preset);
         self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
-
-        let (hierarchical_id, span_id) = match format {
-            ActivityIdFormat::Hierarchical => {
-                let id = match (&parent, &remote) {
-                    (Some(p), _) => {
-                        let n = p.inner.child_counter.fetch_add(1, Ordering::Relaxed) + 1;
-                        hierarchical::child_id(&p.id().unwrap_or_default(), n)
-                    }
-                    (None, RemoteParent::Id(id)) => hierarchical::external_child_id(id),
-                    (None, RemoteParent::Context(ctx)) if ctx.is_valid() => {
-                        hierarchical::external_child_id(&format_traceparent(ctx.trace_id, ctx.span_id, parent_flags))
-                    }
-                    _ => hierarchical::root_id(),
-                };
-                let span_id = hierarchical::derived_span_id(&id);
-                (Some(id.into_boxed_str()), span_id)
-            }
-            _ => (None, SpanId::random()),
-        };
-        // A hierarchical root's trace id comes from its own root id, so other processes that
-        // receive it derive the same one.
-        let trace_id = match (&hierarchical_id, &parent, &remote) {
-            (Some(id), None, RemoteParent::Current | RemoteParent::Root) => hierarchical::derived_trace_id(id),
-            _ => trace_id,
-        };
-
-        let inherited_trace_state = match (&parent, &remote) {
-            (Some(p), _) => p.trace_state(),
-            (None, RemoteParent::Context(ctx)) => ctx.trace_state.clone(),
-            _ => TraceState::EMPTY,
-        };
-
         {
             let mut data = self.data();
             if data.start == 0 {
@@ -1033,15 +1011,7 @@ impl Activity {
             }
             data.previous = previous;
         }
-        let _ = self.inner.started.set(Started {
-            format,
-            trace_id,
-            span_id,
-            parent_span_id,
-            parent,
-            hierarchical_id,
-            inherited_trace_state,
-        });
+        let _ = self.inner.started.set(started);
         current::set(Some(self.clone()));
         self.inner.source.notify_started(self);
     }
@@ -1076,3 +1046,102 @@ impl Activity {
     }
 }
 
+/// Chooses the id format and makes the ids of an activity starting now, with `previous` the
+/// current activity (its parent unless a remote parent was given). Returns the fixed start
+/// data and the trace flags.
+fn compute_start(
+    previous: &Option<Activity>,
+    remote: &RemoteParent,
+    requested: ActivityIdFormat,
+    parent_flags: ActivityTraceFlags,
+    root_trace_id: Option<(TraceId, bool)>,
+    preset: Option<ActivityTraceFlags>,
+) -> (Started, ActivityTraceFlags) {
+    let parent = match remote {
+        RemoteParent::Current => previous.clone(),
+        _ => None,
+    };
+
+    let format = if requested != ActivityIdFormat::Unknown {
+        requested
+    } else if Activity::force_default_id_format() {
+        Activity::default_id_format()
+    } else if let Some(p) = &parent {
+        p.id_format()
+    } else {
+        match remote {
+            RemoteParent::Context(ctx) if ctx.is_valid() => ActivityIdFormat::W3C,
+            RemoteParent::Id(id) if looks_like_w3c_id(id) => ActivityIdFormat::W3C,
+            RemoteParent::Id(_) => ActivityIdFormat::Hierarchical,
+            _ => Activity::default_id_format(),
+        }
+    };
+
+    let (trace_id, parent_span_id, random_root) = match (&parent, remote) {
+        (Some(p), _) => (p.trace_id(), p.span_id(), false),
+        (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
+        (None, RemoteParent::Id(id)) => (
+            hierarchical::derived_trace_id(id),
+            hierarchical::derived_span_id(id),
+            false,
+        ),
+        _ => {
+            let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
+            (id, SpanId::INVALID, random)
+        }
+    };
+
+    // Flags: the sampler's (or caller's) choice made before start, else the parent's. The
+    // level-2 random bit always follows how the trace id was made.
+    let inherited = match (&parent, remote) {
+        (Some(p), _) => p.trace_flags(),
+        (None, RemoteParent::Context(ctx)) if ctx.is_valid() => parent_flags,
+        _ => ActivityTraceFlags::NONE,
+    } & ActivityTraceFlags::KNOWN;
+    let mut flags = preset.map_or(inherited, |p| p & ActivityTraceFlags::KNOWN);
+    if random_root || inherited.is_random() {
+        flags |= ActivityTraceFlags::RANDOM;
+    }
+
+    let (hierarchical_id, span_id) = match format {
+        ActivityIdFormat::Hierarchical => {
+            let id = match (&parent, remote) {
+                (Some(p), _) => {
+                    let n = p.inner.child_counter.fetch_add(1, Ordering::Relaxed) + 1;
+                    hierarchical::child_id(&p.id().unwrap_or_default(), n)
+                }
+                (None, RemoteParent::Id(id)) => hierarchical::external_child_id(id),
+                (None, RemoteParent::Context(ctx)) if ctx.is_valid() => {
+                    hierarchical::external_child_id(&format_traceparent(ctx.trace_id, ctx.span_id, parent_flags))
+                }
+                _ => hierarchical::root_id(),
+            };
+            let span_id = hierarchical::derived_span_id(&id);
+            (Some(id.into_boxed_str()), span_id)
+        }
+        _ => (None, SpanId::random()),
+    };
+    // A hierarchical root's trace id comes from its own root id, so other processes that
+    // receive it derive the same one.
+    let trace_id = match (&hierarchical_id, &parent, remote) {
+        (Some(id), None, RemoteParent::Current | RemoteParent::Root) => hierarchical::derived_trace_id(id),
+        _ => trace_id,
+    };
+
+    let inherited_trace_state = match (&parent, remote) {
+        (Some(p), _) => p.trace_state(),
+        (None, RemoteParent::Context(ctx)) => ctx.trace_state.clone(),
+        _ => TraceState::EMPTY,
+    };
+
+    let started = Started {
+        format,
+        trace_id,
+        span_id,
+        parent_span_id,
+        parent,
+        hierarchical_id,
+        inherited_trace_state,
+    };
+    (started, flags)
+}

@@ -63,9 +63,7 @@ impl ActivityContext {
     /// all-zero ids are rejected. An invalid `tracestate` is dropped; the parent is kept.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<Self, ParseError> {
         let (trace_id, span_id, flags) = parse_traceparent(traceparent)?;
-        let trace_state = tracestate
-            .and_then(|s| TraceState::parse(s).ok())
-            .unwrap_or_default();
+        let trace_state = tracestate.and_then(|s| TraceState::parse(s).ok()).unwrap_or_default();
         Ok(ActivityContext::new(trace_id, span_id, flags, trace_state, true))
     }
 

@@ -71,10 +71,10 @@ pub struct CurrentGuard {
 }
 
 impl CurrentGuard {
-    /// Makes `activity` current (a reference: the guard never stops it).
-    pub fn new(activity: Option<Activity>) -> Self {
+    /// Makes `activity` current (the guard never stops it).
+    pub fn new(activity: Option<&Activity>) -> Self {
         CurrentGuard {
-            previous: replace(activity.map(|a| a.clone())),
+            previous: replace(activity.cloned()),
             _not_send: std::marker::PhantomData,
         }
     }
@@ -100,7 +100,7 @@ impl Drop for CurrentGuard {
 pub fn with_current<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> R {
     let captured = get();
     move || {
-        let _guard = CurrentGuard::new(captured);
+        let _guard = CurrentGuard::new(captured.as_ref());
         f()
     }
 }
@@ -136,13 +136,13 @@ pub trait FutureExt: Future + Sized {
                 set(a.saved_previous());
             }
         }
-        let slot = activity.as_ref().map(Clone::clone);
+        let slot = activity.clone(); // references; `activity` keeps ownership
         WithActivity::new(self, slot, activity)
     }
 
     /// Runs the future with `activity` current without taking ownership (it is not stopped).
-    fn with_activity(self, activity: Option<Activity>) -> WithActivity<Self> {
-        WithActivity::new(self, activity.map(|a| a.clone()), None)
+    fn with_activity(self, activity: Option<&Activity>) -> WithActivity<Self> {
+        WithActivity::new(self, activity.cloned(), None)
     }
 }
 

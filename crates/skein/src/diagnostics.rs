@@ -185,7 +185,9 @@ impl DiagnosticListener {
 
 /// Calls `observer` with every existing publisher and every one created later, until the
 /// returned subscription is dropped (.NET `DiagnosticListener.AllListeners.Subscribe`).
-pub fn subscribe_all_listeners(observer: impl Fn(&Arc<DiagnosticListener>) + Send + Sync + 'static) -> DiagnosticSubscription {
+pub fn subscribe_all_listeners(
+    observer: impl Fn(&Arc<DiagnosticListener>) + Send + Sync + 'static,
+) -> DiagnosticSubscription {
     let observer: AllObserver = Arc::new(observer);
     let existing: Vec<Arc<DiagnosticListener>> = {
         let mut all = all();
@@ -229,7 +231,10 @@ mod tests {
             }
         });
         let late = DiagnosticListener::new("test.replay.late");
-        assert_eq!(seen.lock().unwrap().as_slice(), ["test.replay.early", "test.replay.late"]);
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            ["test.replay.early", "test.replay.late"]
+        );
         assert!(early.is_enabled_for("Op.Start") && !early.is_enabled_for("Other"));
         let a = late.start_activity(Activity::new("Op"), &());
         late.write("Other", &());

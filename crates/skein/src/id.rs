@@ -334,10 +334,7 @@ pub fn set_trace_id_generator(generator: Option<Box<dyn Fn() -> TraceId + Send +
 #[inline]
 pub(crate) fn new_trace_id() -> (TraceId, bool) {
     if HAS_GENERATOR.load(Ordering::Acquire) {
-        let generator = GENERATOR
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let generator = GENERATOR.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(generator) = generator {
             let id = generator();
             if id.is_valid() {

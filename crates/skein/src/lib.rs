@@ -44,6 +44,7 @@ mod listener;
 pub mod propagation;
 pub mod sampler;
 mod source;
+mod sync;
 mod tag;
 mod trace_state;
 
@@ -54,7 +55,7 @@ pub use context::ActivityContext;
 pub use current::{with_current, CurrentGuard, FutureExt, WithActivity};
 pub use id::{set_trace_id_generator, ActivityTraceFlags, ParseError, SpanId, TraceId};
 pub use listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
+pub use sampler::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 pub use source::{ActivityParent, ActivitySource, ActivityStartOptions, ListenerRegistration};
 pub use tag::{IntoTagValue, Tag, TagValue};
-pub use sampler::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 pub use trace_state::TraceState;

@@ -1,10 +1,10 @@
 //! `ActivitySource`: named producers of activities, and the registry that attaches listeners.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -18,6 +18,28 @@ use crate::id::ActivityTraceFlags;
 use crate::listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
 use crate::tag::Tag;
 use crate::trace_state::TraceState;
+
+/// Bumped whenever any source's listener set changes; threads' caches check it.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
+
+/// Each thread's copy of the listener sets it uses, by source index. Reading it costs no
+/// atomic read-modify-write (unlike a shared `Arc` or `ArcSwap` load), which is what keeps a
+/// declined activity at a few nanoseconds. A stale copy is never used (the generation
+/// moved), but it is only released when the thread next starts an activity.
+struct ListenerCache {
+    generation: u64,
+    sets: Vec<Option<Arc<ListenerSet>>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<ListenerCache> = const {
+        RefCell::new(ListenerCache {
+            generation: 0,
+            sets: Vec::new(),
+        })
+    };
+}
 
 const UNREGISTERED: u8 = 0;
 const NO_LISTENERS: u8 = 1;
@@ -47,6 +69,8 @@ pub struct ActivitySource {
     version: Option<&'static str>,
     tags: &'static [Tag],
     state: AtomicU8,
+    /// Position in the threads' listener caches, assigned at registration.
+    index: AtomicU32,
     listeners: ArcSwapOption<ListenerSet>,
 }
 
@@ -165,6 +189,7 @@ impl ActivitySource {
             version: None,
             tags: &[],
             state: AtomicU8::new(UNREGISTERED),
+            index: AtomicU32::new(u32::MAX),
             listeners: ArcSwapOption::const_empty(),
         }
     }
@@ -197,6 +222,7 @@ impl ActivitySource {
             version: version.map(|v| &*Box::leak(v.into())),
             tags: Box::leak(tags.into_boxed_slice()),
             state: AtomicU8::new(UNREGISTERED),
+            index: AtomicU32::new(u32::MAX),
             listeners: ArcSwapOption::const_empty(),
         }));
         source.register();
@@ -256,6 +282,7 @@ impl ActivitySource {
         change(&mut set);
         let has = !set.is_empty();
         self.listeners.store(has.then(|| Arc::new(set)));
+        GENERATION.fetch_add(1, Ordering::AcqRel);
         self.state
             .store(if has { HAS_LISTENERS } else { NO_LISTENERS }, Ordering::Release);
     }
@@ -268,6 +295,8 @@ impl ActivitySource {
         }
         let mut reg = registry();
         if self.state.load(Ordering::Acquire) == UNREGISTERED {
+            self.index
+                .store(NEXT_INDEX.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
             reg.sources.push(self);
             let _callbacks = RegistryCallbacks::enter();
             let wanted: ListenerSet = reg
@@ -281,6 +310,41 @@ impl ActivitySource {
         self.state.load(Ordering::Acquire) == HAS_LISTENERS
     }
 
+    /// Runs `f` with this source's listeners (`None` if there are none).
+    #[inline]
+    fn with_listeners<R>(&'static self, f: impl FnOnce(&[Arc<dyn ActivityListener>]) -> R) -> Option<R> {
+        let generation = GENERATION.load(Ordering::Acquire);
+        let index = self.index.load(Ordering::Relaxed) as usize;
+        // Take the set out while it is used, so a callback that starts an activity of the same
+        // source (re-entrance) cannot disturb it.
+        let cached = CACHE
+            .try_with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.generation != generation {
+                    cache.sets.clear();
+                    cache.generation = generation;
+                }
+                cache.sets.get_mut(index).and_then(Option::take)
+            })
+            .ok()
+            .flatten();
+        let set = match cached {
+            Some(set) => set,
+            None => self.listeners.load_full()?,
+        };
+        let result = f(&set);
+        let _ = CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.generation == generation && index != u32::MAX as usize {
+                if cache.sets.len() <= index {
+                    cache.sets.resize(index + 1, None);
+                }
+                cache.sets[index] = Some(set);
+            }
+        });
+        Some(result)
+    }
+
     /// Starts an activity whose parent is the current activity. Returns `None` when no
     /// listener wants it. Drop the returned activity (or call `stop`) to end it.
     #[inline]
@@ -288,7 +352,49 @@ impl ActivitySource {
         if self.state.load(Ordering::Relaxed) == NO_LISTENERS {
             return None;
         }
-        self.create(name.into(), kind, ActivityStartOptions::default(), true)
+        self.start_under_current(name.into(), kind)
+    }
+
+    /// The common case kept small: sample with the current activity as parent, and only build
+    /// when some listener wants the activity.
+    fn start_under_current(&'static self, name: Cow<'static, str>, kind: ActivityKind) -> Option<Activity> {
+        if !self.has_listeners() {
+            return None;
+        }
+        let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+        let options = ActivityCreationOptions::new(
+            self,
+            &name,
+            kind,
+            parent_context,
+            &[],
+            &[],
+            ActivityIdFormat::Unknown,
+            None,
+        );
+        let result = self.with_listeners(|listeners| {
+            let mut result = ActivitySamplingResult::None;
+            for listener in listeners {
+                result = result.max(listener.sample(&options));
+            }
+            result
+        })?;
+        if result == ActivitySamplingResult::None {
+            return None;
+        }
+        let (sampling_tags, trace_state, root_trace_id) = options.take_results();
+        Some(self.build(
+            name,
+            kind,
+            RemoteParent::Current,
+            sampling_tags,
+            Vec::new(),
+            ActivityStartOptions::default(),
+            result,
+            trace_state,
+            root_trace_id,
+            true,
+        ))
     }
 
     /// Starts an activity with an explicit parent, tags, links, start time or id format.
@@ -319,39 +425,51 @@ impl ActivitySource {
         self.create(name.into(), kind, options, false)
     }
 
+    /// Asks every listener with `options` and returns the largest answer.
+    fn sample<P>(
+        &'static self,
+        options: &ActivityCreationOptions<'_, P>,
+        ask: impl Fn(&dyn ActivityListener, &ActivityCreationOptions<'_, P>) -> ActivitySamplingResult,
+    ) -> ActivitySamplingResult {
+        self.with_listeners(|listeners| {
+            listeners
+                .iter()
+                .map(|l| ask(&**l, options))
+                .max()
+                .unwrap_or(ActivitySamplingResult::None)
+        })
+        .unwrap_or(ActivitySamplingResult::None)
+    }
+
     fn create(
         &'static self,
         name: Cow<'static, str>,
         kind: ActivityKind,
-        options: ActivityStartOptions<'_>,
+        mut options: ActivityStartOptions<'_>,
         start: bool,
     ) -> Option<Activity> {
         if !self.has_listeners() {
             return None;
         }
-        let guard = self.listeners.load();
-        let listeners = guard.as_deref()?;
-        let ActivityStartOptions {
-            parent,
-            tags,
-            links,
-            start_time,
-            id_format,
-            trace_state,
-        } = options;
-
-        let mut result = ActivitySamplingResult::None;
-        let (remote, sampling_tags, sampled_trace_state, root_trace_id) = match parent {
+        let tags = std::mem::take(&mut options.tags);
+        let links = std::mem::take(&mut options.links);
+        let id_format = options.id_format;
+        let by_context =
+            |options: &ActivityCreationOptions<'_, ActivityContext>| self.sample(options, |l, o| l.sample(o));
+        let (result, remote, sampling_tags, sampled_trace_state, root_trace_id) = match options.parent.clone() {
             ActivityParent::Id(id) => {
                 let context = parse_traceparent(id).ok().map(|(trace_id, span_id, flags)| {
-                    let ts = trace_state.and_then(|s| TraceState::parse(s).ok()).unwrap_or_default();
+                    let ts = options
+                        .trace_state
+                        .and_then(|s| TraceState::parse(s).ok())
+                        .unwrap_or_default();
                     ActivityContext::new(trace_id, span_id, flags, ts, true)
                 });
                 let by_id = ActivityCreationOptions::new(self, &name, kind, id, &tags, &links, id_format, None);
                 // For a hierarchical id, samplers without `sample_using_parent_id` decide as
                 // for a root, on the trace id derived from the id's root.
                 let derived = (hierarchical::derived_trace_id(id), false);
-                let by_context = ActivityCreationOptions::new(
+                let with_context = ActivityCreationOptions::new(
                     self,
                     &name,
                     kind,
@@ -361,106 +479,137 @@ impl ActivitySource {
                     id_format,
                     if context.is_some() { None } else { Some(derived) },
                 );
-                for listener in listeners {
-                    let r = match listener.sample_using_parent_id(&by_id) {
-                        Some(r) => r,
-                        None => listener.sample(&by_context),
-                    };
-                    result = result.max(r);
-                }
+                let result = self.sample(&by_id, |l, o| match l.sample_using_parent_id(o) {
+                    Some(r) => r,
+                    None => l.sample(&with_context),
+                });
                 let (mut t1, ts1, _) = by_id.take_results();
-                let (t2, ts2, _) = by_context.take_results();
+                let (t2, ts2, _) = with_context.take_results();
                 t1.extend(t2);
                 let remote = match context {
                     Some(ctx) => RemoteParent::Context(ctx),
                     None => RemoteParent::Id(id.into()),
                 };
-                (remote, t1, ts1.or(ts2), None)
+                (result, remote, t1, ts1.or(ts2), None)
             }
             ActivityParent::Context(ctx) if ctx.is_valid() => {
                 let opts = ActivityCreationOptions::new(self, &name, kind, ctx.clone(), &tags, &links, id_format, None);
-                for listener in listeners {
-                    result = result.max(listener.sample(&opts));
-                }
+                let result = by_context(&opts);
                 let (t, ts, _) = opts.take_results();
-                (RemoteParent::Context(ctx), t, ts, None)
+                (result, RemoteParent::Context(ctx), t, ts, None)
             }
             ActivityParent::Root => {
-                let opts = ActivityCreationOptions::new(self, &name, kind, ActivityContext::default(), &tags, &links, id_format, None);
-                for listener in listeners {
-                    result = result.max(listener.sample(&opts));
-                }
+                let opts = ActivityCreationOptions::new(
+                    self,
+                    &name,
+                    kind,
+                    ActivityContext::default(),
+                    &tags,
+                    &links,
+                    id_format,
+                    None,
+                );
+                let result = by_context(&opts);
                 let (t, ts, id) = opts.take_results();
-                (RemoteParent::Root, t, ts, id)
+                (result, RemoteParent::Root, t, ts, id)
             }
             // The current activity (an invalid context means the same, as in .NET). A created
             // but not started activity takes its parent at start; sampling sees today's.
             ActivityParent::Current | ActivityParent::Context(_) => {
                 let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-                let opts = ActivityCreationOptions::new(self, &name, kind, parent_context, &tags, &links, id_format, None);
-                for listener in listeners {
-                    result = result.max(listener.sample(&opts));
-                }
+                let opts =
+                    ActivityCreationOptions::new(self, &name, kind, parent_context, &tags, &links, id_format, None);
+                let result = by_context(&opts);
                 let (t, ts, id) = opts.take_results();
-                (RemoteParent::Current, t, ts, id)
+                (result, RemoteParent::Current, t, ts, id)
             }
         };
-        drop(guard);
-
         if result == ActivitySamplingResult::None {
             return None;
         }
         let mut tags = tags;
         tags.extend(sampling_tags);
+        Some(self.build(
+            name,
+            kind,
+            remote,
+            tags,
+            links,
+            options,
+            result,
+            sampled_trace_state,
+            root_trace_id,
+            start,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn build(
+        &'static self,
+        name: Cow<'static, str>,
+        kind: ActivityKind,
+        remote: RemoteParent,
+        tags: Vec<Tag>,
+        links: Vec<ActivityLink>,
+        options: ActivityStartOptions<'_>,
+        result: ActivitySamplingResult,
+        trace_state: Option<TraceState>,
+        root_trace_id: Option<(crate::id::TraceId, bool)>,
+        start: bool,
+    ) -> Activity {
         // As in .NET: a context parent's flags are taken over, and AllDataAndRecorded adds
         // `recorded`; otherwise flags are inherited at start.
         let recorded = result == ActivitySamplingResult::AllDataAndRecorded;
         let flags = match &remote {
-            RemoteParent::Context(ctx) => Some(ctx.trace_flags.with_recorded(recorded || ctx.trace_flags.is_recorded())),
+            RemoteParent::Context(ctx) => {
+                Some(ctx.trace_flags.with_recorded(recorded || ctx.trace_flags.is_recorded()))
+            }
             _ if recorded => Some(ActivityTraceFlags::RECORDED),
             _ => None,
         };
-        let activity = Activity::build(NewActivity {
+        let new = NewActivity {
             source: self,
             name,
             kind,
             parent: remote,
             tags,
             links,
-            start_time,
-            id_format,
+            start_time: options.start_time,
+            id_format: options.id_format,
             flags,
             all_data: result >= ActivitySamplingResult::AllData,
-            trace_state: sampled_trace_state,
+            trace_state,
             root_trace_id,
-        });
+        };
         if start {
-            activity.start_ref();
+            Activity::build_started(new)
+        } else {
+            Activity::build(new)
         }
-        Some(activity)
     }
 
-    pub(crate) fn notify_started(&self, activity: &Activity) {
-        if let Some(listeners) = self.listeners.load().as_deref() {
+    pub(crate) fn notify_started(&'static self, activity: &Activity) {
+        self.with_listeners(|listeners| {
             for listener in listeners {
                 listener.on_started(activity);
             }
-        }
+        });
     }
 
-    pub(crate) fn notify_stopped(&self, activity: &Activity) {
-        if let Some(listeners) = self.listeners.load().as_deref() {
+    pub(crate) fn notify_stopped(&'static self, activity: &Activity) {
+        self.with_listeners(|listeners| {
             for listener in listeners {
                 listener.on_stopped(activity);
             }
-        }
+        });
     }
 
-    pub(crate) fn notify_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
-        if let Some(listeners) = self.listeners.load().as_deref() {
+    pub(crate) fn notify_exception(&'static self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
+        self.with_listeners(|listeners| {
             for listener in listeners {
                 listener.on_exception(activity, error, tags);
             }
-        }
+        });
     }
 }

@@ -32,9 +32,7 @@ fn is_key_char(c: u8) -> bool {
 pub(crate) fn valid_key(key: &str) -> bool {
     let b = key.as_bytes();
     match key.find('@') {
-        None => {
-            !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c))
-        }
+        None => !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c)),
         Some(at) => {
             let (tenant, system) = (&b[..at], &b[at + 1..]);
             !tenant.is_empty()
@@ -141,9 +139,7 @@ impl TraceState {
         }
         let rest = self.iter().filter(|(k, _)| *k != key);
         Ok(Self::from_valid_members(
-            std::iter::once((key, value))
-                .chain(rest)
-                .take(TRACE_STATE_MAX_MEMBERS),
+            std::iter::once((key, value)).chain(rest).take(TRACE_STATE_MAX_MEMBERS),
         ))
     }
 

@@ -192,7 +192,10 @@ fn ratio_sampler_uses_the_trace_id_the_activity_gets() {
         }
         fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
             let r = self.0.should_sample(o);
-            self.1.lock().unwrap().push((o.trace_id(), r == ActivitySamplingResult::AllDataAndRecorded));
+            self.1
+                .lock()
+                .unwrap()
+                .push((o.trace_id(), r == ActivitySamplingResult::AllDataAndRecorded));
             r
         }
     }
@@ -235,7 +238,8 @@ fn parent_based_sampler_follows_the_parent() {
     }
     let _reg = ActivitySource::add_activity_listener(Pb(ParentBasedSampler::new(AlwaysOffSampler)));
     assert!(S.start_activity("root", ActivityKind::Server).is_none());
-    let recorded_parent = ActivityContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None).unwrap();
+    let recorded_parent =
+        ActivityContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None).unwrap();
     let a = S
         .start_activity_with(
             "child of sampled",
@@ -388,11 +392,20 @@ fn explicit_times_and_duration() {
 #[test]
 fn tag_semantics() {
     let a = Activity::new("tags");
-    a.add_tag("s", "x").add_tag("i", 1i64).add_tag("b", true).add_tag("f", 1.5).add_tag("i", 2);
+    a.add_tag("s", "x")
+        .add_tag("i", 1i64)
+        .add_tag("b", true)
+        .add_tag("f", 1.5)
+        .add_tag("i", 2);
     a.add_tag("arr", vec![1i64, 2, 3]);
     assert_eq!(a.tag("i"), Some(TagValue::I64(1)), "first match wins");
     a.set_tag("i", 10);
-    let values: Vec<String> = a.tags().iter().filter(|t| t.key == "i").map(|t| t.value.to_string()).collect();
+    let values: Vec<String> = a
+        .tags()
+        .iter()
+        .filter(|t| t.key == "i")
+        .map(|t| t.value.to_string())
+        .collect();
     assert_eq!(values, ["10", "2"], "set replaces the first match only");
     a.set_tag("new", "appended");
     assert_eq!(a.tags().last().unwrap().key, "new");
@@ -457,7 +470,11 @@ fn events_links_and_exceptions() {
     assert!(get("exception.type").ends_with("Outer"));
     assert_eq!(get("exception.message"), "payment failed");
     assert!(get("exception.stacktrace").contains("Caused by: connection reset"));
-    assert_eq!(get("recorder.saw"), "payment failed", "the listener's exception recorder ran");
+    assert_eq!(
+        get("recorder.saw"),
+        "payment failed",
+        "the listener's exception recorder ran"
+    );
     assert_eq!(events[2].tags[0].value.to_string(), "core::error::Error");
     assert_eq!(a.links()[0].context, ctx);
 }
@@ -524,7 +541,11 @@ fn hierarchical_activities_from_a_source() {
     let root_id = root.id().unwrap();
     assert!(root_id.starts_with('|') && root_id.ends_with('.'));
     let c1 = S.start_activity("c1", ActivityKind::Internal).unwrap();
-    assert_eq!(c1.id_format(), ActivityIdFormat::Hierarchical, "children follow the parent's format");
+    assert_eq!(
+        c1.id_format(),
+        ActivityIdFormat::Hierarchical,
+        "children follow the parent's format"
+    );
     assert_eq!(c1.id().unwrap(), format!("{root_id}1."));
     drop(c1);
     let c2 = S.start_activity("c2", ActivityKind::Internal).unwrap();

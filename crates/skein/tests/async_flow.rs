@@ -46,7 +46,9 @@ fn held_activities_do_not_leak_between_interleaved_tasks() {
                 for _ in 0..5 {
                     yield_now().await;
                     seen.push(current_name());
-                    let inner = S.start_activity(format!("{name}.inner"), ActivityKind::Internal).unwrap();
+                    let inner = S
+                        .start_activity(format!("{name}.inner"), ActivityKind::Internal)
+                        .unwrap();
                     yield_now().await;
                     seen.push(current_name());
                     drop(inner);
@@ -58,12 +60,26 @@ fn held_activities_do_not_leak_between_interleaved_tasks() {
         let (a, b, c) = tokio::join!(
             tokio::spawn(task("a")),
             tokio::spawn(task("b")),
-            tokio::spawn(async { yield_now().await; current_name() }.with_current())
+            tokio::spawn(
+                async {
+                    yield_now().await;
+                    current_name()
+                }
+                .with_current()
+            )
         );
         let a = a.unwrap();
-        assert!(a.chunks(2).all(|p| p[0].as_deref() == Some("a") && p[1].as_deref() == Some("a.inner")), "{a:?}");
+        assert!(
+            a.chunks(2)
+                .all(|p| p[0].as_deref() == Some("a") && p[1].as_deref() == Some("a.inner")),
+            "{a:?}"
+        );
         let b = b.unwrap();
-        assert!(b.chunks(2).all(|p| p[0].as_deref() == Some("b") && p[1].as_deref() == Some("b.inner")), "{b:?}");
+        assert!(
+            b.chunks(2)
+                .all(|p| p[0].as_deref() == Some("b") && p[1].as_deref() == Some("b.inner")),
+            "{b:?}"
+        );
         assert_eq!(c.unwrap(), None);
     });
     assert_eq!(current_name(), None, "nothing leaked onto the thread");
@@ -74,7 +90,11 @@ fn spawned_tasks_on_a_multi_thread_runtime_keep_their_parent() {
     static M: ActivitySource = ActivitySource::new("async.multi");
     let rec = Recorder::new("async.multi", ActivitySamplingResult::AllDataAndRecorded);
     let _reg = ActivitySource::add_activity_listener(rec.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(
         async {
             let parent = M.start_activity("request", ActivityKind::Server).unwrap();
@@ -106,25 +126,30 @@ fn in_activity_owns_and_stops_without_touching_the_callers_context() {
     static O: ActivitySource = ActivitySource::new("async.owned");
     let rec = Recorder::new("async.owned", ActivitySamplingResult::AllData);
     let _reg = ActivitySource::add_activity_listener(rec.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    rt.block_on(async {
-        let outer = O.start_activity("outer", ActivityKind::Internal).unwrap();
-        let op = O.start_activity("op", ActivityKind::Client);
-        // `start_activity` made it current here; `in_activity` moves it into the future.
-        let fut = async {
-            yield_now().await;
-            let inner = O.start_activity("inner", ActivityKind::Internal).unwrap();
-            assert_eq!(inner.parent().unwrap().operation_name(), "op");
-            current_name()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(
+        async {
+            let outer = O.start_activity("outer", ActivityKind::Internal).unwrap();
+            let op = O.start_activity("op", ActivityKind::Client);
+            // `start_activity` made it current here; `in_activity` moves it into the future.
+            let fut = async {
+                yield_now().await;
+                let inner = O.start_activity("inner", ActivityKind::Internal).unwrap();
+                assert_eq!(inner.parent().unwrap().operation_name(), "op");
+                current_name()
+            }
+            .in_activity(op);
+            assert_eq!(current_name().as_deref(), Some("outer"));
+            assert_eq!(fut.await.as_deref(), Some("inner"));
+            assert_eq!(current_name().as_deref(), Some("outer"));
+            assert_eq!(rec.stopped_names(), ["inner", "op"]);
+            drop(outer);
         }
-        .in_activity(op);
-        assert_eq!(current_name().as_deref(), Some("outer"));
-        assert_eq!(fut.await.as_deref(), Some("inner"));
-        assert_eq!(current_name().as_deref(), Some("outer"));
-        assert_eq!(rec.stopped_names(), ["inner", "op"]);
-        drop(outer);
-    }
-    .with_current());
+        .with_current(),
+    );
 }
 
 #[test]
@@ -132,7 +157,10 @@ fn a_cancelled_future_stops_its_activities_inside_its_own_context() {
     static C: ActivitySource = ActivitySource::new("async.cancel");
     let rec = Recorder::new("async.cancel", ActivitySamplingResult::AllData);
     let _reg = ActivitySource::add_activity_listener(rec.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let fut = async {
             let _held = C.start_activity("held", ActivityKind::Internal).unwrap();
@@ -142,7 +170,11 @@ fn a_cancelled_future_stops_its_activities_inside_its_own_context() {
         let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), fut).await;
         assert!(timed_out.is_err());
         assert_eq!(rec.stopped_names(), ["held"]);
-        assert_eq!(current_name(), None, "the dropped future's stop did not touch this context");
+        assert_eq!(
+            current_name(),
+            None,
+            "the dropped future's stop did not touch this context"
+        );
     });
 }
 
@@ -154,7 +186,10 @@ fn threads_get_the_current_activity_through_with_current() {
     let parent = T.start_activity("main", ActivityKind::Internal).unwrap();
     let handle = std::thread::spawn(skein::with_current(|| {
         let child = T.start_activity("worker", ActivityKind::Internal).unwrap();
-        (child.parent_span_id(), Activity::current().unwrap().operation_name().to_owned())
+        (
+            child.parent_span_id(),
+            Activity::current().unwrap().operation_name().to_owned(),
+        )
     }));
     let (parent_span, name) = handle.join().unwrap();
     assert_eq!(parent_span, parent.span_id());

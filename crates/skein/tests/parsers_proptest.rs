@@ -10,7 +10,10 @@ fn lower_hex(len: usize) -> impl Strategy<Value = String> {
 }
 
 fn state_key() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-z][a-z0-9_*/-]{0,20}", "[a-z0-9][a-z0-9_*/-]{0,10}@[a-z][a-z0-9_*/-]{0,8}"]
+    prop_oneof![
+        "[a-z][a-z0-9_*/-]{0,20}",
+        "[a-z0-9][a-z0-9_*/-]{0,10}@[a-z][a-z0-9_*/-]{0,8}"
+    ]
 }
 
 fn state_value() -> impl Strategy<Value = String> {

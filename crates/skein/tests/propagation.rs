@@ -58,7 +58,10 @@ fn w3c_round_trip_with_state_and_baggage() {
     assert_eq!(server.3, "vendor=abc");
     assert_eq!(
         server.4,
-        [("user".to_owned(), "ana maría".to_owned()), ("tier".to_owned(), "gold".to_owned())],
+        [
+            ("user".to_owned(), "ana maría".to_owned()),
+            ("tier".to_owned(), "gold".to_owned())
+        ],
         "baggage keeps its order across the hop"
     );
     assert!(server.5);
@@ -86,7 +89,13 @@ fn hierarchical_round_trip_uses_request_id_and_correlation_context() {
 
     let (id, parent_id, trace_id, parent_span, baggage) = std::thread::spawn(move || {
         let s = serve(&headers, &DefaultPropagator);
-        (s.id().unwrap(), s.parent_id(), s.trace_id(), s.parent_span_id(), s.baggage())
+        (
+            s.id().unwrap(),
+            s.parent_id(),
+            s.trace_id(),
+            s.parent_span_id(),
+            s.baggage(),
+        )
     })
     .join()
     .unwrap();
@@ -94,26 +103,42 @@ fn hierarchical_round_trip_uses_request_id_and_correlation_context() {
     assert!(id.starts_with(&client_id) && id.ends_with('_'), "{id}");
     assert_eq!(parent_id.as_deref(), Some(client_id.as_str()));
     assert_eq!(trace_id, client.trace_id(), "both sides derive the same trace id");
-    assert_eq!(parent_span, client.span_id(), "and the server points at the client's span");
+    assert_eq!(
+        parent_span,
+        client.span_id(),
+        "and the server points at the client's span"
+    );
     assert_eq!(baggage, [("k".to_owned(), "v 1".to_owned())]);
 }
 
 #[test]
 fn extraction_is_case_insensitive_and_joins_repeated_headers() {
     let mut headers: Vec<(String, String)> = vec![
-        ("TraceParent".into(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        (
+            "TraceParent".into(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        ),
         ("TRACESTATE".into(), "a=1".into()),
         ("tracestate".into(), "b=2".into()),
         ("Baggage".into(), "x=1".into()),
         ("baggage".into(), "y=2".into()),
     ];
     let got = DefaultPropagator.extract(&headers);
-    assert_eq!(got.parent_id.as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+    assert_eq!(
+        got.parent_id.as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
     assert_eq!(got.trace_state.as_deref(), Some("a=1,b=2"));
     assert_eq!(got.baggage.len(), 2);
     // Setting replaces regardless of case.
     headers.set("traceparent", "new".into());
-    assert_eq!(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("traceparent")).count(), 1);
+    assert_eq!(
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+            .count(),
+        1
+    );
 
     let map: HashMap<String, String> = [("REQUEST-ID".to_owned(), "|abc.1.".to_owned())].into();
     assert_eq!(DefaultPropagator.extract(&map).parent_id.as_deref(), Some("|abc.1."));
@@ -144,7 +169,10 @@ fn bad_input_means_no_parent_never_an_error() {
     assert_eq!(DefaultPropagator.extract(&headers).parent_id.as_deref(), Some("|ok.1."));
     // An invalid tracestate is dropped, the parent kept.
     let headers = vec![
-        ("traceparent".to_owned(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+        (
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        ),
         ("tracestate".to_owned(), "BAD=1".to_owned()),
     ];
     let got = DefaultPropagator.extract(&headers);

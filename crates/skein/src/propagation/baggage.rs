@@ -205,7 +205,9 @@ pub fn parse_correlation_context(header: &str) -> Vec<(String, String)> {
 /// Formats key/value pairs as a `Correlation-Context` header (keys percent-encoded too).
 pub fn format_correlation_context<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     // `=` is a plain baggage octet, but in a key it would end the key early.
-    format_list(items, |k| (!k.is_empty()).then(|| percent_encode(k).replace('=', "%3D")))
+    format_list(items, |k| {
+        (!k.is_empty()).then(|| percent_encode(k).replace('=', "%3D"))
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +252,13 @@ mod tests {
     #[test]
     fn correlation_context() {
         let header = format_correlation_context([("a b", "1,2"), ("c", "3")]);
-        assert_eq!(parse_correlation_context(&header), [("a b".into(), "1,2".into()), ("c".into(), "3".into())]);
-        assert_eq!(parse_correlation_context(" x = 1 , junk, =2"), [("x".into(), "1".into())]);
+        assert_eq!(
+            parse_correlation_context(&header),
+            [("a b".into(), "1,2".into()), ("c".into(), "3".into())]
+        );
+        assert_eq!(
+            parse_correlation_context(" x = 1 , junk, =2"),
+            [("x".into(), "1".into())]
+        );
     }
 }

@@ -150,7 +150,10 @@ impl ExtractedContext {
     /// Start options with this parent (or the current activity when there is none).
     pub fn start_options(&self) -> ActivityStartOptions<'_> {
         ActivityStartOptions {
-            parent: self.parent_id.as_deref().map_or(ActivityParent::Current, ActivityParent::Id),
+            parent: self
+                .parent_id
+                .as_deref()
+                .map_or(ActivityParent::Current, ActivityParent::Id),
             trace_state: self.trace_state.as_deref(),
             ..Default::default()
         }
