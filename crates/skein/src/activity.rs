@@ -3,7 +3,8 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::ptr::addr_of_mut;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -161,92 +162,67 @@ struct Started {
     hierarchical_id: Option<Box<str>>,
     /// The trace state of the parent chain at start.
     inherited_trace_state: TraceState,
+    /// The parent given from outside the in-process chain, and its flags.
+    remote: RemoteParent,
+    parent_flags: ActivityTraceFlags,
+}
+
+/// Choices made before start, for activities created without starting them.
+#[derive(Default)]
+struct Pending {
+    remote: RemoteParent,
+    parent_flags: ActivityTraceFlags,
+    requested_format: ActivityIdFormat,
+    root_trace_id: Option<(TraceId, bool)>,
+}
+
+/// The less common data, boxed so that a typical activity stays small.
+#[derive(Default)]
+struct Extra {
+    display_name: Option<Cow<'static, str>>,
+    status_description: Option<Cow<'static, str>>,
+    links: Vec<ActivityLink>,
+    /// Local baggage, oldest first (lookups walk it backwards: `add_baggage` prepends).
+    baggage: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    trace_state: Option<TraceState>,
+    custom_properties: Vec<(Cow<'static, str>, Arc<dyn Any + Send + Sync>)>,
+    pending: Option<Pending>,
 }
 
 pub(crate) struct Inner {
     source: &'static ActivitySource,
     operation_name: Cow<'static, str>,
     kind: ActivityKind,
-    started: SetOnce<Started>,
     flags: AtomicU8,
     all_data: AtomicBool,
     has_local_trace_state: AtomicBool,
-    child_counter: AtomicU64,
+    child_counter: AtomicU32,
+    started: SetOnce<Started>,
     state: SpinLock<ActivityData>,
-}
-
-impl Inner {
-    fn new(new: NewActivity, started: SetOnce<Started>, flags: u8, previous: Option<Activity>) -> Inner {
-        let parent_flags = match &new.parent {
-            RemoteParent::Context(ctx) => ctx.trace_flags,
-            _ => ActivityTraceFlags::NONE,
-        };
-        let start = match (new.start_time, started.get().is_some()) {
-            (Some(t), _) => to_unix_nanos(t),
-            (None, true) => now_unix_nanos(),
-            (None, false) => 0,
-        };
-        Inner {
-            source: new.source,
-            operation_name: new.name,
-            kind: new.kind,
-            started,
-            flags: AtomicU8::new(flags),
-            all_data: AtomicBool::new(new.all_data),
-            has_local_trace_state: AtomicBool::new(new.trace_state.is_some()),
-            child_counter: AtomicU64::new(0),
-            state: SpinLock::new(ActivityData {
-                display_name: None,
-                status: ActivityStatusCode::Unset,
-                status_description: None,
-                tags: SmallVec::from_vec(new.tags),
-                events: SmallVec::new(),
-                links: new.links,
-                baggage: Vec::new(),
-                trace_state: new.trace_state,
-                custom_properties: Vec::new(),
-                start,
-                end: 0,
-                stopped: false,
-                remote_parent: new.parent,
-                parent_flags,
-                requested_format: new.id_format,
-                root_trace_id: new.root_trace_id,
-                previous,
-            }),
-        }
-    }
 }
 
 /// The mutable data of an activity: read it all at once with [`Activity::with_data`]
 /// (exporters do this once per stopped activity).
 pub struct ActivityData {
-    display_name: Option<Cow<'static, str>>,
-    status: ActivityStatusCode,
-    status_description: Option<Cow<'static, str>>,
     // Inline room for the common case keeps a typical activity to one allocation.
     tags: SmallVec<[Tag; 4]>,
     events: SmallVec<[ActivityEvent; 1]>,
-    links: Vec<ActivityLink>,
-    /// Local baggage, oldest first (lookups walk it backwards: `add_baggage` prepends).
-    baggage: Vec<(Cow<'static, str>, Cow<'static, str>)>,
-    trace_state: Option<TraceState>,
-    custom_properties: Vec<(Cow<'static, str>, Arc<dyn Any + Send + Sync>)>,
     start: u64,
     end: u64,
+    status: ActivityStatusCode,
     stopped: bool,
-    remote_parent: RemoteParent,
-    /// `Some` with the remote parent's flags, for `parent_id()`.
-    parent_flags: ActivityTraceFlags,
-    requested_format: ActivityIdFormat,
-    root_trace_id: Option<(TraceId, bool)>,
     previous: Option<Activity>,
+    extra: Option<Box<Extra>>,
 }
 
 impl ActivityData {
-    /// The display name (the operation name unless set).
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The display name, if set (else the operation name is used).
     pub fn display_name(&self) -> Option<&str> {
-        self.display_name.as_deref()
+        self.extra.as_ref()?.display_name.as_deref()
     }
     /// The status code.
     pub fn status(&self) -> ActivityStatusCode {
@@ -254,7 +230,7 @@ impl ActivityData {
     }
     /// The status description (only kept for `Error`).
     pub fn status_description(&self) -> Option<&str> {
-        self.status_description.as_deref()
+        self.extra.as_ref()?.status_description.as_deref()
     }
     /// The tags, in insertion order.
     pub fn tags(&self) -> &[Tag] {
@@ -266,11 +242,11 @@ impl ActivityData {
     }
     /// The links, in insertion order.
     pub fn links(&self) -> &[ActivityLink] {
-        &self.links
+        self.extra.as_ref().map_or(&[], |e| &e.links)
     }
     /// The trace state set on this activity itself (not inherited).
     pub fn local_trace_state(&self) -> Option<&TraceState> {
-        self.trace_state.as_ref()
+        self.extra.as_ref()?.trace_state.as_ref()
     }
     /// Start time, nanoseconds since the Unix epoch (0 before start).
     pub fn start_time_unix_nanos(&self) -> u64 {
@@ -382,6 +358,71 @@ impl<E: std::error::Error + ?Sized> std::error::Error for ErrorRef<'_, E> {
     }
 }
 
+/// Allocates an activity and writes its fields in place: a started activity is published
+/// complete, and the inline tag and event buffers are never copied.
+fn allocate(
+    new: NewActivity,
+    started: Option<Started>,
+    flags: u8,
+    start: u64,
+    previous: Option<Activity>,
+) -> Arc<Inner> {
+    let extra = {
+        let pending = started.is_none().then(|| Pending {
+            parent_flags: match &new.parent {
+                RemoteParent::Context(ctx) => ctx.trace_flags,
+                _ => ActivityTraceFlags::NONE,
+            },
+            remote: new.parent,
+            requested_format: new.id_format,
+            root_trace_id: new.root_trace_id,
+        });
+        (pending.is_some() || !new.links.is_empty() || new.trace_state.is_some()).then(|| {
+            Box::new(Extra {
+                links: new.links,
+                trace_state: new.trace_state.clone(),
+                pending,
+                ..Default::default()
+            })
+        })
+    };
+    let mut arc = Arc::<Inner>::new_uninit();
+    let Some(slot) = Arc::get_mut(&mut arc) else {
+        unreachable!("a new Arc is unique")
+    };
+    let p = slot.as_mut_ptr();
+    // SAFETY: `p` points to the new, unique allocation; every field is written exactly once
+    // below before `assume_init`.
+    unsafe {
+        addr_of_mut!((*p).source).write(new.source);
+        addr_of_mut!((*p).operation_name).write(new.name);
+        addr_of_mut!((*p).kind).write(new.kind);
+        addr_of_mut!((*p).flags).write(AtomicU8::new(flags));
+        addr_of_mut!((*p).all_data).write(AtomicBool::new(new.all_data));
+        addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(new.trace_state.is_some()));
+        addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
+        match started {
+            Some(started) => SetOnce::write_set(addr_of_mut!((*p).started), started),
+            None => addr_of_mut!((*p).started).write(SetOnce::empty()),
+        }
+        let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
+        let tags = addr_of_mut!((*data).tags);
+        if new.tags.is_empty() {
+            tags.write(SmallVec::new());
+        } else {
+            tags.write(SmallVec::from_vec(new.tags));
+        }
+        addr_of_mut!((*data).events).write(SmallVec::new());
+        addr_of_mut!((*data).start).write(start);
+        addr_of_mut!((*data).end).write(0);
+        addr_of_mut!((*data).status).write(ActivityStatusCode::Unset);
+        addr_of_mut!((*data).stopped).write(false);
+        addr_of_mut!((*data).previous).write(previous);
+        addr_of_mut!((*data).extra).write(extra);
+        arc.assume_init()
+    }
+}
+
 impl Activity {
     // ---- creation -------------------------------------------------------------------------
 
@@ -407,8 +448,9 @@ impl Activity {
     /// A not yet started activity.
     pub(crate) fn build(new: NewActivity) -> Activity {
         let preset = new.flags.map_or(0, |f| f.bits() | FLAGS_SET);
+        let start = new.start_time.map_or(0, to_unix_nanos);
         Activity {
-            inner: Arc::new(Inner::new(new, SetOnce::empty(), preset, None)),
+            inner: allocate(new, None, preset, start, None),
             owner: true,
         }
     }
@@ -421,22 +463,19 @@ impl Activity {
             RemoteParent::Context(ctx) => ctx.trace_flags,
             _ => ActivityTraceFlags::NONE,
         };
+        let remote = std::mem::take(&mut new.parent);
         let (started, flags) = compute_start(
             &previous,
-            &new.parent,
+            remote,
             new.id_format,
             parent_flags,
             new.root_trace_id.take(),
             new.flags,
         );
         let source = new.source;
+        let start = new.start_time.map_or_else(now_unix_nanos, to_unix_nanos);
         let activity = Activity {
-            inner: Arc::new(Inner::new(
-                new,
-                SetOnce::with(started),
-                flags.bits() | FLAGS_SET,
-                previous,
-            )),
+            inner: allocate(new, Some(started), flags.bits() | FLAGS_SET, start, previous),
             owner: true,
         };
         current::set(Some(activity.clone()));
@@ -469,15 +508,14 @@ impl Activity {
     /// The display name: set explicitly, else the operation name.
     pub fn display_name(&self) -> String {
         self.data()
-            .display_name
-            .as_deref()
+            .display_name()
             .unwrap_or(&self.inner.operation_name)
             .to_owned()
     }
 
     /// Changes the display name (e.g. `GET /orders/{id}` once a route matched).
     pub fn set_display_name(&self, name: impl Into<Cow<'static, str>>) -> &Self {
-        self.data().display_name = Some(name.into());
+        self.data().extra().display_name = Some(name.into());
         self
     }
 
@@ -486,19 +524,24 @@ impl Activity {
         self.inner.kind
     }
 
-    /// The id format (`Unknown` before start).
+    fn with_pending<R>(&self, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
+        if self.inner.started.get().is_some() {
+            return None;
+        }
+        self.data().extra.as_mut()?.pending.as_mut().map(f)
+    }
+
+    /// The id format (`Unknown` before start unless one was requested).
     pub fn id_format(&self) -> ActivityIdFormat {
         match self.inner.started.get() {
             Some(s) => s.format,
-            None => self.data().requested_format,
+            None => self.with_pending(|p| p.requested_format).unwrap_or_default(),
         }
     }
 
     /// Chooses the id format before start (ignored once started).
     pub fn set_id_format(&self, format: ActivityIdFormat) -> &Self {
-        if self.inner.started.get().is_none() {
-            self.data().requested_format = format;
-        }
+        self.with_pending(|p| p.requested_format = format);
         self
     }
 
@@ -534,16 +577,13 @@ impl Activity {
 
     /// The parent's id: the remote id it was started from, or the in-process parent's id.
     pub fn parent_id(&self) -> Option<String> {
-        let data = self.data();
-        match &data.remote_parent {
+        let s = self.inner.started.get()?;
+        match &s.remote {
             RemoteParent::Id(id) => Some(id.to_string()),
             RemoteParent::Context(ctx) if ctx.is_valid() => {
-                Some(format_traceparent(ctx.trace_id, ctx.span_id, data.parent_flags))
+                Some(format_traceparent(ctx.trace_id, ctx.span_id, s.parent_flags))
             }
-            _ => {
-                drop(data);
-                self.parent().and_then(|p| p.id())
-            }
+            _ => s.parent.as_ref().and_then(Activity::id),
         }
     }
 
@@ -558,35 +598,37 @@ impl Activity {
 
     /// True if the parent came from another process.
     pub fn has_remote_parent(&self) -> bool {
-        match &self.data().remote_parent {
+        let remote_is = |r: &RemoteParent| match r {
             RemoteParent::Context(ctx) => ctx.is_remote,
             RemoteParent::Id(_) => true,
             _ => false,
+        };
+        match self.inner.started.get() {
+            Some(s) => remote_is(&s.remote),
+            None => self.with_pending(|p| remote_is(&p.remote)).unwrap_or(false),
         }
     }
 
     /// Sets a remote parent id (`traceparent` or `Request-Id`) before start.
     pub fn set_parent_id(&self, parent_id: &str) -> &Self {
-        if self.inner.started.get().is_none() {
-            let mut data = self.data();
-            data.remote_parent = match parse_traceparent(parent_id) {
+        self.with_pending(|p| {
+            p.remote = match parse_traceparent(parent_id) {
                 Ok((trace_id, span_id, flags)) => {
-                    data.parent_flags = flags;
+                    p.parent_flags = flags;
                     RemoteParent::Context(ActivityContext::new(trace_id, span_id, flags, TraceState::EMPTY, true))
                 }
                 Err(_) => RemoteParent::Id(parent_id.into()),
             };
-        }
+        });
         self
     }
 
     /// Sets a parent context before start.
     pub fn set_parent_context(&self, context: ActivityContext) -> &Self {
-        if self.inner.started.get().is_none() {
-            let mut data = self.data();
-            data.parent_flags = context.trace_flags;
-            data.remote_parent = RemoteParent::Context(context);
-        }
+        self.with_pending(|p| {
+            p.parent_flags = context.trace_flags;
+            p.remote = RemoteParent::Context(context);
+        });
         self
     }
 
@@ -631,8 +673,8 @@ impl Activity {
     /// The W3C trace state: this activity's own, else the parent chain's.
     pub fn trace_state(&self) -> TraceState {
         if self.inner.has_local_trace_state.load(Ordering::Acquire) {
-            if let Some(ts) = self.data().trace_state.clone() {
-                return ts;
+            if let Some(ts) = self.data().local_trace_state() {
+                return ts.clone();
             }
         }
         self.inner
@@ -644,7 +686,7 @@ impl Activity {
 
     /// Sets this activity's trace state (children inherit it).
     pub fn set_trace_state(&self, trace_state: TraceState) -> &Self {
-        self.data().trace_state = Some(trace_state);
+        self.data().extra().trace_state = Some(trace_state);
         self.inner.has_local_trace_state.store(true, Ordering::Release);
         self
     }
@@ -658,17 +700,20 @@ impl Activity {
 
     /// The status description (kept only for `Error`).
     pub fn status_description(&self) -> Option<String> {
-        self.data().status_description.as_deref().map(str::to_owned)
+        self.data().status_description().map(str::to_owned)
     }
 
     /// Sets the status; a description is kept only with `Error`.
     pub fn set_status(&self, code: ActivityStatusCode, description: Option<impl Into<Cow<'static, str>>>) -> &Self {
         let mut data = self.data();
         data.status = code;
-        data.status_description = match code {
+        let description = match code {
             ActivityStatusCode::Error => description.map(Into::into),
             _ => None,
         };
+        if description.is_some() || data.extra.is_some() {
+            data.extra().status_description = description;
+        }
         self
     }
 
@@ -749,13 +794,13 @@ impl Activity {
 
     /// Adds a link (e.g. to the connection a request used, once it is known).
     pub fn add_link(&self, link: ActivityLink) -> &Self {
-        self.data().links.push(link);
+        self.data().extra().links.push(link);
         self
     }
 
     /// The links, in insertion order.
     pub fn links(&self) -> Vec<ActivityLink> {
-        self.data().links.clone()
+        self.data().links().to_vec()
     }
 
     /// Records an error as an `exception` event with `exception.type`, `exception.message`
@@ -809,7 +854,7 @@ impl Activity {
     /// Adds a baggage item in front of the existing ones (it flows to children and, through
     /// the propagators, to other processes).
     pub fn add_baggage(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> &Self {
-        self.data().baggage.push((key.into(), value.into()));
+        self.data().extra().baggage.push((key.into(), value.into()));
         self
     }
 
@@ -817,13 +862,14 @@ impl Activity {
     pub fn set_baggage(&self, key: impl Into<Cow<'static, str>>, value: Option<impl Into<Cow<'static, str>>>) -> &Self {
         let key = key.into();
         let mut data = self.data();
-        let pos = data.baggage.iter().rposition(|(k, _)| *k == key);
+        let baggage = &mut data.extra().baggage;
+        let pos = baggage.iter().rposition(|(k, _)| *k == key);
         match (pos, value) {
-            (Some(i), Some(v)) => data.baggage[i].1 = v.into(),
+            (Some(i), Some(v)) => baggage[i].1 = v.into(),
             (Some(i), None) => {
-                data.baggage.remove(i);
+                baggage.remove(i);
             }
-            (None, Some(v)) => data.baggage.push((key, v.into())),
+            (None, Some(v)) => baggage.push((key, v.into())),
             (None, None) => {}
         }
         self
@@ -834,14 +880,9 @@ impl Activity {
         let mut out = Vec::new();
         let mut next = Some(self.clone());
         while let Some(activity) = next {
-            out.extend(
-                activity
-                    .data()
-                    .baggage
-                    .iter()
-                    .rev()
-                    .map(|(k, v)| (k.to_string(), v.to_string())),
-            );
+            if let Some(extra) = &activity.data().extra {
+                out.extend(extra.baggage.iter().rev().map(|(k, v)| (k.to_string(), v.to_string())));
+            }
             next = activity.parent();
         }
         out
@@ -851,8 +892,10 @@ impl Activity {
     pub fn baggage_item(&self, key: &str) -> Option<String> {
         let mut next = Some(self.clone());
         while let Some(activity) = next {
-            if let Some((_, v)) = activity.data().baggage.iter().rev().find(|(k, _)| k == key) {
-                return Some(v.to_string());
+            if let Some(extra) = &activity.data().extra {
+                if let Some((_, v)) = extra.baggage.iter().rev().find(|(k, _)| k == key) {
+                    return Some(v.to_string());
+                }
             }
             next = activity.parent();
         }
@@ -870,13 +913,14 @@ impl Activity {
     ) -> &Self {
         let name = name.into();
         let mut data = self.data();
-        let pos = data.custom_properties.iter().position(|(k, _)| *k == name);
+        let properties = &mut data.extra().custom_properties;
+        let pos = properties.iter().position(|(k, _)| *k == name);
         match (pos, value) {
-            (Some(i), Some(v)) => data.custom_properties[i].1 = v,
+            (Some(i), Some(v)) => properties[i].1 = v,
             (Some(i), None) => {
-                data.custom_properties.remove(i);
+                properties.remove(i);
             }
-            (None, Some(v)) => data.custom_properties.push((name, v)),
+            (None, Some(v)) => properties.push((name, v)),
             (None, None) => {}
         }
         self
@@ -884,7 +928,9 @@ impl Activity {
 
     /// The value attached under `name`.
     pub fn custom_property(&self, name: &str) -> Option<Arc<dyn Any + Send + Sync>> {
-        self.data()
+        let data = self.data();
+        let extra = data.extra.as_ref()?;
+        extra
             .custom_properties
             .iter()
             .find(|(k, _)| k == name)
@@ -987,22 +1033,25 @@ impl Activity {
     }
 
     pub(crate) fn start_ref(&self) {
-        if self.inner.started.get().is_some() {
-            return;
-        }
-        let previous = current::take();
-        let (remote, requested, parent_flags, root_trace_id) = {
-            let mut data = self.data();
-            (
-                data.remote_parent.clone(),
-                data.requested_format,
-                data.parent_flags,
-                data.root_trace_id.take(),
-            )
+        // Taking the pending choices out under the lock makes a second `start` a no-op.
+        let pending = match self.inner.started.get() {
+            Some(_) => None,
+            None => self.data().extra.as_mut().and_then(|e| e.pending.take()),
         };
+        let Some(pending) = pending else {
+            return; // started already
+        };
+        let previous = current::take();
         let preset = self.inner.flags.load(Ordering::Relaxed);
         let preset = (preset & FLAGS_SET != 0).then(|| ActivityTraceFlags::from_bits(preset & !FLAGS_SET));
-        let (started, flags) = compute_start(&previous, &remote, requested, parent_flags, root_trace_id, preset);
+        let (started, flags) = compute_start(
+            &previous,
+            pending.remote,
+            pending.requested_format,
+            pending.parent_flags,
+            pending.root_trace_id,
+            preset,
+        );
         self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
         {
             let mut data = self.data();
@@ -1011,7 +1060,7 @@ impl Activity {
             }
             data.previous = previous;
         }
-        let _ = self.inner.started.set(started);
+        self.inner.started.set(started);
         current::set(Some(self.clone()));
         self.inner.source.notify_started(self);
     }
@@ -1020,9 +1069,12 @@ impl Activity {
     /// still current, then restores the activity that was current when it started. Stopping
     /// again, or stopping an activity never started, does nothing.
     pub fn stop(&self) {
+        if self.inner.started.get().is_none() {
+            return;
+        }
         let previous = {
             let mut data = self.data();
-            if data.stopped || self.inner.started.get().is_none() {
+            if data.stopped {
                 return;
             }
             data.stopped = true;
@@ -1051,7 +1103,7 @@ impl Activity {
 /// data and the trace flags.
 fn compute_start(
     previous: &Option<Activity>,
-    remote: &RemoteParent,
+    remote: RemoteParent,
     requested: ActivityIdFormat,
     parent_flags: ActivityTraceFlags,
     root_trace_id: Option<(TraceId, bool)>,
@@ -1069,7 +1121,7 @@ fn compute_start(
     } else if let Some(p) = &parent {
         p.id_format()
     } else {
-        match remote {
+        match &remote {
             RemoteParent::Context(ctx) if ctx.is_valid() => ActivityIdFormat::W3C,
             RemoteParent::Id(id) if looks_like_w3c_id(id) => ActivityIdFormat::W3C,
             RemoteParent::Id(_) => ActivityIdFormat::Hierarchical,
@@ -1077,14 +1129,10 @@ fn compute_start(
         }
     };
 
-    let (trace_id, parent_span_id, random_root) = match (&parent, remote) {
+    let (trace_id, parent_span_id, random_root) = match (&parent, &remote) {
         (Some(p), _) => (p.trace_id(), p.span_id(), false),
         (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
-        (None, RemoteParent::Id(id)) => (
-            hierarchical::derived_trace_id(id),
-            hierarchical::derived_span_id(id),
-            false,
-        ),
+        (None, RemoteParent::Id(id)) => (hierarchical::derived_trace_id(id), hierarchical::derived_span_id(id), false),
         _ => {
             let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
             (id, SpanId::INVALID, random)
@@ -1093,7 +1141,7 @@ fn compute_start(
 
     // Flags: the sampler's (or caller's) choice made before start, else the parent's. The
     // level-2 random bit always follows how the trace id was made.
-    let inherited = match (&parent, remote) {
+    let inherited = match (&parent, &remote) {
         (Some(p), _) => p.trace_flags(),
         (None, RemoteParent::Context(ctx)) if ctx.is_valid() => parent_flags,
         _ => ActivityTraceFlags::NONE,
@@ -1105,10 +1153,10 @@ fn compute_start(
 
     let (hierarchical_id, span_id) = match format {
         ActivityIdFormat::Hierarchical => {
-            let id = match (&parent, remote) {
+            let id = match (&parent, &remote) {
                 (Some(p), _) => {
                     let n = p.inner.child_counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    hierarchical::child_id(&p.id().unwrap_or_default(), n)
+                    hierarchical::child_id(&p.id().unwrap_or_default(), u64::from(n))
                 }
                 (None, RemoteParent::Id(id)) => hierarchical::external_child_id(id),
                 (None, RemoteParent::Context(ctx)) if ctx.is_valid() => {
@@ -1123,12 +1171,12 @@ fn compute_start(
     };
     // A hierarchical root's trace id comes from its own root id, so other processes that
     // receive it derive the same one.
-    let trace_id = match (&hierarchical_id, &parent, remote) {
+    let trace_id = match (&hierarchical_id, &parent, &remote) {
         (Some(id), None, RemoteParent::Current | RemoteParent::Root) => hierarchical::derived_trace_id(id),
         _ => trace_id,
     };
 
-    let inherited_trace_state = match (&parent, remote) {
+    let inherited_trace_state = match (&parent, &remote) {
         (Some(p), _) => p.trace_state(),
         (None, RemoteParent::Context(ctx)) => ctx.trace_state.clone(),
         _ => TraceState::EMPTY,
@@ -1142,6 +1190,8 @@ fn compute_start(
         parent,
         hierarchical_id,
         inherited_trace_state,
+        remote,
+        parent_flags,
     };
     (started, flags)
 }

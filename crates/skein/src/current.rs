@@ -49,14 +49,21 @@ pub(crate) fn set(value: Option<Activity>) {
     drop(replace(value));
 }
 
-/// Runs `f` with a borrow of the current activity (no reference count change).
+/// Runs `f` with a borrow of the current activity (no reference count change). `f` must not
+/// change the current activity; callers pass plain getters.
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(Option<&Activity>) -> R) -> R {
-    let value = take();
-    let result = f(value.as_ref());
-    // `f` never changes the slot (callers pass plain getters), so put the value back.
-    set(value);
-    result
+    let mut f = Some(f);
+    CURRENT
+        .try_with(|slot| {
+            // SAFETY: the slot is only replaced through `replace`, which `f` does not call, so
+            // the borrow stays valid while `f` runs.
+            let current = unsafe { &*slot.as_ptr() };
+            f.take().map(|f| f(current.as_ref()))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| f.take().map_or_else(|| unreachable!("called once"), |f| f(None)))
 }
 
 pub(crate) fn get() -> Option<Activity> {

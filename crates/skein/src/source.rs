@@ -1,7 +1,7 @@
 //! `ActivitySource`: named producers of activities, and the registry that attaches listeners.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, UnsafeCell};
 use std::error::Error;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -26,19 +26,31 @@ static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 /// Each thread's copy of the listener sets it uses, by source index. Reading it costs no
 /// atomic read-modify-write (unlike a shared `Arc` or `ArcSwap` load), which is what keeps a
 /// declined activity at a few nanoseconds. A stale copy is never used (the generation
-/// moved), but it is only released when the thread next starts an activity.
+/// moved); it is released when the thread next starts an activity.
 struct ListenerCache {
-    generation: u64,
-    sets: Vec<Option<Arc<ListenerSet>>>,
+    generation: Cell<u64>,
+    /// Nesting depth of callbacks running from this cache. The vector is only changed at
+    /// depth 0, so the sets lent out to running callbacks stay alive and in place.
+    depth: Cell<u32>,
+    sets: UnsafeCell<Vec<Option<Arc<ListenerSet>>>>,
 }
 
 thread_local! {
-    static CACHE: RefCell<ListenerCache> = const {
-        RefCell::new(ListenerCache {
-            generation: 0,
-            sets: Vec::new(),
-        })
+    static CACHE: ListenerCache = const {
+        ListenerCache {
+            generation: Cell::new(0),
+            depth: Cell::new(0),
+            sets: UnsafeCell::new(Vec::new()),
+        }
     };
+}
+
+/// Restores the cache depth when a callback returns or unwinds.
+struct DepthGuard<'a>(&'a Cell<u32>);
+impl Drop for DepthGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 const UNREGISTERED: u8 = 0;
@@ -313,36 +325,46 @@ impl ActivitySource {
     /// Runs `f` with this source's listeners (`None` if there are none).
     #[inline]
     fn with_listeners<R>(&'static self, f: impl FnOnce(&[Arc<dyn ActivityListener>]) -> R) -> Option<R> {
-        let generation = GENERATION.load(Ordering::Acquire);
         let index = self.index.load(Ordering::Relaxed) as usize;
-        // Take the set out while it is used, so a callback that starts an activity of the same
-        // source (re-entrance) cannot disturb it.
-        let cached = CACHE
-            .try_with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if cache.generation != generation {
-                    cache.sets.clear();
-                    cache.generation = generation;
+        let mut f = Some(f);
+        let from_cache = CACHE.try_with(|cache| {
+            let generation = GENERATION.load(Ordering::Acquire);
+            let depth = cache.depth.get();
+            let sets = cache.sets.get();
+            if depth == 0 {
+                // SAFETY: at depth 0 no set is lent out, and only this thread reaches `sets`.
+                let sets = unsafe { &mut *sets };
+                if cache.generation.get() != generation {
+                    sets.clear();
+                    cache.generation.set(generation);
                 }
-                cache.sets.get_mut(index).and_then(Option::take)
-            })
-            .ok()
-            .flatten();
-        let set = match cached {
-            Some(set) => set,
-            None => self.listeners.load_full()?,
-        };
-        let result = f(&set);
-        let _ = CACHE.try_with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.generation == generation && index != u32::MAX as usize {
-                if cache.sets.len() <= index {
-                    cache.sets.resize(index + 1, None);
+                if sets.get(index).is_none_or(Option::is_none) {
+                    let set = self.listeners.load_full()?;
+                    if index >= sets.len() {
+                        sets.resize(index + 1, None);
+                    }
+                    sets[index] = Some(set);
                 }
-                cache.sets[index] = Some(set);
+            } else if cache.generation.get() != generation {
+                return None; // nested and stale: use the slow path below
             }
+            // SAFETY: the vector is not changed while depth > 0, so this borrow stays valid
+            // for the callback, however deeply it nests.
+            let sets: &Vec<Option<Arc<ListenerSet>>> = unsafe { &*sets };
+            let set: &ListenerSet = sets.get(index)?.as_deref()?;
+            cache.depth.set(depth + 1);
+            let _guard = DepthGuard(&cache.depth);
+            f.take().map(|f| f(set))
         });
-        Some(result)
+        match (from_cache, f) {
+            (Ok(Some(result)), _) => Some(result),
+            // The thread is shutting down, or a nested callback met a changed generation.
+            (_, Some(f)) => {
+                let set = self.listeners.load_full()?;
+                Some(f(&set))
+            }
+            (_, None) => None,
+        }
     }
 
     /// Starts an activity whose parent is the current activity. Returns `None` when no

@@ -24,10 +24,24 @@ pub(crate) struct SpinGuard<'a, T> {
 }
 
 impl<T> SpinLock<T> {
+    #[cfg(test)]
     pub(crate) const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
             value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Initialises an unlocked lock at `this` and returns where its value goes; the caller
+    /// must write the value before the lock is used.
+    ///
+    /// # Safety
+    /// `this` must be valid for writes and not yet initialised.
+    pub(crate) unsafe fn write_unlocked(this: *mut Self) -> *mut T {
+        // SAFETY: guaranteed by the caller; `UnsafeCell::raw_get` needs no reference.
+        unsafe {
+            std::ptr::addr_of_mut!((*this).locked).write(AtomicBool::new(false));
+            UnsafeCell::raw_get(std::ptr::addr_of!((*this).value))
         }
     }
 
@@ -113,10 +127,23 @@ impl<T> SetOnce<T> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) const fn with(value: T) -> Self {
         SetOnce {
             state: AtomicU8::new(READY),
             value: UnsafeCell::new(MaybeUninit::new(value)),
+        }
+    }
+
+    /// Initialises a set cell holding `value` at `this`, in place.
+    ///
+    /// # Safety
+    /// `this` must be valid for writes and not yet initialised.
+    pub(crate) unsafe fn write_set(this: *mut Self, value: T) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            std::ptr::addr_of_mut!((*this).state).write(AtomicU8::new(READY));
+            UnsafeCell::raw_get(std::ptr::addr_of!((*this).value)).write(MaybeUninit::new(value));
         }
     }
 
