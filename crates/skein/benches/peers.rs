@@ -6,10 +6,12 @@
 //! Run: `cargo bench -p skein --bench peers` (add `-- --quick` for a rough pass).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -18,7 +20,7 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use skein::{
     Activity, ActivityContext, ActivityCreationOptions, ActivityEvent, ActivityKind, ActivityListener,
-    ActivitySamplingResult, ActivitySource,
+    ActivitySamplingResult, ActivitySource, Tag,
 };
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -35,26 +37,47 @@ impl ActivityListener for Decline {
     }
 }
 
-/// Records everything and hands each stopped activity to a background thread through a
-/// bounded queue (dropping when full), like a batch exporter with a no-op export.
+/// Records everything and queues each stopped activity for a background thread: activities
+/// collect in a per-thread batch of 64 that goes through a bounded channel (dropped and
+/// counted when it is full). The background thread hands processed batches back, and the
+/// producing thread releases them: memory is freed where it was allocated, so the allocator
+/// never contends between the two threads.
 struct Queue {
-    tx: SyncSender<Activity>,
-    dropped: std::sync::atomic::AtomicU64,
+    tx: SyncSender<Vec<Activity>>,
+    returned: Mutex<Receiver<Vec<Activity>>>,
+    dropped: AtomicU64,
 }
+
+const BATCH: usize = 64;
+
+thread_local! {
+    static PENDING: RefCell<Vec<Activity>> = RefCell::new(Vec::with_capacity(BATCH));
+}
+
 impl Queue {
     fn start() -> Arc<Queue> {
-        let (tx, rx) = sync_channel::<Activity>(2048);
-        std::thread::spawn(move || {
-            for activity in rx {
-                drop(black_box(activity));
+        let (tx, rx) = sync_channel::<Vec<Activity>>(32);
+        let (back_tx, back_rx) = sync_channel::<Vec<Activity>>(32);
+        std::thread::spawn(move || loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(batch) => {
+                        let _ = back_tx.try_send(black_box(batch));
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
+            std::thread::sleep(Duration::from_millis(1));
         });
         Arc::new(Queue {
             tx,
-            dropped: Default::default(),
+            returned: Mutex::new(back_rx),
+            dropped: AtomicU64::new(0),
         })
     }
 }
+
 impl ActivityListener for Queue {
     fn should_listen_to(&self, s: &ActivitySource) -> bool {
         s.name() == "bench.recorded"
@@ -63,9 +86,24 @@ impl ActivityListener for Queue {
         ActivitySamplingResult::AllDataAndRecorded
     }
     fn on_stopped(&self, activity: &Activity) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(activity.clone()) {
-            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.on_stopped_owned(activity.clone());
+    }
+    fn on_stopped_owned(&self, activity: Activity) {
+        PENDING.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            pending.push(activity);
+            if pending.len() == BATCH {
+                let batch = std::mem::replace(&mut *pending, Vec::with_capacity(BATCH));
+                if let Err(TrySendError::Full(batch)) = self.tx.try_send(batch) {
+                    self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                if let Ok(returned) = self.returned.try_lock() {
+                    while let Ok(batch) = returned.try_recv() {
+                        drop(batch);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -178,11 +216,13 @@ fn recorded(c: &mut Criterion, queue: &Arc<Queue>) {
     g.bench_function(SKEIN, |b| {
         b.iter(|| {
             let a = RECORDED.start_activity("op", ActivityKind::Internal).unwrap();
-            a.add_tag("str", "value")
-                .add_tag("int", 42i64)
-                .add_tag("bool", true)
-                .add_tag("float", 1.5)
-                .add_event(ActivityEvent::new("event"));
+            a.add_tags([
+                Tag::new("str", "value"),
+                Tag::new("int", 42i64),
+                Tag::new("bool", true),
+                Tag::new("float", 1.5),
+            ])
+            .add_event(ActivityEvent::new("event"));
         })
     });
     let provider = otel_batch_provider();
@@ -190,10 +230,12 @@ fn recorded(c: &mut Criterion, queue: &Arc<Queue>) {
     g.bench_function(OTEL, |b| {
         b.iter(|| {
             let mut span = tracer.start("op");
-            span.set_attribute(KeyValue::new("str", "value"));
-            span.set_attribute(KeyValue::new("int", 42i64));
-            span.set_attribute(KeyValue::new("bool", true));
-            span.set_attribute(KeyValue::new("float", 1.5));
+            span.set_attributes([
+                KeyValue::new("str", "value"),
+                KeyValue::new("int", 42i64),
+                KeyValue::new("bool", true),
+                KeyValue::new("float", 1.5),
+            ]);
             span.add_event("event", vec![]);
             span.end();
         })
@@ -346,6 +388,6 @@ fn main() {
     fastrace::flush();
     c.final_summary();
     print_table(&dir);
-    let dropped = queue.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = queue.dropped.load(Ordering::Relaxed);
     println!("skein queue: {dropped} activities dropped because the consumer fell behind");
 }

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::context::{format_traceparent, looks_like_w3c_id, parse_traceparent, A
 use crate::current;
 use crate::hierarchical;
 use crate::id::{new_trace_id, ActivityTraceFlags, SpanId, TraceId};
+use crate::shared::Shared;
 use crate::source::ActivitySource;
 use crate::sync::{SetOnce, SpinGuard, SpinLock};
 use crate::tag::{IntoTagValue, Tag, TagValue};
@@ -282,7 +284,7 @@ impl ActivityData {
 /// assert!(Activity::current().is_none());
 /// ```
 pub struct Activity {
-    inner: Arc<Inner>,
+    inner: ManuallyDrop<Shared>,
     owner: bool,
 }
 
@@ -290,7 +292,7 @@ impl Clone for Activity {
     /// A reference to the same activity; dropping it does not stop the activity.
     fn clone(&self) -> Self {
         Activity {
-            inner: self.inner.clone(),
+            inner: ManuallyDrop::new((*self.inner).clone()),
             owner: false,
         }
     }
@@ -298,15 +300,23 @@ impl Clone for Activity {
 
 impl Drop for Activity {
     fn drop(&mut self) {
-        if self.owner && self.inner.started.get().is_some() {
-            self.stop();
+        // SAFETY: `inner` is taken exactly once, here, and never used again.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        if self.owner && inner.started.get().is_some() {
+            // The owner's reference goes to the last listener instead of being released
+            // right after that listener took its own.
+            let reference = Activity {
+                inner: ManuallyDrop::new(inner),
+                owner: false,
+            };
+            reference.stop_handing_over();
         }
     }
 }
 
 impl PartialEq for Activity {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Shared::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -358,15 +368,10 @@ impl<E: std::error::Error + ?Sized> std::error::Error for ErrorRef<'_, E> {
     }
 }
 
+#[inline(always)]
 /// Allocates an activity and writes its fields in place: a started activity is published
 /// complete, and the inline tag and event buffers are never copied.
-fn allocate(
-    new: NewActivity,
-    started: Option<Started>,
-    flags: u8,
-    start: u64,
-    previous: Option<Activity>,
-) -> Arc<Inner> {
+fn allocate(new: NewActivity, started: Option<Started>, flags: u8, start: u64, previous: Option<Activity>) -> Shared {
     let extra = {
         let pending = started.is_none().then(|| Pending {
             parent_flags: match &new.parent {
@@ -386,13 +391,10 @@ fn allocate(
             })
         })
     };
-    let mut arc = Arc::<Inner>::new_uninit();
-    let Some(slot) = Arc::get_mut(&mut arc) else {
-        unreachable!("a new Arc is unique")
-    };
-    let p = slot.as_mut_ptr();
-    // SAFETY: `p` points to the new, unique allocation; every field is written exactly once
-    // below before `assume_init`.
+    let uninit = Shared::new_uninit();
+    let p = uninit.as_mut_ptr();
+    // SAFETY: `p` points to the new, unshared block; every field is written once here, then
+    // the block is published with `assume_init`.
     unsafe {
         addr_of_mut!((*p).source).write(new.source);
         addr_of_mut!((*p).operation_name).write(new.name);
@@ -406,12 +408,11 @@ fn allocate(
             None => addr_of_mut!((*p).started).write(SetOnce::empty()),
         }
         let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
-        let tags = addr_of_mut!((*data).tags);
-        if new.tags.is_empty() {
-            tags.write(SmallVec::new());
+        addr_of_mut!((*data).tags).write(if new.tags.is_empty() {
+            SmallVec::new()
         } else {
-            tags.write(SmallVec::from_vec(new.tags));
-        }
+            SmallVec::from_vec(new.tags)
+        });
         addr_of_mut!((*data).events).write(SmallVec::new());
         addr_of_mut!((*data).start).write(start);
         addr_of_mut!((*data).end).write(0);
@@ -419,7 +420,7 @@ fn allocate(
         addr_of_mut!((*data).stopped).write(false);
         addr_of_mut!((*data).previous).write(previous);
         addr_of_mut!((*data).extra).write(extra);
-        arc.assume_init()
+        uninit.assume_init()
     }
 }
 
@@ -450,13 +451,14 @@ impl Activity {
         let preset = new.flags.map_or(0, |f| f.bits() | FLAGS_SET);
         let start = new.start_time.map_or(0, to_unix_nanos);
         Activity {
-            inner: allocate(new, None, preset, start, None),
+            inner: ManuallyDrop::new(allocate(new, None, preset, start, None)),
             owner: true,
         }
     }
 
     /// Builds and starts an activity in one go (the source's hot path): the ids are made
     /// before the allocation, so the activity is complete when it is published.
+    #[inline(always)]
     pub(crate) fn build_started(mut new: NewActivity) -> Activity {
         let previous = current::take();
         let parent_flags = match &new.parent {
@@ -475,7 +477,7 @@ impl Activity {
         let source = new.source;
         let start = new.start_time.map_or_else(now_unix_nanos, to_unix_nanos);
         let activity = Activity {
-            inner: allocate(new, Some(started), flags.bits() | FLAGS_SET, start, previous),
+            inner: ManuallyDrop::new(allocate(new, Some(started), flags.bits() | FLAGS_SET, start, previous)),
             owner: true,
         };
         current::set(Some(activity.clone()));
@@ -1069,13 +1071,30 @@ impl Activity {
     /// still current, then restores the activity that was current when it started. Stopping
     /// again, or stopping an activity never started, does nothing.
     pub fn stop(&self) {
+        if let Some(previous) = self.mark_stopped() {
+            self.inner.source.notify_stopped(self);
+            current::set(previous);
+        }
+    }
+
+    /// `stop`, handing this reference to the last listener.
+    fn stop_handing_over(self) {
+        if let Some(previous) = self.mark_stopped() {
+            self.inner.source.notify_stopped_owned(self);
+            current::set(previous);
+        }
+    }
+
+    /// Marks the activity stopped and returns what was current before it, or `None` if it
+    /// was not running.
+    fn mark_stopped(&self) -> Option<Option<Activity>> {
         if self.inner.started.get().is_none() {
-            return;
+            return None;
         }
         let previous = {
             let mut data = self.data();
             if data.stopped {
-                return;
+                return None;
             }
             data.stopped = true;
             if data.end == 0 {
@@ -1083,8 +1102,7 @@ impl Activity {
             }
             data.previous.take()
         };
-        self.inner.source.notify_stopped(self);
-        current::set(previous);
+        Some(previous)
     }
 
     /// The activity that was current when this one started.
@@ -1094,10 +1112,11 @@ impl Activity {
 
     /// True if both handles refer to the same activity.
     pub fn ptr_eq(&self, other: &Activity) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Shared::ptr_eq(&self.inner, &other.inner)
     }
 }
 
+#[inline(always)]
 /// Chooses the id format and makes the ids of an activity starting now, with `previous` the
 /// current activity (its parent unless a remote parent was given). Returns the fixed start
 /// data and the trace flags.
@@ -1132,7 +1151,11 @@ fn compute_start(
     let (trace_id, parent_span_id, random_root) = match (&parent, &remote) {
         (Some(p), _) => (p.trace_id(), p.span_id(), false),
         (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
-        (None, RemoteParent::Id(id)) => (hierarchical::derived_trace_id(id), hierarchical::derived_span_id(id), false),
+        (None, RemoteParent::Id(id)) => (
+            hierarchical::derived_trace_id(id),
+            hierarchical::derived_span_id(id),
+            false,
+        ),
         _ => {
             let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
             (id, SpanId::INVALID, random)

@@ -43,6 +43,7 @@ mod id;
 mod listener;
 pub mod propagation;
 pub mod sampler;
+mod shared;
 mod source;
 mod sync;
 mod tag;

@@ -200,6 +200,15 @@ pub trait ActivityListener: Send + Sync + 'static {
     /// Called when an attached source's activity stops (it is still current).
     fn on_stopped(&self, _activity: &Activity) {}
 
+    /// [`on_stopped`](ActivityListener::on_stopped) with a reference the listener may keep:
+    /// when an activity stops because its owner was dropped, the last attached listener gets
+    /// the owner's reference, which saves the reference-count updates of cloning one. A
+    /// listener that queues stopped activities should implement this; the default calls
+    /// `on_stopped`.
+    fn on_stopped_owned(&self, activity: Activity) {
+        self.on_stopped(&activity)
+    }
+
     /// Called by [`Activity::add_exception`] before the event is added, to add tags.
     fn on_exception(&self, _activity: &Activity, _error: &(dyn Error + '_), _tags: &mut Vec<Tag>) {}
 }
@@ -219,6 +228,9 @@ impl<T: ActivityListener + ?Sized> ActivityListener for Arc<T> {
     }
     fn on_stopped(&self, activity: &Activity) {
         (**self).on_stopped(activity)
+    }
+    fn on_stopped_owned(&self, activity: Activity) {
+        (**self).on_stopped_owned(activity)
     }
     fn on_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
         (**self).on_exception(activity, error, tags)

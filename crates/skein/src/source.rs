@@ -627,6 +627,19 @@ impl ActivitySource {
         });
     }
 
+    /// `notify_stopped`, giving `activity` (a reference nobody else will use) to the last
+    /// listener.
+    pub(crate) fn notify_stopped_owned(&'static self, activity: Activity) {
+        self.with_listeners(move |listeners| {
+            if let Some((last, rest)) = listeners.split_last() {
+                for listener in rest {
+                    listener.on_stopped(&activity);
+                }
+                last.on_stopped_owned(activity);
+            }
+        });
+    }
+
     pub(crate) fn notify_exception(&'static self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
         self.with_listeners(|listeners| {
             for listener in listeners {
