@@ -368,23 +368,45 @@ impl<E: std::error::Error + ?Sized> std::error::Error for ErrorRef<'_, E> {
     }
 }
 
-#[inline(always)]
+/// When a new activity starts.
+enum StartWith {
+    /// Later: no start data yet, and these preset flags.
+    Later(u8),
+    /// Now, under the activity that was current (`previous`).
+    Now,
+}
+
 /// Allocates an activity and writes its fields in place: a started activity is published
-/// complete, and the inline tag and event buffers are never copied.
-fn allocate(new: NewActivity, started: Option<Started>, flags: u8, start: u64, previous: Option<Activity>) -> Shared {
+/// complete, and nothing large is copied. A started activity comes back with a second
+/// reference, for the current-activity slot.
+#[inline(always)]
+fn allocate(mut new: NewActivity, start_with: StartWith, previous: Option<Activity>) -> (Shared, Option<Shared>) {
+    let parent_flags = match &new.parent {
+        RemoteParent::Context(ctx) => ctx.trace_flags,
+        _ => ActivityTraceFlags::NONE,
+    };
+    let started_now = matches!(start_with, StartWith::Now);
+    let start = match new.start_time {
+        Some(t) => to_unix_nanos(t),
+        None if started_now => now_unix_nanos(),
+        None => 0,
+    };
+    let remote = std::mem::take(&mut new.parent);
+    let (pending_remote, pending_root) = if started_now {
+        (RemoteParent::Current, None)
+    } else {
+        (remote.clone(), new.root_trace_id)
+    };
     let extra = {
-        let pending = started.is_none().then(|| Pending {
-            parent_flags: match &new.parent {
-                RemoteParent::Context(ctx) => ctx.trace_flags,
-                _ => ActivityTraceFlags::NONE,
-            },
-            remote: new.parent,
+        let pending = (!started_now).then(|| Pending {
+            parent_flags,
+            remote: pending_remote,
             requested_format: new.id_format,
-            root_trace_id: new.root_trace_id,
+            root_trace_id: pending_root,
         });
         (pending.is_some() || !new.links.is_empty() || new.trace_state.is_some()).then(|| {
             Box::new(Extra {
-                links: new.links,
+                links: std::mem::take(&mut new.links),
                 trace_state: new.trace_state.clone(),
                 pending,
                 ..Default::default()
@@ -396,6 +418,24 @@ fn allocate(new: NewActivity, started: Option<Started>, flags: u8, start: u64, p
     // SAFETY: `p` points to the new, unshared block; every field is written once here, then
     // the block is published with `assume_init`.
     unsafe {
+        let flags = match start_with {
+            StartWith::Now => {
+                let flags = compute_start(
+                    SetOnce::write_set_with(addr_of_mut!((*p).started)),
+                    &previous,
+                    remote,
+                    new.id_format,
+                    parent_flags,
+                    new.root_trace_id,
+                    new.flags,
+                );
+                flags.bits() | FLAGS_SET
+            }
+            StartWith::Later(preset) => {
+                addr_of_mut!((*p).started).write(SetOnce::empty());
+                preset
+            }
+        };
         addr_of_mut!((*p).source).write(new.source);
         addr_of_mut!((*p).operation_name).write(new.name);
         addr_of_mut!((*p).kind).write(new.kind);
@@ -403,10 +443,6 @@ fn allocate(new: NewActivity, started: Option<Started>, flags: u8, start: u64, p
         addr_of_mut!((*p).all_data).write(AtomicBool::new(new.all_data));
         addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(new.trace_state.is_some()));
         addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
-        match started {
-            Some(started) => SetOnce::write_set(addr_of_mut!((*p).started), started),
-            None => addr_of_mut!((*p).started).write(SetOnce::empty()),
-        }
         let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
         addr_of_mut!((*data).tags).write(if new.tags.is_empty() {
             SmallVec::new()
@@ -420,7 +456,12 @@ fn allocate(new: NewActivity, started: Option<Started>, flags: u8, start: u64, p
         addr_of_mut!((*data).stopped).write(false);
         addr_of_mut!((*data).previous).write(previous);
         addr_of_mut!((*data).extra).write(extra);
-        uninit.assume_init()
+        if started_now {
+            let (a, b) = uninit.assume_init_twice();
+            (a, Some(b))
+        } else {
+            (uninit.assume_init(), None)
+        }
     }
 }
 
@@ -449,38 +490,27 @@ impl Activity {
     /// A not yet started activity.
     pub(crate) fn build(new: NewActivity) -> Activity {
         let preset = new.flags.map_or(0, |f| f.bits() | FLAGS_SET);
-        let start = new.start_time.map_or(0, to_unix_nanos);
+        let (inner, _) = allocate(new, StartWith::Later(preset), None);
         Activity {
-            inner: ManuallyDrop::new(allocate(new, None, preset, start, None)),
+            inner: ManuallyDrop::new(inner),
             owner: true,
         }
     }
 
     /// Builds and starts an activity in one go (the source's hot path): the ids are made
-    /// before the allocation, so the activity is complete when it is published.
+    /// in place before the activity is published.
     #[inline(always)]
-    pub(crate) fn build_started(mut new: NewActivity) -> Activity {
-        let previous = current::take();
-        let parent_flags = match &new.parent {
-            RemoteParent::Context(ctx) => ctx.trace_flags,
-            _ => ActivityTraceFlags::NONE,
-        };
-        let remote = std::mem::take(&mut new.parent);
-        let (started, flags) = compute_start(
-            &previous,
-            remote,
-            new.id_format,
-            parent_flags,
-            new.root_trace_id.take(),
-            new.flags,
-        );
+    pub(crate) fn build_started(new: NewActivity) -> Activity {
         let source = new.source;
-        let start = new.start_time.map_or_else(now_unix_nanos, to_unix_nanos);
+        let (inner, slot) = allocate(new, StartWith::Now, current::take());
         let activity = Activity {
-            inner: ManuallyDrop::new(allocate(new, Some(started), flags.bits() | FLAGS_SET, start, previous)),
+            inner: ManuallyDrop::new(inner),
             owner: true,
         };
-        current::set(Some(activity.clone()));
+        current::set(slot.map(|inner| Activity {
+            inner: ManuallyDrop::new(inner),
+            owner: false,
+        }));
         source.notify_started(&activity);
         activity
     }
@@ -1046,14 +1076,20 @@ impl Activity {
         let previous = current::take();
         let preset = self.inner.flags.load(Ordering::Relaxed);
         let preset = (preset & FLAGS_SET != 0).then(|| ActivityTraceFlags::from_bits(preset & !FLAGS_SET));
-        let (started, flags) = compute_start(
-            &previous,
-            pending.remote,
-            pending.requested_format,
-            pending.parent_flags,
-            pending.root_trace_id,
-            preset,
-        );
+        let mut started = std::mem::MaybeUninit::<Started>::uninit();
+        // SAFETY: `compute_start` writes the whole value.
+        let (started, flags) = unsafe {
+            let flags = compute_start(
+                started.as_mut_ptr(),
+                &previous,
+                pending.remote,
+                pending.requested_format,
+                pending.parent_flags,
+                pending.root_trace_id,
+                preset,
+            );
+            (started.assume_init(), flags)
+        };
         self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
         {
             let mut data = self.data();
@@ -1116,18 +1152,22 @@ impl Activity {
     }
 }
 
-#[inline(always)]
 /// Chooses the id format and makes the ids of an activity starting now, with `previous` the
-/// current activity (its parent unless a remote parent was given). Returns the fixed start
-/// data and the trace flags.
-fn compute_start(
+/// current activity (its parent unless a remote parent was given). Writes the fixed start data
+/// to `out` and returns the trace flags.
+///
+/// # Safety
+/// `out` must be valid for writes.
+#[inline(always)]
+unsafe fn compute_start(
+    out: *mut Started,
     previous: &Option<Activity>,
     remote: RemoteParent,
     requested: ActivityIdFormat,
     parent_flags: ActivityTraceFlags,
     root_trace_id: Option<(TraceId, bool)>,
     preset: Option<ActivityTraceFlags>,
-) -> (Started, ActivityTraceFlags) {
+) -> ActivityTraceFlags {
     let parent = match remote {
         RemoteParent::Current => previous.clone(),
         _ => None,
@@ -1205,16 +1245,19 @@ fn compute_start(
         _ => TraceState::EMPTY,
     };
 
-    let started = Started {
-        format,
-        trace_id,
-        span_id,
-        parent_span_id,
-        parent,
-        hierarchical_id,
-        inherited_trace_state,
-        remote,
-        parent_flags,
-    };
-    (started, flags)
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        out.write(Started {
+            format,
+            trace_id,
+            span_id,
+            parent_span_id,
+            parent,
+            hierarchical_id,
+            inherited_trace_state,
+            remote,
+            parent_flags,
+        });
+    }
+    flags
 }

@@ -97,6 +97,18 @@ impl Uninit {
         unsafe { std::ptr::addr_of_mut!((*self.block.as_ptr()).count).write(AtomicUsize::new(1)) };
         Shared { block: self.block }
     }
+
+    /// The finished activity with two references, counted in the initial write instead of
+    /// with an atomic increment (which would also wait for every store of the construction).
+    ///
+    /// # Safety
+    /// As for [`assume_init`](Self::assume_init).
+    #[inline]
+    pub(crate) unsafe fn assume_init_twice(self) -> (Shared, Shared) {
+        // SAFETY: the block is valid and unshared.
+        unsafe { std::ptr::addr_of_mut!((*self.block.as_ptr()).count).write(AtomicUsize::new(2)) };
+        (Shared { block: self.block }, Shared { block: self.block })
+    }
 }
 
 /// A shared, reference-counted activity (`Arc<Inner>` with pooled memory).

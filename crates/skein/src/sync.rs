@@ -135,15 +135,16 @@ impl<T> SetOnce<T> {
         }
     }
 
-    /// Initialises a set cell holding `value` at `this`, in place.
+    /// Marks the cell at `this` set and returns where its value goes; the caller must write
+    /// the value before the cell is read.
     ///
     /// # Safety
     /// `this` must be valid for writes and not yet initialised.
-    pub(crate) unsafe fn write_set(this: *mut Self, value: T) {
+    pub(crate) unsafe fn write_set_with(this: *mut Self) -> *mut T {
         // SAFETY: guaranteed by the caller.
         unsafe {
             std::ptr::addr_of_mut!((*this).state).write(AtomicU8::new(READY));
-            UnsafeCell::raw_get(std::ptr::addr_of!((*this).value)).write(MaybeUninit::new(value));
+            UnsafeCell::raw_get(std::ptr::addr_of!((*this).value)).cast()
         }
     }
 
