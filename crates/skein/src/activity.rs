@@ -398,7 +398,7 @@ fn allocate(mut new: NewActivity, start_with: StartWith, previous: Option<Activi
         (remote.clone(), new.root_trace_id)
     };
     let extra = {
-        let pending = (!started_now).then(|| Pending {
+        let pending = (!started_now).then_some(Pending {
             parent_flags,
             remote: pending_remote,
             requested_format: new.id_format,
@@ -1124,9 +1124,7 @@ impl Activity {
     /// Marks the activity stopped and returns what was current before it, or `None` if it
     /// was not running.
     fn mark_stopped(&self) -> Option<Option<Activity>> {
-        if self.inner.started.get().is_none() {
-            return None;
-        }
+        self.inner.started.get()?;
         let previous = {
             let mut data = self.data();
             if data.stopped {

@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::error::Error;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use crate::activity::{Activity, ActivityIdFormat, ActivityKind, ActivityLink};
@@ -40,8 +41,24 @@ pub struct ActivityCreationOptions<'a, P> {
     links: &'a [ActivityLink],
     id_format: ActivityIdFormat,
     trace_id: Cell<Option<(TraceId, bool)>>,
-    sampling_tags: RefCell<Vec<Tag>>,
-    trace_state: RefCell<Option<TraceState>>,
+    /// What samplers added; boxed so that the common "nothing" costs one word to drop.
+    output: ManuallyDrop<RefCell<Option<Box<SamplerOutput>>>>,
+}
+
+impl<P> Drop for ActivityCreationOptions<'_, P> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.output.get_mut().is_some() {
+            // SAFETY: dropped once, here.
+            unsafe { ManuallyDrop::drop(&mut self.output) };
+        }
+    }
+}
+
+#[derive(Default)]
+struct SamplerOutput {
+    tags: Vec<Tag>,
+    trace_state: Option<TraceState>,
 }
 
 impl<'a, P> ActivityCreationOptions<'a, P> {
@@ -65,8 +82,7 @@ impl<'a, P> ActivityCreationOptions<'a, P> {
             links,
             id_format,
             trace_id: Cell::new(trace_id),
-            sampling_tags: RefCell::new(Vec::new()),
-            trace_state: RefCell::new(None),
+            output: ManuallyDrop::new(RefCell::new(None)),
         }
     }
 
@@ -100,19 +116,24 @@ impl<'a, P> ActivityCreationOptions<'a, P> {
     }
     /// Adds a tag to the activity if it is created (e.g. the sampling probability).
     pub fn add_sampling_tag(&self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<TagValue>) {
-        self.sampling_tags.borrow_mut().push(Tag::new(key, value));
+        let mut output = self.output.borrow_mut();
+        output
+            .get_or_insert_with(Default::default)
+            .tags
+            .push(Tag::new(key, value));
     }
     /// Sets the trace state the activity will carry.
     pub fn set_trace_state(&self, trace_state: TraceState) {
-        *self.trace_state.borrow_mut() = Some(trace_state);
+        let mut output = self.output.borrow_mut();
+        output.get_or_insert_with(Default::default).trace_state = Some(trace_state);
     }
 
-    pub(crate) fn take_results(self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
-        (
-            self.sampling_tags.into_inner(),
-            self.trace_state.into_inner(),
-            self.trace_id.get(),
-        )
+    pub(crate) fn take_results(mut self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
+        let trace_id = self.trace_id.get();
+        match self.output.get_mut().take() {
+            Some(output) => (output.tags, output.trace_state, trace_id),
+            None => (Vec::new(), None, trace_id),
+        }
     }
 
     fn cached_trace_id(&self, make: impl FnOnce() -> (TraceId, bool)) -> TraceId {

@@ -57,7 +57,41 @@ const UNREGISTERED: u8 = 0;
 const NO_LISTENERS: u8 = 1;
 const HAS_LISTENERS: u8 = 2;
 
-type ListenerSet = Vec<Arc<dyn ActivityListener>>;
+/// An attached listener, with its trait-object pointer resolved once (calling through an
+/// `Arc<dyn _>` recomputes where the value sits from the vtable on every call).
+#[derive(Clone)]
+pub(crate) struct Attached {
+    listener: *const dyn ActivityListener,
+    keep: Arc<dyn ActivityListener>,
+}
+
+// SAFETY: `listener` points into `keep`, which is `Send + Sync` and lives as long as `self`.
+unsafe impl Send for Attached {}
+unsafe impl Sync for Attached {}
+
+impl Attached {
+    fn new(keep: Arc<dyn ActivityListener>) -> Self {
+        Attached {
+            listener: Arc::as_ptr(&keep),
+            keep,
+        }
+    }
+
+    fn is(&self, other: &Arc<dyn ActivityListener>) -> bool {
+        Arc::ptr_eq(&self.keep, other)
+    }
+}
+
+impl std::ops::Deref for Attached {
+    type Target = dyn ActivityListener;
+    #[inline]
+    fn deref(&self) -> &(dyn ActivityListener + 'static) {
+        // SAFETY: see the `Send`/`Sync` impls.
+        unsafe { &*self.listener }
+    }
+}
+
+type ListenerSet = Vec<Attached>;
 
 /// A named producer of activities (a library, a component). Declare it as a `static`; it
 /// registers itself the first time it is used.
@@ -187,7 +221,7 @@ impl Drop for ListenerRegistration {
             let mut reg = registry();
             reg.listeners.retain(|l| !Arc::ptr_eq(l, &listener));
             for source in &reg.sources {
-                source.update_listeners(|set| set.retain(|l| !Arc::ptr_eq(l, &listener)));
+                source.update_listeners(|set| set.retain(|l| !l.is(&listener)));
             }
         }
     }
@@ -281,7 +315,7 @@ impl ActivitySource {
         let _callbacks = RegistryCallbacks::enter();
         for source in &reg.sources {
             if listener.should_listen_to(source) {
-                source.update_listeners(|set| set.push(listener.clone()));
+                source.update_listeners(|set| set.push(Attached::new(listener.clone())));
             }
         }
         ListenerRegistration {
@@ -315,7 +349,7 @@ impl ActivitySource {
                 .listeners
                 .iter()
                 .filter(|l| l.should_listen_to(self))
-                .cloned()
+                .map(|l| Attached::new(l.clone()))
                 .collect();
             self.update_listeners(|set| *set = wanted);
         }
@@ -324,7 +358,7 @@ impl ActivitySource {
 
     /// Runs `f` with this source's listeners (`None` if there are none).
     #[inline]
-    fn with_listeners<R>(&'static self, f: impl FnOnce(&[Arc<dyn ActivityListener>]) -> R) -> Option<R> {
+    fn with_listeners<R>(&'static self, f: impl FnOnce(&[Attached]) -> R) -> Option<R> {
         let index = self.index.load(Ordering::Relaxed) as usize;
         let mut f = Some(f);
         let from_cache = CACHE.try_with(|cache| {
