@@ -380,7 +380,7 @@ enum StartWith {
 /// complete, and nothing large is copied. A started activity comes back with a second
 /// reference, for the current-activity slot.
 #[inline(always)]
-fn allocate(mut new: NewActivity, start_with: StartWith, previous: Option<Activity>) -> (Shared, Option<Shared>) {
+fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activity>) -> (Shared, Option<Shared>) {
     let parent_flags = match &new.parent {
         RemoteParent::Context(ctx) => ctx.trace_flags,
         _ => ActivityTraceFlags::NONE,
@@ -437,7 +437,7 @@ fn allocate(mut new: NewActivity, start_with: StartWith, previous: Option<Activi
             }
         };
         addr_of_mut!((*p).source).write(new.source);
-        addr_of_mut!((*p).operation_name).write(new.name);
+        addr_of_mut!((*p).operation_name).write(std::mem::take(&mut new.name));
         addr_of_mut!((*p).kind).write(new.kind);
         addr_of_mut!((*p).flags).write(AtomicU8::new(flags));
         addr_of_mut!((*p).all_data).write(AtomicBool::new(new.all_data));
@@ -447,7 +447,7 @@ fn allocate(mut new: NewActivity, start_with: StartWith, previous: Option<Activi
         addr_of_mut!((*data).tags).write(if new.tags.is_empty() {
             SmallVec::new()
         } else {
-            SmallVec::from_vec(new.tags)
+            SmallVec::from_vec(std::mem::take(&mut new.tags))
         });
         addr_of_mut!((*data).events).write(SmallVec::new());
         addr_of_mut!((*data).start).write(start);
@@ -471,7 +471,7 @@ impl Activity {
     /// A new, not yet started activity from no source (as `new Activity(name)` in .NET): it
     /// requests all data and is reported to listeners of the unnamed source.
     pub fn new(operation_name: impl Into<Cow<'static, str>>) -> Activity {
-        Activity::build(NewActivity {
+        Activity::build(&mut NewActivity {
             source: ActivitySource::unnamed(),
             name: operation_name.into(),
             kind: ActivityKind::Internal,
@@ -488,7 +488,7 @@ impl Activity {
     }
 
     /// A not yet started activity.
-    pub(crate) fn build(new: NewActivity) -> Activity {
+    pub(crate) fn build(new: &mut NewActivity) -> Activity {
         let preset = new.flags.map_or(0, |f| f.bits() | FLAGS_SET);
         let (inner, _) = allocate(new, StartWith::Later(preset), None);
         Activity {
@@ -500,7 +500,7 @@ impl Activity {
     /// Builds and starts an activity in one go (the source's hot path): the ids are made
     /// in place before the activity is published.
     #[inline(always)]
-    pub(crate) fn build_started(new: NewActivity) -> Activity {
+    pub(crate) fn build_started(new: &mut NewActivity) -> Activity {
         let source = new.source;
         let (inner, slot) = allocate(new, StartWith::Now, current::take());
         let activity = Activity {

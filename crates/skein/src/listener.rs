@@ -63,6 +63,7 @@ struct SamplerOutput {
 
 impl<'a, P> ActivityCreationOptions<'a, P> {
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(crate) fn new(
         source: &'static ActivitySource,
         name: &'a str,
@@ -128,7 +129,7 @@ impl<'a, P> ActivityCreationOptions<'a, P> {
         output.get_or_insert_with(Default::default).trace_state = Some(trace_state);
     }
 
-    pub(crate) fn take_results(mut self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
+    pub(crate) fn take_results(&mut self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
         let trace_id = self.trace_id.get();
         match self.output.get_mut().take() {
             Some(output) => (output.tags, output.trace_state, trace_id),

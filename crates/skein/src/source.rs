@@ -418,27 +418,29 @@ impl ActivitySource {
             return None;
         }
         let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-        let options = ActivityCreationOptions::new(
-            self,
-            &name,
-            kind,
-            parent_context,
-            &[],
-            &[],
-            ActivityIdFormat::Unknown,
-            None,
-        );
-        let result = self.with_listeners(|listeners| {
-            let mut result = ActivitySamplingResult::None;
-            for listener in listeners {
-                result = result.max(listener.sample(&options));
+        let (result, (sampling_tags, trace_state, root_trace_id)) = {
+            let mut options = ActivityCreationOptions::new(
+                self,
+                &name,
+                kind,
+                parent_context,
+                &[],
+                &[],
+                ActivityIdFormat::Unknown,
+                None,
+            );
+            let result = self.with_listeners(|listeners| {
+                let mut result = ActivitySamplingResult::None;
+                for listener in listeners {
+                    result = result.max(listener.sample(&options));
+                }
+                result
+            })?;
+            if result == ActivitySamplingResult::None {
+                return None;
             }
-            result
-        })?;
-        if result == ActivitySamplingResult::None {
-            return None;
-        }
-        let (sampling_tags, trace_state, root_trace_id) = options.take_results();
+            (result, options.take_results())
+        };
         Some(self.build(
             name,
             kind,
@@ -521,11 +523,11 @@ impl ActivitySource {
                         .unwrap_or_default();
                     ActivityContext::new(trace_id, span_id, flags, ts, true)
                 });
-                let by_id = ActivityCreationOptions::new(self, &name, kind, id, &tags, &links, id_format, None);
+                let mut by_id = ActivityCreationOptions::new(self, &name, kind, id, &tags, &links, id_format, None);
                 // For a hierarchical id, samplers without `sample_using_parent_id` decide as
                 // for a root, on the trace id derived from the id's root.
                 let derived = (hierarchical::derived_trace_id(id), false);
-                let with_context = ActivityCreationOptions::new(
+                let mut with_context = ActivityCreationOptions::new(
                     self,
                     &name,
                     kind,
@@ -549,13 +551,14 @@ impl ActivitySource {
                 (result, remote, t1, ts1.or(ts2), None)
             }
             ActivityParent::Context(ctx) if ctx.is_valid() => {
-                let opts = ActivityCreationOptions::new(self, &name, kind, ctx.clone(), &tags, &links, id_format, None);
+                let mut opts =
+                    ActivityCreationOptions::new(self, &name, kind, ctx.clone(), &tags, &links, id_format, None);
                 let result = by_context(&opts);
                 let (t, ts, _) = opts.take_results();
                 (result, RemoteParent::Context(ctx), t, ts, None)
             }
             ActivityParent::Root => {
-                let opts = ActivityCreationOptions::new(
+                let mut opts = ActivityCreationOptions::new(
                     self,
                     &name,
                     kind,
@@ -573,7 +576,7 @@ impl ActivitySource {
             // but not started activity takes its parent at start; sampling sees today's.
             ActivityParent::Current | ActivityParent::Context(_) => {
                 let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-                let opts =
+                let mut opts =
                     ActivityCreationOptions::new(self, &name, kind, parent_context, &tags, &links, id_format, None);
                 let result = by_context(&opts);
                 let (t, ts, id) = opts.take_results();
@@ -624,7 +627,7 @@ impl ActivitySource {
             _ if recorded => Some(ActivityTraceFlags::RECORDED),
             _ => None,
         };
-        let new = NewActivity {
+        let mut new = NewActivity {
             source: self,
             name,
             kind,
@@ -639,9 +642,9 @@ impl ActivitySource {
             root_trace_id,
         };
         if start {
-            Activity::build_started(new)
+            Activity::build_started(&mut new)
         } else {
-            Activity::build(new)
+            Activity::build(&mut new)
         }
     }
 
