@@ -5,7 +5,7 @@ use std::time::Duration;
 use skein::propagation::percent_decode;
 use skein::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 
-use crate::otlp::{OtlpHttpExporter, Protocol};
+use crate::otlp::{OtlpGrpcExporter, OtlpHttpExporter, Protocol};
 use crate::{
     ActivityExporter, BatchConfig, ConfigError, ConsoleExporter, ConsoleFormat, ExportGuard, ExportPipeline, Resource,
 };
@@ -77,10 +77,47 @@ fn otlp_from(
         Some(p) => Protocol::parse(&p)?,
         None => Protocol::HttpProtobuf,
     };
+    let certificate = match traces_or_general("CERTIFICATE") {
+        Some(path) => Some(
+            std::fs::read(&path).map_err(|e| ConfigError(format!("cannot read the OTLP certificate {path:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let headers = match traces_or_general("HEADERS") {
+        Some(headers) => parse_headers(&headers)?,
+        None => Vec::new(),
+    };
+    let timeout = match traces_or_general("TIMEOUT") {
+        Some(t) => Some(Duration::from_millis(t.parse().map_err(|_| {
+            ConfigError(format!("OTLP timeout {t:?} is not a number of milliseconds"))
+        })?)),
+        None => None,
+    };
+    let gzip = match traces_or_general("COMPRESSION").as_deref() {
+        None | Some("none") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "OTLP compression {other:?}: expected gzip or none"
+            )))
+        }
+    };
     if protocol == Protocol::Grpc {
-        return Err(ConfigError(
-            "the OTLP gRPC exporter is not available yet; use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf".into(),
-        ));
+        // gRPC endpoints have no signal path.
+        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_else(|| "http://localhost:4317".to_owned());
+        let mut exporter = match &certificate {
+            Some(pem) => OtlpGrpcExporter::with_ca(&endpoint, resource, pem)?,
+            None => OtlpGrpcExporter::new(&endpoint, resource)?,
+        };
+        for (name, value) in &headers {
+            exporter = exporter.with_header(name, value)?;
+        }
+        if let Some(timeout) = timeout {
+            exporter = exporter.with_timeout(timeout);
+        }
+        return Ok(Box::new(exporter.with_gzip(gzip)));
     }
     // The signal-specific endpoint is used as is; the general one gets the signal path.
     let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
@@ -90,40 +127,33 @@ fn otlp_from(
             None => "http://localhost:4318/v1/traces".to_owned(),
         },
     };
-    let mut exporter = match traces_or_general("CERTIFICATE") {
-        Some(path) => {
-            let pem = std::fs::read(&path)
-                .map_err(|e| ConfigError(format!("cannot read the OTLP certificate {path:?}: {e}")))?;
-            OtlpHttpExporter::with_ca(&endpoint, protocol, resource, &pem)?
-        }
+    let mut exporter = match &certificate {
+        Some(pem) => OtlpHttpExporter::with_ca(&endpoint, protocol, resource, pem)?,
         None => OtlpHttpExporter::new(&endpoint, protocol, resource)?,
     };
-    if let Some(headers) = traces_or_general("HEADERS") {
-        for pair in headers.split(',').filter(|p| !p.trim().is_empty()) {
+    for (name, value) in &headers {
+        exporter = exporter.with_header(name, value)?;
+    }
+    if let Some(timeout) = timeout {
+        exporter = exporter.with_timeout(timeout);
+    }
+    Ok(Box::new(exporter.with_gzip(gzip)))
+}
+
+/// `name=value,name2=value2`, values percent-encoded.
+fn parse_headers(headers: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    headers
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
             let (name, value) = pair
                 .split_once('=')
                 .ok_or_else(|| ConfigError(format!("OTLP header {pair:?} is not name=value")))?;
             let value = percent_decode(value.trim())
                 .ok_or_else(|| ConfigError(format!("OTLP header {name:?} has a bad percent-encoding")))?;
-            exporter = exporter.with_header(name, &value)?;
-        }
-    }
-    if let Some(timeout) = traces_or_general("TIMEOUT") {
-        let ms: u64 = timeout
-            .parse()
-            .map_err(|_| ConfigError(format!("OTLP timeout {timeout:?} is not a number of milliseconds")))?;
-        exporter = exporter.with_timeout(Duration::from_millis(ms));
-    }
-    match traces_or_general("COMPRESSION").as_deref() {
-        None | Some("none") => {}
-        Some("gzip") => exporter = exporter.with_gzip(true),
-        Some(other) => {
-            return Err(ConfigError(format!(
-                "OTLP compression {other:?}: expected gzip or none"
-            )))
-        }
-    }
-    Ok(Box::new(exporter))
+            Ok((name.trim().to_owned(), value))
+        })
+        .collect()
 }
 
 /// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` describe (default:

@@ -52,7 +52,10 @@ fn a_finished_trace_prints_as_an_indented_tree() {
     assert!(lines[0].starts_with("trace "), "{text}");
     assert!(lines[1].starts_with("GET /checkout  [server]  "), "{text}");
     assert!(lines[1].contains("http.request.method=GET"), "{text}");
-    assert!(lines[2].starts_with("  charge card  [client]  ") && lines[2].contains("ERROR card declined"), "{text}");
+    assert!(
+        lines[2].starts_with("  charge card  [client]  ") && lines[2].contains("ERROR card declined"),
+        "{text}"
+    );
     assert!(lines[3].starts_with("    dns  [internal]  "), "{text}");
     assert_eq!(lines.len(), 4, "one trace, printed once: {text}");
 }

@@ -39,14 +39,14 @@ impl Protocol {
 
 /// Retries of retryable failures: exponential backoff with jitter, within the export timeout.
 #[derive(Clone, Copy, Debug)]
-struct Backoff {
-    initial: Duration,
-    max: Duration,
+pub(crate) struct Backoff {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Backoff {
     /// The wait before retry number `attempt` (0-based), with ±50% jitter.
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let base = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
         let jitter = 0.5 + (skein::SpanId::random().to_u64() % 1000) as f64 / 1000.0;
         base.mul_f64(jitter)

@@ -1,7 +1,9 @@
 //! OTLP: the mapping from activities to OpenTelemetry's protocol, and the exporters that send it.
 
+mod grpc;
 mod http;
 
+pub use grpc::OtlpGrpcExporter;
 pub use http::{OtlpHttpExporter, Protocol};
 
 use std::collections::HashMap;
