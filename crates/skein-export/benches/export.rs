@@ -1,0 +1,251 @@
+//! The export pipeline against opentelemetry_sdk's BatchSpanProcessor with the
+//! opentelemetry-otlp HTTP exporter, both sending to the same loopback OTLP/HTTP sink:
+//!
+//! 1. producer side (criterion): a recorded activity with 4 tags and 1 event, queued for export;
+//! 2. throughput: 2 producer threads for a few seconds, spans per second that arrive at the sink,
+//!    with the drops of each.
+//!
+//! Run: `cargo bench -p skein-export --bench export`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::routing::post;
+use axum::Router;
+use criterion::Criterion;
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use prost::Message;
+use skein::{ActivityEvent, ActivityKind, ActivitySource, Tag};
+use skein_export::otlp::{OtlpHttpExporter, Protocol};
+use skein_export::{BatchConfig, ExportGuard, ExportPipeline, Resource};
+
+static SOURCE: ActivitySource = ActivitySource::new("bench.export");
+
+/// Counts the spans that arrive.
+fn start_sink() -> (SocketAddr, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = Router::new().route(
+                "/v1/traces",
+                post(move |body: Bytes| {
+                    let counter = counter.clone();
+                    async move {
+                        if let Ok(request) = ExportTraceServiceRequest::decode(&body[..]) {
+                            let spans: usize = request
+                                .resource_spans
+                                .iter()
+                                .flat_map(|r| r.scope_spans.iter())
+                                .map(|s| s.spans.len())
+                                .sum();
+                            counter.fetch_add(spans as u64, Ordering::Relaxed);
+                        }
+                        ""
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), received)
+}
+
+fn skein_pipeline(addr: SocketAddr) -> ExportGuard {
+    let exporter = OtlpHttpExporter::new(
+        &format!("http://{addr}/v1/traces"),
+        Protocol::HttpProtobuf,
+        Resource::new("bench"),
+    )
+    .unwrap();
+    ExportPipeline::new()
+        .with_sources([SOURCE.name()])
+        .batch(exporter, BatchConfig::default())
+        .install()
+}
+
+fn otel_provider(addr: SocketAddr) -> SdkTracerProvider {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("http://{addr}/v1/traces"))
+        .build()
+        .unwrap();
+    SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(exporter).build())
+        .build()
+}
+
+fn skein_span() {
+    let a = SOURCE.start_activity("op", ActivityKind::Internal).unwrap();
+    a.add_tags([
+        Tag::new("str", "value"),
+        Tag::new("int", 42i64),
+        Tag::new("bool", true),
+        Tag::new("float", 1.5),
+    ])
+    .add_event(ActivityEvent::new("event"));
+}
+
+fn otel_span(tracer: &opentelemetry_sdk::trace::SdkTracer) {
+    let mut span = tracer.start("op");
+    span.set_attributes([
+        KeyValue::new("str", "value"),
+        KeyValue::new("int", 42i64),
+        KeyValue::new("bool", true),
+        KeyValue::new("float", 1.5),
+    ]);
+    span.add_event("event", vec![]);
+    span.end();
+}
+
+fn producer_side(c: &mut Criterion, sink: SocketAddr) {
+    let mut group = c.benchmark_group("producer_recorded_4tags_1event");
+    let guard = skein_pipeline(sink);
+    group.bench_function("skein", |b| b.iter(skein_span));
+    drop(guard);
+    let provider = otel_provider(sink);
+    let tracer = provider.tracer("bench");
+    group.bench_function("opentelemetry_sdk", |b| b.iter(|| otel_span(black_box(&tracer))));
+    group.finish();
+    let _ = provider.shutdown();
+}
+
+/// Runs two producer threads for `duration`; returns (produced, delivered) span counts.
+fn throughput(
+    duration: Duration,
+    make: impl Fn() + Send + Sync + 'static,
+    flush: impl FnOnce(),
+    delivered: &AtomicU64,
+) -> (u64, u64) {
+    let before = delivered.load(Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let make = Arc::new(make);
+    let produced = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, make, produced) = (stop.clone(), make.clone(), produced.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..64 {
+                        make();
+                    }
+                    n += 64;
+                }
+                produced.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    flush();
+    // Let the last responses be counted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = delivered.load(Ordering::Relaxed);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = delivered.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    (
+        produced.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed) - before,
+    )
+}
+
+fn median_ns(dir: &Path, group: &str, function: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join(group).join(function).join("new/estimates.json")).ok()?;
+    let median = &text[text.find("\"median\"")?..];
+    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    point[..point.find([',', '}'])?].trim().parse().ok()
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-export");
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let (sink, delivered) = start_sink();
+    producer_side(&mut c, sink);
+    c.final_summary();
+
+    let seconds = 3;
+    let guard = Arc::new(skein_pipeline(sink));
+    let g = guard.clone();
+    let (skein_made, skein_arrived) = throughput(
+        Duration::from_secs(seconds),
+        skein_span,
+        move || {
+            let _ = g.force_flush(Duration::from_secs(10));
+        },
+        &delivered,
+    );
+    let skein_dropped = guard.dropped_count();
+    drop(guard);
+
+    let provider = otel_provider(sink);
+    let tracer = provider.tracer("bench");
+    let (otel_made, otel_arrived) = throughput(
+        Duration::from_secs(seconds),
+        move || otel_span(&tracer),
+        || {
+            let _ = provider.force_flush();
+        },
+        &delivered,
+    );
+
+    println!();
+    println!("Producer side, median ns per recorded activity (4 tags + 1 event), OTLP/HTTP to loopback:");
+    let ours = median_ns(&dir, "producer_recorded_4tags_1event", "skein");
+    let theirs = median_ns(&dir, "producer_recorded_4tags_1event", "opentelemetry_sdk");
+    if let (Some(ours), Some(theirs)) = (ours, theirs) {
+        let ratio = ours / theirs;
+        println!(
+            "  skein {ours:.1}  opentelemetry_sdk {theirs:.1}  ratio {ratio:.3} (bar <= 0.25) {}",
+            if ratio <= 0.25 { "meets" } else { "MISSES" }
+        );
+    }
+    let per_s = |n: u64| n as f64 / seconds as f64;
+    println!("Throughput, 2 producer threads for {seconds} s, spans/s arriving at the sink:");
+    println!(
+        "  skein {:.0}/s (made {skein_made}, dropped {skein_dropped})",
+        per_s(skein_arrived)
+    );
+    println!(
+        "  opentelemetry_sdk {:.0}/s (made {otel_made}, dropped {})",
+        per_s(otel_arrived),
+        otel_made.saturating_sub(otel_arrived)
+    );
+    if otel_arrived > 0 {
+        let ratio = skein_arrived as f64 / otel_arrived as f64;
+        println!(
+            "  ratio {ratio:.2}x (bar >= 3) {}",
+            if ratio >= 3.0 { "meets" } else { "MISSES" }
+        );
+    }
+}
