@@ -19,16 +19,45 @@ struct Block {
 }
 
 const LAYOUT: Layout = Layout::new::<Block>();
-/// Blocks kept per thread: enough to absorb a batch of activities an exporter hands back.
+/// Blocks kept per thread.
 const POOL_CAPACITY: usize = 256;
+/// Blocks moved between a thread and the shared spare list at a time.
+const TRANSFER: usize = 128;
+/// Blocks kept on the shared spare list.
+const SPARE_CAPACITY: usize = 4096;
 
-struct Pool(UnsafeCell<Vec<NonNull<Block>>>);
+/// A free block (no value inside), movable between threads.
+struct FreeBlock(NonNull<Block>);
+
+// SAFETY: a free block is plain memory owned by whoever holds it.
+unsafe impl Send for FreeBlock {}
+
+fn free(block: FreeBlock) {
+    // SAFETY: the block was allocated with LAYOUT and holds no value.
+    unsafe { dealloc(block.0.as_ptr().cast(), LAYOUT) };
+}
+
+/// Blocks freed on one thread and wanted on another: activities are typically started on
+/// application threads and released on the export thread. Moving them here in bulk keeps that
+/// traffic out of the allocator, whose cross-thread frees contend.
+static SPARE: std::sync::Mutex<Vec<FreeBlock>> = std::sync::Mutex::new(Vec::new());
+
+fn spare() -> std::sync::MutexGuard<'static, Vec<FreeBlock>> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Pool(UnsafeCell<Vec<FreeBlock>>);
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        for block in self.0.get_mut().drain(..) {
-            // SAFETY: pooled blocks were allocated with LAYOUT and hold no value.
-            unsafe { dealloc(block.as_ptr().cast(), LAYOUT) };
+        let blocks = std::mem::take(self.0.get_mut());
+        let mut spare = spare();
+        for block in blocks {
+            if spare.len() < SPARE_CAPACITY {
+                spare.push(block);
+            } else {
+                free(block);
+            }
         }
     }
 }
@@ -41,36 +70,51 @@ fn take_block() -> NonNull<Block> {
     let pooled = POOL
         .try_with(|pool| {
             // SAFETY: the pool is only touched here and in `return_block`, never re-entrantly.
-            unsafe { (*pool.0.get()).pop() }
+            let pool = unsafe { &mut *pool.0.get() };
+            if pool.is_empty() {
+                let mut spare = spare();
+                let from = spare.len().saturating_sub(TRANSFER);
+                pool.extend(spare.drain(from..));
+            }
+            pool.pop()
         })
         .ok()
         .flatten();
-    pooled.unwrap_or_else(|| {
-        // SAFETY: LAYOUT has a non-zero size.
-        let raw = unsafe { alloc(LAYOUT) };
-        NonNull::new(raw.cast()).unwrap_or_else(|| handle_alloc_error(LAYOUT))
-    })
+    match pooled {
+        Some(block) => block.0,
+        None => {
+            // SAFETY: LAYOUT has a non-zero size.
+            let raw = unsafe { alloc(LAYOUT) };
+            NonNull::new(raw.cast()).unwrap_or_else(|| handle_alloc_error(LAYOUT))
+        }
+    }
 }
 
 fn return_block(block: NonNull<Block>) {
-    let kept = POOL
-        .try_with(|pool| {
-            // SAFETY: see `take_block`.
-            let pool = unsafe { &mut *pool.0.get() };
-            if pool.len() < POOL_CAPACITY {
-                if pool.capacity() == 0 {
-                    pool.reserve_exact(POOL_CAPACITY);
+    let mut block = Some(FreeBlock(block));
+    let _ = POOL.try_with(|pool| {
+        // SAFETY: see `take_block`.
+        let pool = unsafe { &mut *pool.0.get() };
+        if pool.len() >= POOL_CAPACITY {
+            // Hand a share to the other threads.
+            let mut spare = spare();
+            let keep = pool.len() - TRANSFER;
+            for extra in pool.drain(keep..) {
+                if spare.len() < SPARE_CAPACITY {
+                    spare.push(extra);
+                } else {
+                    free(extra);
                 }
-                pool.push(block);
-                true
-            } else {
-                false
             }
-        })
-        .unwrap_or(false);
-    if !kept {
-        // SAFETY: the block was allocated with LAYOUT and its value has been dropped.
-        unsafe { dealloc(block.as_ptr().cast(), LAYOUT) };
+        }
+        if pool.capacity() == 0 {
+            pool.reserve_exact(POOL_CAPACITY);
+        }
+        pool.extend(block.take());
+    });
+    // Still here if the thread is exiting and its pool is gone.
+    if let Some(block) = block {
+        free(block);
     }
 }
 

@@ -72,6 +72,7 @@ struct Sender {
     backoff: Backoff,
     client: reqwest::Client,
     partial_reported: bool,
+    encoder: super::encode::Encoder,
 }
 
 impl OtlpHttpExporter {
@@ -135,6 +136,7 @@ impl OtlpHttpExporter {
                 },
                 client,
                 partial_reported: false,
+                encoder: Default::default(),
             },
         })
     }
@@ -169,12 +171,14 @@ impl OtlpHttpExporter {
 }
 
 impl Sender {
-    fn body(&self, batch: &[Activity]) -> Result<Vec<u8>, ExportError> {
-        let request = super::request(&self.resource, batch);
+    fn body(&mut self, batch: &[Activity]) -> Result<Vec<u8>, ExportError> {
         let raw = if self.json {
+            let request = super::request(&self.resource, batch);
             serde_json::to_vec(&request).map_err(|e| ExportError::Rejected(format!("cannot encode JSON: {e}")))?
         } else {
-            request.encode_to_vec()
+            let mut raw = Vec::with_capacity(batch.len() * 256);
+            self.encoder.request(&mut raw, &self.resource, batch);
+            raw
         };
         if !self.gzip {
             return Ok(raw);
@@ -187,6 +191,8 @@ impl Sender {
     }
 
     async fn send(&mut self, body: Vec<u8>) -> Result<(), ExportError> {
+        // Shared, so a retry re-sends without copying.
+        let body = bytes::Bytes::from(body);
         let deadline = Instant::now() + self.timeout;
         let content_type = if self.json {
             "application/json"

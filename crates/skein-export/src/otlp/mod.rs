@@ -1,5 +1,6 @@
 //! OTLP: the mapping from activities to OpenTelemetry's protocol, and the exporters that send it.
 
+mod encode;
 mod grpc;
 mod http;
 
