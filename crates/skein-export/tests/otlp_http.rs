@@ -240,6 +240,40 @@ fn a_down_collector_never_blocks_the_application_and_drops_are_counted() {
     let _ = guard.shutdown(Duration::from_secs(5));
 }
 
+#[test]
+fn a_slow_collector_costs_the_application_nothing_but_drops() {
+    static SOURCE: ActivitySource = ActivitySource::new("test.http.slow");
+    let (addr, received) = common::start_receiver();
+    received.delay_ms.store(2_000, std::sync::atomic::Ordering::SeqCst);
+    let exporter = OtlpHttpExporter::new(
+        &format!("http://{addr}/v1/traces"),
+        Protocol::HttpProtobuf,
+        Resource::new("svc"),
+    )
+    .unwrap()
+    .with_timeout(Duration::from_millis(200));
+    let guard = ExportPipeline::new()
+        .with_sources([SOURCE.name()])
+        .batch(
+            exporter,
+            BatchConfig {
+                max_queue_size: 64,
+                max_export_batch_size: 16,
+                scheduled_delay: Duration::from_millis(10),
+                ..BatchConfig::default()
+            },
+        )
+        .install();
+    // The export thread is stuck waiting on the collector; the application keeps going and
+    // the overflow is counted rather than waited for.
+    for i in 0..5_000 {
+        drop(SOURCE.start_activity(format!("op{i}"), ActivityKind::Internal));
+    }
+    assert!(guard.dropped_count() > 0);
+    assert!(received.spans().is_empty(), "every request timed out before the answer");
+    let _ = guard.shutdown(Duration::from_secs(5));
+}
+
 fn export_one_under(label: &str, run: impl FnOnce(Box<dyn FnOnce() + Send>)) {
     static SOURCE: ActivitySource = ActivitySource::new("test.http.runtimes");
     let (addr, received) = common::start_receiver();

@@ -24,6 +24,8 @@ pub struct Received {
     pub attempts: AtomicUsize,
     /// Answer this many requests with 503 (and `Retry-After: 0`) before accepting.
     pub fail_first: AtomicUsize,
+    /// Wait this many milliseconds before answering.
+    pub delay_ms: AtomicUsize,
 }
 
 impl Received {
@@ -41,6 +43,10 @@ impl Received {
 
 async fn receive(state: Arc<Received>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
     state.attempts.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
+    }
     if state
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
