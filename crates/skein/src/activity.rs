@@ -20,7 +20,7 @@ use crate::sync::{SetOnce, SpinGuard, SpinLock};
 use crate::tag::{IntoTagValue, Tag, TagValue};
 use crate::trace_state::TraceState;
 
-use smallvec::SmallVec;
+use crate::inline_vec::InlineVec;
 
 /// What role an activity plays (OpenTelemetry span kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -92,6 +92,7 @@ pub struct ActivityEvent {
 
 impl ActivityEvent {
     /// An event that happens now, without tags.
+    #[inline]
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         ActivityEvent {
             name: name.into(),
@@ -207,8 +208,8 @@ pub(crate) struct Inner {
 /// (exporters do this once per stopped activity).
 pub struct ActivityData {
     // Inline room for the common case keeps a typical activity to one allocation.
-    tags: SmallVec<[Tag; 4]>,
-    events: SmallVec<[ActivityEvent; 1]>,
+    tags: InlineVec<Tag, 4>,
+    events: InlineVec<ActivityEvent, 1>,
     start: u64,
     end: u64,
     status: ActivityStatusCode,
@@ -444,12 +445,12 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
         addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(new.trace_state.is_some()));
         addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
         let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
-        addr_of_mut!((*data).tags).write(if new.tags.is_empty() {
-            SmallVec::new()
+        if new.tags.is_empty() {
+            InlineVec::write_empty(addr_of_mut!((*data).tags));
         } else {
-            SmallVec::from_vec(std::mem::take(&mut new.tags))
-        });
-        addr_of_mut!((*data).events).write(SmallVec::new());
+            addr_of_mut!((*data).tags).write(InlineVec::from_vec(std::mem::take(&mut new.tags)));
+        }
+        InlineVec::write_empty(addr_of_mut!((*data).events));
         addr_of_mut!((*data).start).write(start);
         addr_of_mut!((*data).end).write(0);
         addr_of_mut!((*data).status).write(ActivityStatusCode::Unset);
@@ -760,6 +761,7 @@ impl Activity {
     }
 
     /// Appends several tags under one lock.
+    #[inline]
     pub fn add_tags(&self, tags: impl IntoIterator<Item = Tag>) -> &Self {
         self.data().tags.extend(tags);
         self
@@ -814,6 +816,7 @@ impl Activity {
     // ---- events, links, exceptions --------------------------------------------------------
 
     /// Adds an event.
+    #[inline]
     pub fn add_event(&self, event: ActivityEvent) -> &Self {
         self.data().events.push(event);
         self

@@ -40,6 +40,7 @@ mod current;
 pub mod diagnostics;
 pub mod hierarchical;
 mod id;
+mod inline_vec;
 mod listener;
 pub mod propagation;
 pub mod sampler;

@@ -1,0 +1,188 @@
+//! A vector with room for `N` elements inline, for an activity's tags and events. Unlike
+//! `SmallVec`, a new one is made by writing two words in place — the inline room is never
+//! copied while empty, which matters on the activity start path.
+
+use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
+use std::ptr::addr_of_mut;
+
+pub(crate) struct InlineVec<T, const N: usize> {
+    /// Elements stored inline (`len <= N` and `spill` is empty).
+    len: usize,
+    inline: [MaybeUninit<T>; N],
+    /// Once more than `N` elements were pushed, all of them live here.
+    spill: Vec<T>,
+}
+
+impl<T, const N: usize> InlineVec<T, N> {
+    /// Initialises an empty vector at `this` without touching the inline room.
+    ///
+    /// # Safety
+    /// `this` must be valid for writes and not yet initialised.
+    pub(crate) unsafe fn write_empty(this: *mut Self) {
+        // SAFETY: guaranteed by the caller; `inline` may stay uninitialised.
+        unsafe {
+            addr_of_mut!((*this).len).write(0);
+            addr_of_mut!((*this).spill).write(Vec::new());
+        }
+    }
+
+    fn spilled(&self) -> bool {
+        self.spill.capacity() != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, value: T) {
+        if !self.spilled() && self.len < N {
+            self.inline[self.len].write(value);
+            self.len += 1;
+        } else {
+            self.push_slow(value);
+        }
+    }
+
+    #[cold]
+    fn push_slow(&mut self, value: T) {
+        if self.spilled() {
+            self.spill.push(value);
+        } else {
+            let mut spill = Vec::with_capacity(N * 2);
+            for slot in &self.inline[..self.len] {
+                // SAFETY: the first `len` slots are initialised; `len` is reset below, so
+                // each value is moved out exactly once.
+                spill.push(unsafe { slot.assume_init_read() });
+            }
+            self.len = 0;
+            spill.push(value);
+            self.spill = spill;
+        }
+    }
+
+    pub(crate) fn remove(&mut self, index: usize) -> T {
+        if self.spilled() {
+            return self.spill.remove(index);
+        }
+        assert!(index < self.len, "index out of bounds");
+        // SAFETY: `index < len`; the tail is shifted down over the moved-out slot.
+        unsafe {
+            let base = self.inline.as_mut_ptr();
+            let value = base.add(index).read().assume_init();
+            std::ptr::copy(base.add(index + 1), base.add(index), self.len - index - 1);
+            self.len -= 1;
+            value
+        }
+    }
+
+    pub(crate) fn from_vec(vec: Vec<T>) -> Self {
+        let mut out = InlineVec {
+            len: 0,
+            inline: [const { MaybeUninit::uninit() }; N],
+            spill: Vec::new(),
+        };
+        if vec.len() > N {
+            out.spill = vec;
+        } else {
+            for value in vec {
+                out.push(value);
+            }
+        }
+        out
+    }
+}
+
+impl<T, const N: usize> Deref for InlineVec<T, N> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        if self.spilled() {
+            &self.spill
+        } else {
+            // SAFETY: the first `len` inline slots are initialised.
+            unsafe { &*(std::ptr::slice_from_raw_parts(self.inline.as_ptr().cast::<T>(), self.len)) }
+        }
+    }
+}
+
+impl<T, const N: usize> DerefMut for InlineVec<T, N> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        if self.spilled() {
+            &mut self.spill
+        } else {
+            // SAFETY: as in `deref`, and `&mut self` is exclusive.
+            unsafe { &mut *(std::ptr::slice_from_raw_parts_mut(self.inline.as_mut_ptr().cast::<T>(), self.len)) }
+        }
+    }
+}
+
+impl<T, const N: usize> Extend<T> for InlineVec<T, N> {
+    #[inline]
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for value in iter {
+            self.push(value);
+        }
+    }
+}
+
+impl<T, const N: usize> Drop for InlineVec<T, N> {
+    fn drop(&mut self) {
+        if !self.spilled() {
+            let len = self.len;
+            self.len = 0;
+            // SAFETY: the first `len` inline slots are initialised and dropped once.
+            unsafe {
+                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                    self.inline.as_mut_ptr().cast::<T>(),
+                    len,
+                ))
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::MaybeUninit;
+    use std::rc::Rc;
+
+    fn new<T, const N: usize>() -> InlineVec<T, N> {
+        let mut v = MaybeUninit::<InlineVec<T, N>>::uninit();
+        // SAFETY: written by `write_empty`.
+        unsafe {
+            InlineVec::write_empty(v.as_mut_ptr());
+            v.assume_init()
+        }
+    }
+
+    #[test]
+    fn push_spill_remove_and_drop() {
+        let counter = Rc::new(());
+        let mut v: InlineVec<Rc<()>, 2> = new();
+        for _ in 0..2 {
+            v.push(counter.clone());
+        }
+        assert_eq!(v.len(), 2);
+        v.remove(0);
+        assert_eq!(Rc::strong_count(&counter), 2);
+        for _ in 0..4 {
+            v.push(counter.clone());
+        }
+        assert_eq!(v.len(), 5);
+        v.remove(3);
+        assert_eq!(Rc::strong_count(&counter), 5);
+        drop(v);
+        assert_eq!(Rc::strong_count(&counter), 1);
+
+        let mut small: InlineVec<String, 4> = new();
+        small.extend(["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+        assert_eq!(small.remove(1), "b");
+        assert_eq!(&small[..], ["a", "c"]);
+        small[0] = "z".into();
+        assert_eq!(small.to_vec(), ["z", "c"]);
+        let from = InlineVec::<u8, 2>::from_vec(vec![1, 2, 3]);
+        assert_eq!(&from[..], [1, 2, 3]);
+        let from = InlineVec::<u8, 4>::from_vec(vec![1, 2]);
+        assert_eq!(&from[..], [1, 2]);
+    }
+}
