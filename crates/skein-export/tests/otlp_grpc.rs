@@ -1,5 +1,7 @@
 //! The OTLP/gRPC exporter against a real tonic receiver on loopback.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,10 +9,10 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use prost::Message;
 use skein::*;
 use skein_export::otlp::OtlpGrpcExporter;
-use skein_export::{BatchConfig, ExportPipeline, Resource};
+use skein_export::Resource;
+use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Default)]
 struct Receiver {
@@ -19,35 +21,6 @@ struct Receiver {
     attempts: AtomicUsize,
     /// Answer this many calls with UNAVAILABLE (with a RetryInfo of 1 ms) first.
     fail_first: AtomicUsize,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
 }
 
 #[derive(Clone)]
@@ -66,24 +39,11 @@ impl TraceService for Service {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            let retry = RetryInfo {
-                retry_delay: Some(ProtoDuration {
-                    seconds: 0,
-                    nanos: 1_000_000,
-                }),
-            };
-            let details = RpcStatus {
-                code: tonic::Code::Unavailable as i32,
-                message: "busy".into(),
-                details: vec![ProtoAny {
-                    type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                    value: retry.encode_to_vec(),
-                }],
-            };
-            return Err(tonic::Status::with_details(
+            let details = ErrorDetails::with_retry_info(Some(Duration::from_millis(1)));
+            return Err(tonic::Status::with_error_details(
                 tonic::Code::Unavailable,
                 "busy",
-                details.encode_to_vec().into(),
+                details,
             ));
         }
         let key = request
@@ -135,10 +95,7 @@ fn exports_over_grpc_with_gzip_headers_and_retry_info() {
         .with_header("x-api-key", "k1")
         .unwrap()
         .with_initial_backoff(Duration::from_secs(30)); // RetryInfo's 1 ms must win
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, exporter);
     let a = SOURCE.start_activity("grpc op", ActivityKind::Client).unwrap();
     a.set_tag("rpc.system", "grpc");
     let (trace_id, span_id) = (a.trace_id(), a.span_id());
@@ -173,10 +130,7 @@ fn a_down_grpc_collector_fails_the_export_without_blocking() {
     let exporter = OtlpGrpcExporter::new(&format!("http://{port}"), Resource::new("svc"))
         .unwrap()
         .with_timeout(Duration::from_millis(300));
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, exporter);
     drop(SOURCE.start_activity("lost", ActivityKind::Internal));
     assert!(
         guard.force_flush(Duration::from_secs(10)).is_ok(),

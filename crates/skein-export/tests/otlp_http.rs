@@ -65,10 +65,7 @@ fn round_trip(protocol: Protocol, gzip: bool, source: &'static ActivitySource) {
     .with_gzip(gzip)
     .with_header("x-api-key", "secret")
     .unwrap();
-    let guard = ExportPipeline::new()
-        .with_sources([source.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(source, exporter);
     let (activity, linked) = rich_activity(source);
     let (trace_id, span_id) = (activity.trace_id(), activity.span_id());
     drop(activity);
@@ -165,10 +162,7 @@ fn unrecorded_activities_are_not_exported() {
         Resource::new("svc"),
     )
     .unwrap();
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, exporter);
     // Child of an unsampled remote parent: kept for propagation only.
     let a = SOURCE
         .start_activity_with(
@@ -200,10 +194,7 @@ fn retryable_failures_are_retried() {
     )
     .unwrap()
     .with_initial_backoff(Duration::from_millis(1));
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, exporter);
     drop(SOURCE.start_activity("after two 503s", ActivityKind::Internal));
     guard.force_flush(Duration::from_secs(10)).unwrap();
     assert_eq!(received.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -283,12 +274,7 @@ fn export_one_under(label: &str, run: impl FnOnce(Box<dyn FnOnce() + Send>)) {
         Resource::new("svc"),
     )
     .unwrap();
-    let guard = Arc::new(
-        ExportPipeline::new()
-            .with_sources([SOURCE.name()])
-            .batch(exporter, BatchConfig::default())
-            .install(),
-    );
+    let guard = Arc::new(common::pipeline(&SOURCE, exporter));
     let name = label.to_owned();
     let g = guard.clone();
     run(Box::new(move || {

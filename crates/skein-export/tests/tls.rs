@@ -1,13 +1,15 @@
 //! Exporting to `https` endpoints: real TLS (rustls) on loopback with a self-signed
 //! certificate the exporter is told to trust.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use skein::*;
 use skein_export::otlp::{OtlpGrpcExporter, OtlpHttpExporter, Protocol};
-use skein_export::{BatchConfig, ExportPipeline, Resource};
+use skein_export::{ExportPipeline, Resource};
 
 struct Cert {
     cert_pem: String,
@@ -39,46 +41,35 @@ fn start_https_receiver(cert: &Cert) -> (SocketAddr, Arc<Mutex<usize>>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let count = Arc::new(Mutex::new(0usize));
     let counted = count.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let acceptor = acceptor.clone();
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let counted = counted.clone();
-                        async move {
-                            use http_body_util_shim::collect;
-                            let path = request.uri().path().to_owned();
-                            let _body = collect(request.into_body()).await;
-                            if path == "/v1/traces" {
-                                *counted.lock().unwrap() += 1;
-                            }
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+    let addr = common::serve_on_loopback(move |listener| async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let counted = counted.clone();
+                    async move {
+                        let path = request.uri().path().to_owned();
+                        let _body = body::collect(request.into_body()).await;
+                        if path == "/v1/traces" {
+                            *counted.lock().unwrap() += 1;
                         }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+                    }
                 });
-            }
-        });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
     });
-    (rx.recv().unwrap(), count)
+    (addr, count)
 }
 
 /// Reads a whole hyper body without an extra dependency.
-mod http_body_util_shim {
+mod body {
     use hyper::body::{Body, Incoming};
     pub async fn collect(mut body: Incoming) -> Vec<u8> {
         let mut out = Vec::new();
@@ -117,10 +108,7 @@ fn http_exporter_speaks_tls_to_a_trusted_self_signed_collector() {
         cert.cert_pem.as_bytes(),
     )
     .unwrap();
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(trusted, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, trusted);
     drop(SOURCE.start_activity("over tls", ActivityKind::Internal));
     guard.force_flush(Duration::from_secs(10)).unwrap();
     assert_eq!(*count.lock().unwrap(), 1);
@@ -182,10 +170,7 @@ fn grpc_exporter_speaks_tls_to_a_trusted_self_signed_collector() {
         cert.cert_pem.as_bytes(),
     )
     .unwrap();
-    let guard = ExportPipeline::new()
-        .with_sources([SOURCE.name()])
-        .batch(exporter, BatchConfig::default())
-        .install();
+    let guard = common::pipeline(&SOURCE, exporter);
     drop(SOURCE.start_activity("over tls", ActivityKind::Internal));
     guard.force_flush(Duration::from_secs(10)).unwrap();
     assert_eq!(*count.lock().unwrap(), 1);

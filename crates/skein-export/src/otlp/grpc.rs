@@ -3,61 +3,19 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use prost::Message;
 use skein::Activity;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::http::Backoff;
 use crate::{ActivityExporter, ConfigError, ExportError, Resource};
 
-/// `google.rpc.Status`, to read the details of a failed call.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
-/// The delay a server asked for in a `RetryInfo` detail, if any.
+/// The delay a server asked for in a `google.rpc.RetryInfo` detail, if any.
 fn retry_delay(status: &tonic::Status) -> Option<Duration> {
-    let details = RpcStatus::decode(status.details()).ok()?;
-    let info = details
-        .details
-        .iter()
-        .find(|d| d.type_url.ends_with("google.rpc.RetryInfo"))?;
-    let delay = RetryInfo::decode(&info.value[..]).ok()?.retry_delay?;
-    Some(Duration::new(delay.seconds.max(0) as u64, delay.nanos.max(0) as u32))
+    status.get_details_retry_info()?.retry_delay
 }
 
 /// Sends activities to an OTLP/gRPC endpoint (e.g. `http://localhost:4317`).

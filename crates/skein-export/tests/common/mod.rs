@@ -98,10 +98,12 @@ async fn receive(state: Arc<Received>, headers: HeaderMap, body: Bytes) -> axum:
     }
 }
 
-/// Starts a receiver on an ephemeral port; it runs until the process ends.
-pub fn start_receiver() -> (SocketAddr, Arc<Received>) {
-    let state = Arc::new(Received::default());
-    let app_state = state.clone();
+/// Runs `serve` with a listener on an ephemeral loopback port, on its own runtime thread, for
+/// the rest of the process; returns the address.
+pub fn serve_on_loopback<F>(serve: impl FnOnce(tokio::net::TcpListener) -> F + Send + 'static) -> SocketAddr
+where
+    F: std::future::Future<Output = ()>,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -112,14 +114,35 @@ pub fn start_receiver() -> (SocketAddr, Arc<Received>) {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new().route(
-                "/v1/traces",
-                post(move |headers: HeaderMap, body: Bytes| receive(app_state.clone(), headers, body)),
-            );
-            axum::serve(listener, app).await.unwrap();
+            serve(listener).await;
         });
     });
-    (rx.recv().unwrap(), state)
+    rx.recv().unwrap()
+}
+
+/// Starts a receiver on an ephemeral port; it runs until the process ends.
+pub fn start_receiver() -> (SocketAddr, Arc<Received>) {
+    let state = Arc::new(Received::default());
+    let app_state = state.clone();
+    let addr = serve_on_loopback(move |listener| async move {
+        let app = Router::new().route(
+            "/v1/traces",
+            post(move |headers: HeaderMap, body: Bytes| receive(app_state.clone(), headers, body)),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, state)
+}
+
+/// A batch pipeline exporting `source`'s activities with `exporter`.
+pub fn pipeline(
+    source: &'static skein::ActivitySource,
+    exporter: impl skein_export::ActivityExporter,
+) -> skein_export::ExportGuard {
+    skein_export::ExportPipeline::new()
+        .with_sources([source.name()])
+        .batch(exporter, skein_export::BatchConfig::default())
+        .install()
 }
 
 /// An address nothing listens on.
