@@ -62,26 +62,14 @@ impl TraceService for Service {
 fn start_receiver() -> (SocketAddr, Arc<Receiver>) {
     let state = Arc::new(Receiver::default());
     let service = Service(state.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
+    let addr = common::serve_on_loopback(move |listener| async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(service).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
             .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(
-                    TraceServiceServer::new(service).accept_compressed(tonic::codec::CompressionEncoding::Gzip),
-                )
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .unwrap();
-        });
     });
-    (rx.recv().unwrap(), state)
+    (addr, state)
 }
 
 #[test]

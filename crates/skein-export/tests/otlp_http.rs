@@ -156,12 +156,7 @@ fn every_field_round_trips_over_http_json_with_gzip() {
 fn unrecorded_activities_are_not_exported() {
     static SOURCE: ActivitySource = ActivitySource::new("test.http.unrecorded");
     let (addr, received) = common::start_receiver();
-    let exporter = OtlpHttpExporter::new(
-        &format!("http://{addr}/v1/traces"),
-        Protocol::HttpProtobuf,
-        Resource::new("svc"),
-    )
-    .unwrap();
+    let exporter = common::http_exporter(addr);
     let guard = common::pipeline(&SOURCE, exporter);
     // Child of an unsampled remote parent: kept for propagation only.
     let a = SOURCE
@@ -187,13 +182,7 @@ fn retryable_failures_are_retried() {
     static SOURCE: ActivitySource = ActivitySource::new("test.http.retry");
     let (addr, received) = common::start_receiver();
     received.fail_first.store(2, std::sync::atomic::Ordering::SeqCst);
-    let exporter = OtlpHttpExporter::new(
-        &format!("http://{addr}/v1/traces"),
-        Protocol::HttpProtobuf,
-        Resource::new("svc"),
-    )
-    .unwrap()
-    .with_initial_backoff(Duration::from_millis(1));
+    let exporter = common::http_exporter(addr).with_initial_backoff(Duration::from_millis(1));
     let guard = common::pipeline(&SOURCE, exporter);
     drop(SOURCE.start_activity("after two 503s", ActivityKind::Internal));
     guard.force_flush(Duration::from_secs(10)).unwrap();
@@ -236,13 +225,7 @@ fn a_slow_collector_costs_the_application_nothing_but_drops() {
     static SOURCE: ActivitySource = ActivitySource::new("test.http.slow");
     let (addr, received) = common::start_receiver();
     received.delay_ms.store(2_000, std::sync::atomic::Ordering::SeqCst);
-    let exporter = OtlpHttpExporter::new(
-        &format!("http://{addr}/v1/traces"),
-        Protocol::HttpProtobuf,
-        Resource::new("svc"),
-    )
-    .unwrap()
-    .with_timeout(Duration::from_millis(200));
+    let exporter = common::http_exporter(addr).with_timeout(Duration::from_millis(200));
     let guard = ExportPipeline::new()
         .with_sources([SOURCE.name()])
         .batch(
@@ -268,12 +251,7 @@ fn a_slow_collector_costs_the_application_nothing_but_drops() {
 fn export_one_under(label: &str, run: impl FnOnce(Box<dyn FnOnce() + Send>)) {
     static SOURCE: ActivitySource = ActivitySource::new("test.http.runtimes");
     let (addr, received) = common::start_receiver();
-    let exporter = OtlpHttpExporter::new(
-        &format!("http://{addr}/v1/traces"),
-        Protocol::HttpProtobuf,
-        Resource::new("svc"),
-    )
-    .unwrap();
+    let exporter = common::http_exporter(addr);
     let guard = Arc::new(common::pipeline(&SOURCE, exporter));
     let name = label.to_owned();
     let g = guard.clone();

@@ -144,26 +144,15 @@ fn grpc_exporter_speaks_tls_to_a_trusted_self_signed_collector() {
     let service = Count::default();
     let count = service.0.clone();
     let identity = tonic::transport::Identity::from_pem(&cert.cert_pem, &cert.key_pem);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
+    let addr = common::serve_on_loopback(move |listener| async move {
+        tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap()
+            .add_service(TraceServiceServer::new(service))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
             .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            tonic::transport::Server::builder()
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                .unwrap()
-                .add_service(TraceServiceServer::new(service))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .unwrap();
-        });
     });
-    let addr: SocketAddr = rx.recv().unwrap();
     let exporter = OtlpGrpcExporter::with_ca(
         &format!("https://localhost:{}", addr.port()),
         Resource::new("svc"),

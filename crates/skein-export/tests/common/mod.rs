@@ -150,3 +150,13 @@ pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// An OTLP/HTTP protobuf exporter for the receiver at `addr`.
+pub fn http_exporter(addr: SocketAddr) -> skein_export::otlp::OtlpHttpExporter {
+    skein_export::otlp::OtlpHttpExporter::new(
+        &format!("http://{addr}/v1/traces"),
+        skein_export::otlp::Protocol::HttpProtobuf,
+        skein_export::Resource::new("svc"),
+    )
+    .unwrap()
+}
