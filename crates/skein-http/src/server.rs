@@ -1,0 +1,329 @@
+//! The server side: a tower layer that wraps each request in a Server activity.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use skein::propagation::{self, DistributedContextPropagator};
+use skein::{Activity, ActivityKind, ActivitySource, ActivityStatusCode, CurrentGuard, Tag};
+
+/// The source of server request activities.
+pub static SERVER_SOURCE: ActivitySource =
+    ActivitySource::new("skein.http.server").with_version(env!("CARGO_PKG_VERSION"));
+
+type Filter = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
+type RequestHook = Arc<dyn Fn(&Activity, &http::request::Parts) + Send + Sync>;
+type ResponseHook = Arc<dyn Fn(&Activity, &http::response::Parts) + Send + Sync>;
+
+/// Traces every request as a Server activity (see the crate documentation).
+#[derive(Clone, Default)]
+pub struct TraceLayer {
+    propagator: Option<Arc<dyn DistributedContextPropagator>>,
+    filter: Option<Filter>,
+    on_request: Option<RequestHook>,
+    on_response: Option<ResponseHook>,
+}
+
+impl TraceLayer {
+    /// A layer using the process-wide propagator.
+    pub fn new() -> Self {
+        TraceLayer::default()
+    }
+
+    /// Uses `propagator` instead of the process-wide one (e.g. a pass-through proxy).
+    pub fn with_propagator(mut self, propagator: impl DistributedContextPropagator + 'static) -> Self {
+        self.propagator = Some(Arc::new(propagator));
+        self
+    }
+
+    /// Traces only the requests `filter` accepts (e.g. not health checks).
+    pub fn with_filter(mut self, filter: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Called with each request's activity before the handler runs, to add tags.
+    pub fn on_request(mut self, hook: impl Fn(&Activity, &http::request::Parts) + Send + Sync + 'static) -> Self {
+        self.on_request = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with each response, to add tags.
+    pub fn on_response(mut self, hook: impl Fn(&Activity, &http::response::Parts) + Send + Sync + 'static) -> Self {
+        self.on_response = Some(Arc::new(hook));
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TraceLayer {
+    type Service = TraceService<S>;
+
+    fn layer(&self, inner: S) -> TraceService<S> {
+        TraceService {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+/// The service [`TraceLayer`] makes.
+#[derive(Clone)]
+pub struct TraceService<S> {
+    inner: S,
+    config: TraceLayer,
+}
+
+/// `server.address` and `server.port` from the `Host` header, else the request URI.
+fn server_address(parts: &http::request::Parts) -> Option<(String, Option<u16>)> {
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .or_else(|| parts.uri.authority().cloned())?;
+    Some((authority.host().to_owned(), authority.port_u16()))
+}
+
+#[cfg(feature = "axum")]
+fn matched_route(parts: &http::request::Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+}
+
+#[cfg(not(feature = "axum"))]
+fn matched_route(_: &http::request::Parts) -> Option<String> {
+    None
+}
+
+/// Starts the server activity for a request (`None` when no listener wants it).
+fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> {
+    if !SERVER_SOURCE.has_listeners() {
+        return None;
+    }
+    let propagator = config.propagator.clone().unwrap_or_else(|| {
+        let current = propagation::current();
+        Arc::new(CurrentPropagator(current))
+    });
+    let incoming = propagator.extract(&parts.headers);
+    let method = known_method_tag(&parts.method);
+    // The tags samplers may decide on.
+    let mut tags = vec![Tag::new("http.request.method", method.0)];
+    if let Some(original) = &method.1 {
+        tags.push(Tag::new("http.request.method_original", original.clone()));
+    }
+    tags.push(Tag::new("url.path", parts.uri.path().to_owned()));
+    tags.push(Tag::new(
+        "url.scheme",
+        parts.uri.scheme_str().unwrap_or("http").to_owned(),
+    ));
+    if let Some((host, port)) = server_address(parts) {
+        tags.push(Tag::new("server.address", host));
+        if let Some(port) = port {
+            tags.push(Tag::new("server.port", i64::from(port)));
+        }
+    }
+    let mut options = incoming.start_options();
+    options.tags = tags;
+    let name = match method.1 {
+        Some(_) => "HTTP",
+        None => method.0,
+    };
+    let activity = SERVER_SOURCE.start_activity_with(name, ActivityKind::Server, options)?;
+    incoming.apply_baggage(&activity);
+    if activity.is_all_data_requested() {
+        if let Some(agent) = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            activity.set_tag("user_agent.original", agent.to_owned());
+        }
+        if let Some(version) = crate::protocol_version(parts.version) {
+            activity.set_tag("network.protocol.version", version);
+        }
+        if let Some(route) = matched_route(parts) {
+            activity.set_display_name(format!("{name} {route}"));
+            activity.set_tag("http.route", route);
+        }
+        if let Some(hook) = &config.on_request {
+            hook(&activity, parts);
+        }
+    }
+    Some(activity)
+}
+
+/// The process-wide propagator behind the trait object the layer stores.
+struct CurrentPropagator(Arc<Box<dyn DistributedContextPropagator>>);
+
+impl DistributedContextPropagator for CurrentPropagator {
+    fn fields(&self) -> &'static [&'static str] {
+        self.0.fields()
+    }
+    fn inject(&self, activity: Option<&Activity>, carrier: &mut dyn propagation::PropagatorSetter) {
+        self.0.inject(activity, carrier)
+    }
+    fn extract_trace_id_and_state(
+        &self,
+        carrier: &dyn propagation::PropagatorGetter,
+    ) -> (Option<String>, Option<String>) {
+        self.0.extract_trace_id_and_state(carrier)
+    }
+    fn extract_baggage(&self, carrier: &dyn propagation::PropagatorGetter) -> Vec<(String, String)> {
+        self.0.extract_baggage(carrier)
+    }
+}
+
+fn known_method_tag(method: &http::Method) -> (&'static str, Option<String>) {
+    match crate::known_method(method) {
+        Some(m) => (m, None),
+        None => ("_OTHER", Some(method.as_str().to_owned())),
+    }
+}
+
+/// Marks a failed request: `error.type` and Error status (only 5xx count for servers).
+fn record_error(activity: &Activity, error_type: impl Into<String>, description: Option<String>) {
+    activity.set_tag("error.type", error_type.into());
+    activity.set_status(ActivityStatusCode::Error, description);
+}
+
+impl<S, B, ResBody> tower_service::Service<Request<B>> for TraceService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let traced = self.config.filter.as_ref().is_none_or(|f| f(&parts));
+        let activity = if traced { start(&self.config, &parts) } else { None };
+        let request = Request::from_parts(parts, body);
+        let inner = {
+            // `call` itself may run part of the handler: do it with the activity current.
+            let _current = activity.as_ref().map(|a| a.enter());
+            self.inner.call(request)
+        };
+        ResponseFuture {
+            inner,
+            activity,
+            on_response: self.config.on_response.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`TraceService`]: the handler runs with the request's activity
+    /// current.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        activity: Option<Activity>,
+        on_response: Option<ResponseHook>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(activity) = this.activity.take() {
+                // Dropped before the handler answered: a panic unwinding, or a cancellation.
+                let kind = if std::thread::panicking() { "panic" } else { "cancelled" };
+                record_error(&activity, kind, Some(format!("the request handler {kind}")));
+            }
+        }
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<TracedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _current = this.activity.as_ref().map(|a| a.enter());
+            std::task::ready!(this.inner.poll(cx))
+        };
+        let activity = this.activity.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                if let Some(activity) = &activity {
+                    let status = parts.status.as_u16();
+                    activity.set_tag("http.response.status_code", i64::from(status));
+                    if status >= 500 {
+                        record_error(activity, status.to_string(), None);
+                    }
+                    if let Some(hook) = this.on_response {
+                        hook(activity, &parts);
+                    }
+                }
+                Ok(Response::from_parts(parts, TracedBody { inner: body, activity }))
+            }
+            Err(error) => {
+                if let Some(activity) = &activity {
+                    record_error(activity, "_OTHER", Some(error.to_string()));
+                }
+                Err(error)
+            }
+        })
+    }
+}
+
+pin_project! {
+    /// A response body that keeps the request's activity running (and current while it is
+    /// polled) until the last frame is sent, then stops it.
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        activity: Option<Activity>,
+    }
+}
+
+impl<B: Body> Body for TracedBody<B>
+where
+    B::Error: std::fmt::Display,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = {
+            let _current: Option<CurrentGuard> = this.activity.as_ref().map(|a| a.enter());
+            std::task::ready!(this.inner.poll_frame(cx))
+        };
+        match &frame {
+            None => drop(this.activity.take()),
+            Some(Err(error)) => {
+                if let Some(activity) = this.activity.take() {
+                    record_error(&activity, "response_body_error", Some(error.to_string()));
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

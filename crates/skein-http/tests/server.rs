@@ -1,0 +1,270 @@
+//! The server layer with axum on real loopback sockets and a real HTTP client.
+
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use skein::*;
+use skein_http::TraceLayer;
+
+/// Records every stopped server activity, for all tests of this binary (each test looks only
+/// at its own paths).
+struct Recorder(Mutex<Vec<Activity>>);
+
+impl ActivityListener for Recorder {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name() == "skein.http.server"
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        ActivitySamplingResult::AllDataAndRecorded
+    }
+    fn on_stopped(&self, activity: &Activity) {
+        self.0.lock().unwrap().push(activity.clone());
+    }
+}
+
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let recorder: &'static Recorder = Box::leak(Box::new(Recorder(Mutex::new(Vec::new()))));
+        struct Forward(&'static Recorder);
+        impl ActivityListener for Forward {
+            fn should_listen_to(&self, s: &ActivitySource) -> bool {
+                self.0.should_listen_to(s)
+            }
+            fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+                self.0.sample(o)
+            }
+            fn on_stopped(&self, a: &Activity) {
+                self.0.on_stopped(a)
+            }
+        }
+        ActivitySource::add_activity_listener(Forward(recorder)).keep_forever();
+        recorder
+    })
+}
+
+/// The stopped activities whose `url.path` starts with `prefix`, waiting briefly for them.
+async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
+    for _ in 0..200 {
+        let found: Vec<Activity> = recorder()
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                a.tag("url.path")
+                    .and_then(|v| v.as_str().map(|s| s.starts_with(prefix)))
+                    == Some(true)
+            })
+            .cloned()
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {count} activities under {prefix}");
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    recorder();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn tag(a: &Activity, key: &str) -> String {
+    a.tag(key).map(|v| v.to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continues_the_callers_trace_with_route_tags_and_baggage() {
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Current across the await, with the caller's baggage.
+                let current = Activity::current().expect("the request activity is current");
+                format!(
+                    "{}|{}",
+                    current.display_name(),
+                    current.baggage_item("tier").unwrap_or_default()
+                )
+            }),
+        )
+        .layer(TraceLayer::new());
+    let addr = serve(app).await;
+    let body = reqwest::Client::new()
+        .get(format!("http://{addr}/orders/42"))
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header("tracestate", "vendor=1")
+        .header("baggage", "tier=gold")
+        .header("user-agent", "skein-test/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "GET /orders/{id}|gold");
+    let a = &stopped("/orders/", 1).await[0];
+    assert_eq!(a.display_name(), "GET /orders/{id}");
+    assert_eq!(a.kind(), ActivityKind::Server);
+    assert_eq!(a.trace_id().to_hex(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(a.parent_span_id().to_hex(), "b7ad6b7169203331");
+    assert!(a.has_remote_parent() && a.recorded());
+    assert_eq!(a.trace_state().header(), "vendor=1");
+    assert_eq!(tag(a, "http.request.method"), "GET");
+    assert_eq!(tag(a, "url.path"), "/orders/42");
+    assert_eq!(tag(a, "url.scheme"), "http");
+    assert_eq!(tag(a, "http.route"), "/orders/{id}");
+    assert_eq!(tag(a, "http.response.status_code"), "200");
+    assert_eq!(tag(a, "server.address"), "127.0.0.1");
+    assert_eq!(tag(a, "server.port"), addr.port().to_string());
+    assert_eq!(tag(a, "network.protocol.version"), "1.1");
+    assert_eq!(tag(a, "user_agent.original"), "skein-test/1");
+    assert_eq!(a.status(), ActivityStatusCode::Unset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_panics_are_errors_client_errors_are_not() {
+    let app = Router::new()
+        .route(
+            "/status/fail",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .route(
+            "/status/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler bug");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(TraceLayer::new());
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    let fail = client.get(format!("http://{addr}/status/fail")).send().await.unwrap();
+    assert_eq!(fail.status(), 503);
+    let missing = client
+        .get(format!("http://{addr}/status/missing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // A panicking handler closes the connection: the client sees an error.
+    assert!(client.get(format!("http://{addr}/status/panic")).send().await.is_err());
+
+    let all = stopped("/status/", 3).await;
+    let by_path = |p: &str| all.iter().find(|a| tag(a, "url.path") == p).unwrap().clone();
+    let fail = by_path("/status/fail");
+    assert_eq!(fail.status(), ActivityStatusCode::Error);
+    assert_eq!(tag(&fail, "error.type"), "503");
+    let missing = by_path("/status/missing");
+    assert_eq!(missing.status(), ActivityStatusCode::Unset, "4xx is the client's error");
+    assert_eq!(tag(&missing, "http.response.status_code"), "404");
+    assert_eq!(missing.display_name(), "GET", "no route matched");
+    let panicked = by_path("/status/panic");
+    assert_eq!(panicked.status(), ActivityStatusCode::Error);
+    assert_eq!(tag(&panicked, "error.type"), "panic");
+}
+
+/// Two chunks 60 ms apart.
+struct SlowBody {
+    step: u8,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for SlowBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match self.step {
+            0 => {
+                self.step = 1;
+                Poll::Ready(Some(Ok(http_body::Frame::data("a".into()))))
+            }
+            1 => {
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(60))));
+                std::task::ready!(sleep.as_mut().poll(cx));
+                self.step = 2;
+                Poll::Ready(Some(Ok(http_body::Frame::data("b".into()))))
+            }
+            _ => Poll::Ready(None),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_lasts_until_the_body_is_sent() {
+    let app = Router::new()
+        .route(
+            "/stream/slow",
+            get(|| async { axum::body::Body::new(SlowBody { step: 0, sleep: None }) }),
+        )
+        .layer(TraceLayer::new());
+    let addr = serve(app).await;
+    let body = reqwest::get(format!("http://{addr}/stream/slow"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "ab");
+    let a = &stopped("/stream/", 1).await[0];
+    assert!(
+        a.duration() >= Duration::from_millis(50),
+        "ended with the body, not the headers: {:?}",
+        a.duration()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_parents_filters_and_bad_headers() {
+    let app = Router::new()
+        .route("/misc/legacy", get(|| async { "ok" }))
+        .route("/misc/health", get(|| async { "ok" }))
+        .route("/misc/garbage", get(|| async { "ok" }))
+        .layer(TraceLayer::new().with_filter(|parts| parts.uri.path() != "/misc/health"));
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    client
+        .get(format!("http://{addr}/misc/legacy"))
+        .header("Request-Id", "|abc.1.")
+        .header("Correlation-Context", "tier=silver")
+        .send()
+        .await
+        .unwrap();
+    client.get(format!("http://{addr}/misc/health")).send().await.unwrap();
+    client
+        .get(format!("http://{addr}/misc/garbage"))
+        .header("traceparent", "00-not-a-valid-header")
+        .send()
+        .await
+        .unwrap();
+    let all = stopped("/misc/", 2).await;
+    assert!(all.iter().all(|a| tag(a, "url.path") != "/misc/health"), "filtered out");
+    let legacy = all.iter().find(|a| tag(a, "url.path") == "/misc/legacy").unwrap();
+    assert_eq!(legacy.id_format(), ActivityIdFormat::Hierarchical);
+    assert!(legacy.id().unwrap().starts_with("|abc.1."));
+    assert_eq!(legacy.baggage_item("tier").as_deref(), Some("silver"));
+    let garbage = all.iter().find(|a| tag(a, "url.path") == "/misc/garbage").unwrap();
+    assert!(
+        !garbage.parent_span_id().is_valid() && !garbage.has_remote_parent(),
+        "a fresh trace"
+    );
+}
