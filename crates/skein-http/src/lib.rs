@@ -1,4 +1,7 @@
-//! Skein's HTTP instrumentation. [`TraceLayer`] is a tower layer for axum and hyper services:
+//! Skein's HTTP instrumentation. On the client side, [`SkeinMiddleware`] (reqwest) and
+//! [`ClientTraceLayer`] (hyper-util and other tower clients) make a Client activity per request
+//! and inject the propagation headers. On the server side, [`TraceLayer`] is a tower layer for
+//! axum and hyper services:
 //! every request becomes a Server activity of the `skein.http.server` source that continues
 //! the caller's trace (`traceparent`/`tracestate`/`baggage`, or `Request-Id` and
 //! `Correlation-Context`, through the process-wide propagator), is current for the whole
@@ -14,8 +17,15 @@
 //!     .layer(TraceLayer::new()); // after routing: activities are named `GET /orders/{id}`
 //! ```
 
+mod client;
 mod server;
 
+#[cfg(feature = "reqwest")]
+pub use client::SkeinMiddleware;
+pub use client::{
+    error_kind, record_error, record_response, redacted_url, start_client_activity, ClientFuture, ClientTraceLayer,
+    ClientTraceService, CLIENT_SOURCE,
+};
 pub use server::{ResponseFuture, TraceLayer, TraceService, TracedBody, SERVER_SOURCE};
 
 /// The value of `http.request.method`: the method if it is one of the standard ones, else

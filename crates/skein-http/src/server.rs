@@ -272,7 +272,7 @@ where
                         hook(activity, &parts);
                     }
                 }
-                Ok(Response::from_parts(parts, TracedBody { inner: body, activity }))
+                Ok(Response::from_parts(parts, TracedBody::new(body, activity)))
             }
             Err(error) => {
                 if let Some(activity) = &activity {
@@ -291,6 +291,13 @@ pin_project! {
         #[pin]
         inner: B,
         activity: Option<Activity>,
+    }
+}
+
+impl<B> TracedBody<B> {
+    /// `inner`, keeping `activity` running until its last frame.
+    pub fn new(inner: B, activity: Option<Activity>) -> Self {
+        TracedBody { inner, activity }
     }
 }
 

@@ -1,0 +1,178 @@
+//! Client instrumentation (reqwest middleware, tower layer over hyper-util) against an
+//! instrumented axum server on loopback: one trace across the hop.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use skein::*;
+use skein_http::{ClientTraceLayer, SkeinMiddleware, TraceLayer};
+
+struct Recorder(Mutex<Vec<Activity>>);
+
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let recorder: &'static Recorder = Box::leak(Box::new(Recorder(Mutex::new(Vec::new()))));
+        struct Forward(&'static Recorder);
+        impl ActivityListener for Forward {
+            fn should_listen_to(&self, s: &ActivitySource) -> bool {
+                s.name().starts_with("skein.http.")
+            }
+            fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+                ActivitySamplingResult::AllDataAndRecorded
+            }
+            fn on_stopped(&self, a: &Activity) {
+                self.0 .0.lock().unwrap().push(a.clone());
+            }
+        }
+        ActivitySource::add_activity_listener(Forward(recorder)).keep_forever();
+        recorder
+    })
+}
+
+fn tag(a: &Activity, key: &str) -> String {
+    a.tag(key).map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Stopped (client, server) activities whose URL mentions `marker`.
+async fn hop(marker: &str, servers: usize) -> (Activity, Vec<Activity>) {
+    for _ in 0..200 {
+        let all = recorder().0.lock().unwrap().clone();
+        let client = all
+            .iter()
+            .find(|a| a.kind() == ActivityKind::Client && tag(a, "url.full").contains(marker))
+            .cloned();
+        let server: Vec<Activity> = all
+            .iter()
+            .filter(|a| a.kind() == ActivityKind::Server && tag(a, "url.path").contains(marker))
+            .cloned()
+            .collect();
+        if let Some(client) = client {
+            if server.len() >= servers {
+                return (client, server);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no client activity for {marker}");
+}
+
+async fn server() -> SocketAddr {
+    recorder();
+    let app = Router::new()
+        .route("/hop/{name}", get(|| async { "pong" }))
+        .route(
+            "/fail/{name}",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .layer(TraceLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn reqwest_client() -> reqwest_middleware::ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(SkeinMiddleware)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_requests_continue_into_the_server_as_one_trace() {
+    let addr = server().await;
+    let body = reqwest_client()
+        .get(format!("http://user:secret@{addr}/hop/reqwest?token=abc&page=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "pong");
+    let (client, servers) = hop("/hop/reqwest", 1).await;
+    let server = &servers[0];
+    assert_eq!(server.trace_id(), client.trace_id(), "one trace across the hop");
+    assert_eq!(server.parent_span_id(), client.span_id());
+    assert_eq!(client.display_name(), "GET");
+    assert_eq!(tag(&client, "http.request.method"), "GET");
+    assert_eq!(tag(&client, "server.address"), "127.0.0.1");
+    assert_eq!(tag(&client, "server.port"), addr.port().to_string());
+    assert_eq!(
+        tag(&client, "url.full"),
+        format!("http://{addr}/hop/reqwest?token=REDACTED&page=REDACTED"),
+        "no credentials, no query values"
+    );
+    assert_eq!(tag(&client, "http.response.status_code"), "200");
+    assert_eq!(client.status(), ActivityStatusCode::Unset);
+    assert!(
+        client.end_time().unwrap() >= server.end_time().unwrap(),
+        "ends after the server answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_set_headers_are_not_overwritten() {
+    let addr = server().await;
+    reqwest_client()
+        .get(format!("http://{addr}/hop/preset"))
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .send()
+        .await
+        .unwrap();
+    let (_, servers) = hop("/hop/preset", 1).await;
+    assert_eq!(servers[0].parent_span_id().to_hex(), "b7ad6b7169203331");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_statuses_and_connection_failures() {
+    let addr = server().await;
+    let response = reqwest_client()
+        .get(format!("http://{addr}/fail/503"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    drop(response.text().await);
+    let (client, _) = hop("/fail/503", 1).await;
+    assert_eq!(client.status(), ActivityStatusCode::Error);
+    assert_eq!(tag(&client, "error.type"), "503");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(reqwest_client()
+        .get(format!("http://{closed}/refused/x"))
+        .send()
+        .await
+        .is_err());
+    let (client, _) = hop("/refused/x", 0).await;
+    assert_eq!(client.status(), ActivityStatusCode::Error);
+    assert_eq!(tag(&client, "error.type"), "connection_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_util_client_through_the_tower_layer() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower_service::Service;
+
+    let addr = server().await;
+    let client: Client<_, http_body_util::Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut traced = tower_layer::Layer::layer(&ClientTraceLayer, client);
+    std::future::poll_fn(|cx| traced.poll_ready(cx)).await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/hop/hyper"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = traced.call(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"pong");
+    let (client, servers) = hop("/hop/hyper", 1).await;
+    assert_eq!(servers[0].parent_span_id(), client.span_id());
+    assert_eq!(tag(&client, "network.protocol.version"), "1.1");
+}
