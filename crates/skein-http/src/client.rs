@@ -68,8 +68,10 @@ impl PropagatorSetter for Preserving<'_> {
 
 /// Starts the client activity for a request and injects the propagation headers (of the new
 /// activity, or of the current one when no client activity is made), never overwriting
-/// headers the caller set.
+/// headers the caller set. The activity is *not* left current: it belongs to the request's
+/// future, and the caller's next request must not become its child.
 pub fn start_client_activity(method: &http::Method, uri: &http::Uri, headers: &mut HeaderMap) -> Option<Activity> {
+    let outer = Activity::current();
     let activity = if CLIENT_SOURCE.has_listeners() {
         let (method_tag, original) = match crate::known_method(method) {
             Some(m) => (m, None),
@@ -103,7 +105,10 @@ pub fn start_client_activity(method: &http::Method, uri: &http::Uri, headers: &m
     } else {
         None
     };
-    let carrier = activity.clone().or_else(Activity::current);
+    if activity.is_some() {
+        Activity::set_current(outer.as_ref());
+    }
+    let carrier = activity.clone().or(outer);
     propagation::current().inject(carrier.as_ref(), &mut Preserving(headers));
     activity
 }
@@ -219,10 +224,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
-            let _current = this.activity.as_ref().map(|a| a.enter());
-            std::task::ready!(this.inner.poll(cx))
-        };
+        // Held to the end, so a stop below restores the thread's own current activity.
+        let _current = this.activity.as_ref().map(|a| a.enter());
+        let result = std::task::ready!(this.inner.poll(cx));
         let activity = this.activity.take();
         Poll::Ready(match result {
             Ok(response) => {

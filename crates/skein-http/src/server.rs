@@ -208,13 +208,15 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let traced = self.config.filter.as_ref().is_none_or(|f| f(&parts));
+        let outer = Activity::current();
         let activity = if traced { start(&self.config, &parts) } else { None };
         let request = Request::from_parts(parts, body);
-        let inner = {
-            // `call` itself may run part of the handler: do it with the activity current.
-            let _current = activity.as_ref().map(|a| a.enter());
-            self.inner.call(request)
-        };
+        // `call` itself may run part of the handler: it runs with the activity current (as
+        // `start` left it); then the activity lives in the future, not on this thread.
+        let inner = self.inner.call(request);
+        if activity.is_some() {
+            Activity::set_current(outer.as_ref());
+        }
         ResponseFuture {
             inner,
             activity,
@@ -254,10 +256,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
-            let _current = this.activity.as_ref().map(|a| a.enter());
-            std::task::ready!(this.inner.poll(cx))
-        };
+        // Held to the end, so a stop below restores the thread's own current activity.
+        let _current = this.activity.as_ref().map(|a| a.enter());
+        let result = std::task::ready!(this.inner.poll(cx));
         let activity = this.activity.take();
         Poll::Ready(match result {
             Ok(response) => {
@@ -310,10 +311,9 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
-        let frame = {
-            let _current: Option<CurrentGuard> = this.activity.as_ref().map(|a| a.enter());
-            std::task::ready!(this.inner.poll_frame(cx))
-        };
+        // Held to the end, so stopping below restores the thread's own current activity.
+        let _current: Option<CurrentGuard> = this.activity.as_ref().map(|a| a.enter());
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
         match &frame {
             None => drop(this.activity.take()),
             Some(Err(error)) => {

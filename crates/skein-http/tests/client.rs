@@ -116,6 +116,30 @@ async fn reqwest_requests_continue_into_the_server_as_one_trace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_calls_are_siblings_under_the_callers_activity() {
+    static APP: ActivitySource = ActivitySource::new("skein.http.test.app");
+    let addr = server().await;
+    async {
+        let parent = APP.start_activity("checkout", ActivityKind::Internal).unwrap();
+        let client = reqwest_client();
+        for path in ["/hop/sibling-a", "/hop/sibling-b"] {
+            let response = client.get(format!("http://{addr}{path}")).send().await.unwrap();
+            assert!(
+                Activity::current().unwrap().ptr_eq(&parent),
+                "the caller's activity is still current"
+            );
+            drop(response.text().await);
+        }
+        let (a, _) = hop("/hop/sibling-a", 1).await;
+        let (b, _) = hop("/hop/sibling-b", 1).await;
+        assert_eq!(a.parent_span_id(), parent.span_id());
+        assert_eq!(b.parent_span_id(), parent.span_id(), "not a child of the first call");
+    }
+    .with_current()
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_set_headers_are_not_overwritten() {
     let addr = server().await;
     reqwest_client()
