@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use skein::propagation::{self, PropagatorSetter};
 use skein::{Activity, ActivityKind, ActivitySource, ActivityStartOptions, ActivityStatusCode, Tag};
 
-use crate::TracedBody;
+use crate::{diagnostics, TracedBody};
 
 /// The source of client request activities.
 pub static CLIENT_SOURCE: ActivitySource =
@@ -105,11 +105,20 @@ pub fn start_client_activity(method: &http::Method, uri: &http::Uri, headers: &m
     } else {
         None
     };
+    let carrier = activity.clone().or_else(|| outer.clone());
+    propagation::current().inject(carrier.as_ref(), &mut Preserving(headers));
+    if activity.is_some() && diagnostics::enabled(diagnostics::CLIENT_REQUEST) {
+        // Published while the activity is still current, so subscribers can enrich it.
+        let mut request = http::Request::new(());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
+        let (parts, ()) = request.into_parts();
+        diagnostics::publish(diagnostics::CLIENT_REQUEST, &parts);
+    }
     if activity.is_some() {
         Activity::set_current(outer.as_ref());
     }
-    let carrier = activity.clone().or(outer);
-    propagation::current().inject(carrier.as_ref(), &mut Preserving(headers));
     activity
 }
 
@@ -158,10 +167,29 @@ pub fn error_kind(error: &(dyn std::error::Error + 'static)) -> &'static str {
     }
 }
 
-/// Records a failed request.
+/// Records a failed request (and publishes it as `skein.http.client.error`).
 pub fn record_error(activity: &Activity, error: &(dyn std::error::Error + 'static)) {
-    activity.set_tag("error.type", error_kind(error));
+    let kind = error_kind(error);
+    activity.set_tag("error.type", kind);
     activity.set_status(ActivityStatusCode::Error, Some(error.to_string()));
+    if diagnostics::enabled(diagnostics::CLIENT_ERROR) {
+        let _current = activity.enter();
+        diagnostics::publish(
+            diagnostics::CLIENT_ERROR,
+            &diagnostics::ClientError {
+                kind,
+                message: error.to_string(),
+            },
+        );
+    }
+}
+
+/// Publishes a client response (with `activity` current).
+fn publish_response(activity: &Activity, parts: &http::response::Parts) {
+    if diagnostics::enabled(diagnostics::CLIENT_RESPONSE) {
+        let _current = activity.enter();
+        diagnostics::publish(diagnostics::CLIENT_RESPONSE, parts);
+    }
 }
 
 /// A tower layer for HTTP clients (hyper-util's `Client`, or any
@@ -230,10 +258,11 @@ where
         let activity = this.activity.take();
         Poll::Ready(match result {
             Ok(response) => {
-                if let Some(a) = &activity {
-                    record_response(a, response.status(), response.version());
-                }
                 let (parts, body) = response.into_parts();
+                if let Some(a) = &activity {
+                    record_response(a, parts.status, parts.version);
+                    publish_response(a, &parts);
+                }
                 Ok(Response::from_parts(parts, TracedBody::new(body, activity)))
             }
             Err(error) => {
@@ -281,6 +310,7 @@ impl reqwest_middleware::Middleware for SkeinMiddleware {
                 // End the activity with the body, as for the other clients.
                 let response: http::Response<reqwest::Body> = response.into();
                 let (parts, body) = response.into_parts();
+                publish_response(&activity, &parts);
                 let body = reqwest::Body::wrap(TracedBody::new(body, Some(activity)));
                 Ok(reqwest::Response::from(http::Response::from_parts(parts, body)))
             }

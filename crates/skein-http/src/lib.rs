@@ -18,6 +18,7 @@
 //! ```
 
 mod client;
+pub mod diagnostics;
 mod server;
 
 #[cfg(feature = "reqwest")]

@@ -155,6 +155,8 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
             hook(&activity, parts);
         }
     }
+    // Still current here (start made it so): subscribers may enrich it.
+    crate::diagnostics::publish(crate::diagnostics::SERVER_REQUEST, parts);
     Some(activity)
 }
 
@@ -272,6 +274,7 @@ where
                     if let Some(hook) = this.on_response {
                         hook(activity, &parts);
                     }
+                    crate::diagnostics::publish(crate::diagnostics::SERVER_RESPONSE, &parts);
                 }
                 Ok(Response::from_parts(parts, TracedBody::new(body, activity)))
             }

@@ -200,3 +200,44 @@ async fn hyper_util_client_through_the_tower_layer() {
     assert_eq!(servers[0].parent_span_id(), client.span_id());
     assert_eq!(tag(&client, "network.protocol.version"), "1.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_enrich_activities_through_the_diagnostic_listener() {
+    use skein::diagnostics::{subscribe_all_listeners, DiagnosticObserver};
+    use std::any::Any;
+
+    /// Tags every activity from the request/response objects it is shown.
+    struct Enricher;
+    impl DiagnosticObserver for Enricher {
+        fn on_next(&self, name: &str, payload: &dyn Any) {
+            let Some(current) = Activity::current() else { return };
+            if let Some(request) = payload.downcast_ref::<http::request::Parts>() {
+                if request.uri.path().contains("/hop/enriched") {
+                    current.set_tag(format!("enriched.{name}"), request.method.as_str().to_owned());
+                }
+            } else if let Some(response) = payload.downcast_ref::<http::response::Parts>() {
+                current.set_tag(format!("enriched.{name}"), i64::from(response.status.as_u16()));
+            }
+        }
+    }
+    let _all = subscribe_all_listeners(|listener| {
+        if listener.name() == skein_http::diagnostics::DIAGNOSTIC_LISTENER_NAME {
+            listener.subscribe(Enricher).keep_forever();
+        }
+    });
+    let addr = server().await;
+    drop(
+        reqwest_client()
+            .get(format!("http://{addr}/hop/enriched"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await,
+    );
+    let (client, servers) = hop("/hop/enriched", 1).await;
+    assert_eq!(tag(&client, "enriched.skein.http.client.request"), "GET");
+    assert_eq!(tag(&client, "enriched.skein.http.client.response"), "200");
+    assert_eq!(tag(&servers[0], "enriched.skein.http.server.request"), "GET");
+    assert_eq!(tag(&servers[0], "enriched.skein.http.server.response"), "200");
+}
