@@ -77,6 +77,8 @@ async fn server() -> SocketAddr {
 }
 
 fn reqwest_client() -> reqwest_middleware::ClientWithMiddleware {
+    // With the whole workspace built together reqwest has rustls, which needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(SkeinMiddleware)
         .build()

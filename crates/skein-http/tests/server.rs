@@ -72,6 +72,8 @@ async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
 
 async fn serve(app: Router) -> SocketAddr {
     recorder();
+    // With the whole workspace built together reqwest has rustls, which needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
