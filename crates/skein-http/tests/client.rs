@@ -2,7 +2,6 @@
 //! instrumented axum server on loopback: one trace across the hop.
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -11,37 +10,13 @@ use http_body_util::BodyExt;
 use skein::*;
 use skein_http::{ClientTraceLayer, SkeinMiddleware, TraceLayer};
 
-struct Recorder(Mutex<Vec<Activity>>);
-
-fn recorder() -> &'static Recorder {
-    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let recorder: &'static Recorder = Box::leak(Box::new(Recorder(Mutex::new(Vec::new()))));
-        struct Forward(&'static Recorder);
-        impl ActivityListener for Forward {
-            fn should_listen_to(&self, s: &ActivitySource) -> bool {
-                s.name().starts_with("skein.http.")
-            }
-            fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-                ActivitySamplingResult::AllDataAndRecorded
-            }
-            fn on_stopped(&self, a: &Activity) {
-                self.0 .0.lock().unwrap().push(a.clone());
-            }
-        }
-        ActivitySource::add_activity_listener(Forward(recorder)).keep_forever();
-        recorder
-    })
-}
-
-fn tag(a: &Activity, key: &str) -> String {
-    a.tag(key).map(|v| v.to_string()).unwrap_or_default()
-}
+mod common;
+use common::tag;
 
 /// Stopped (client, server) activities whose URL mentions `marker`.
 async fn hop(marker: &str, servers: usize) -> (Activity, Vec<Activity>) {
     for _ in 0..200 {
-        let all = recorder().0.lock().unwrap().clone();
+        let all = common::stopped();
         let client = all
             .iter()
             .find(|a| a.kind() == ActivityKind::Client && tag(a, "url.full").contains(marker))
@@ -62,7 +37,7 @@ async fn hop(marker: &str, servers: usize) -> (Activity, Vec<Activity>) {
 }
 
 async fn server() -> SocketAddr {
-    recorder();
+    common::setup();
     let app = Router::new()
         .route("/hop/{name}", get(|| async { "pong" }))
         .route(
@@ -77,8 +52,7 @@ async fn server() -> SocketAddr {
 }
 
 fn reqwest_client() -> reqwest_middleware::ClientWithMiddleware {
-    // With the whole workspace built together reqwest has rustls, which needs a provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::setup();
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(SkeinMiddleware)
         .build()

@@ -2,7 +2,6 @@
 
 use std::future::Future as _;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -10,50 +9,13 @@ use axum::Router;
 use skein::*;
 use skein_http::TraceLayer;
 
-/// Records every stopped server activity, for all tests of this binary (each test looks only
-/// at its own paths).
-struct Recorder(Mutex<Vec<Activity>>);
-
-impl ActivityListener for Recorder {
-    fn should_listen_to(&self, source: &ActivitySource) -> bool {
-        source.name() == "skein.http.server"
-    }
-    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-        ActivitySamplingResult::AllDataAndRecorded
-    }
-    fn on_stopped(&self, activity: &Activity) {
-        self.0.lock().unwrap().push(activity.clone());
-    }
-}
-
-fn recorder() -> &'static Recorder {
-    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let recorder: &'static Recorder = Box::leak(Box::new(Recorder(Mutex::new(Vec::new()))));
-        struct Forward(&'static Recorder);
-        impl ActivityListener for Forward {
-            fn should_listen_to(&self, s: &ActivitySource) -> bool {
-                self.0.should_listen_to(s)
-            }
-            fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-                self.0.sample(o)
-            }
-            fn on_stopped(&self, a: &Activity) {
-                self.0.on_stopped(a)
-            }
-        }
-        ActivitySource::add_activity_listener(Forward(recorder)).keep_forever();
-        recorder
-    })
-}
+mod common;
+use common::tag;
 
 /// The stopped activities whose `url.path` starts with `prefix`, waiting briefly for them.
 async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
     for _ in 0..200 {
-        let found: Vec<Activity> = recorder()
-            .0
-            .lock()
-            .unwrap()
+        let found: Vec<Activity> = common::stopped()
             .iter()
             .filter(|a| {
                 a.tag("url.path")
@@ -71,17 +33,11 @@ async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
 }
 
 async fn serve(app: Router) -> SocketAddr {
-    recorder();
-    // With the whole workspace built together reqwest has rustls, which needs a provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::setup();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
-}
-
-fn tag(a: &Activity, key: &str) -> String {
-    a.tag(key).map(|v| v.to_string()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

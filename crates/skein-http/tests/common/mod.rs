@@ -1,0 +1,43 @@
+//! What both test binaries need: a listener recording every stopped `skein.http.*` activity
+//! (each test looks only at its own paths), and the rustls provider for reqwest.
+#![allow(dead_code)]
+
+use std::sync::{Mutex, Once};
+
+use skein::*;
+
+static STOPPED: Mutex<Vec<Activity>> = Mutex::new(Vec::new());
+
+struct Recorder;
+
+impl ActivityListener for Recorder {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name().starts_with("skein.http.")
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        ActivitySamplingResult::AllDataAndRecorded
+    }
+    fn on_stopped(&self, activity: &Activity) {
+        STOPPED.lock().unwrap().push(activity.clone());
+    }
+}
+
+/// Starts recording (once per process) and makes reqwest usable: with the whole workspace
+/// built together reqwest has rustls, which needs a crypto provider.
+pub fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        ActivitySource::add_activity_listener(Recorder).keep_forever();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Every activity stopped so far.
+pub fn stopped() -> Vec<Activity> {
+    STOPPED.lock().unwrap().clone()
+}
+
+/// A tag's value as text (empty when absent).
+pub fn tag(a: &Activity, key: &str) -> String {
+    a.tag(key).map(|v| v.to_string()).unwrap_or_default()
+}
