@@ -37,7 +37,6 @@ async fn hop(marker: &str, servers: usize) -> (Activity, Vec<Activity>) {
 }
 
 async fn server() -> SocketAddr {
-    common::setup();
     let app = Router::new()
         .route("/hop/{name}", get(|| async { "pong" }))
         .route(
@@ -45,10 +44,7 @@ async fn server() -> SocketAddr {
             get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
         )
         .layer(TraceLayer::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(app).await
 }
 
 fn reqwest_client() -> reqwest_middleware::ClientWithMiddleware {

@@ -1,7 +1,6 @@
 //! The server layer with axum on real loopback sockets and a real HTTP client.
 
 use std::future::Future as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -10,7 +9,7 @@ use skein::*;
 use skein_http::TraceLayer;
 
 mod common;
-use common::tag;
+use common::{serve, tag};
 
 /// The stopped activities whose `url.path` starts with `prefix`, waiting briefly for them.
 async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
@@ -30,14 +29,6 @@ async fn stopped(prefix: &str, count: usize) -> Vec<Activity> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("expected {count} activities under {prefix}");
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    common::setup();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,3 +41,12 @@ pub fn stopped() -> Vec<Activity> {
 pub fn tag(a: &Activity, key: &str) -> String {
     a.tag(key).map(|v| v.to_string()).unwrap_or_default()
 }
+
+/// Serves `app` on an ephemeral loopback port (after [`setup`]).
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
