@@ -140,6 +140,10 @@ pub fn error_kind(error: &(dyn std::error::Error + 'static)) -> &'static str {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut text = String::new();
     while let Some(e) = next {
+        #[cfg(feature = "connections")]
+        if let Some(connect) = e.downcast_ref::<crate::ConnectError>() {
+            return connect.kind();
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::TimedOut => return "timeout",
@@ -226,11 +230,19 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let activity = start_client_activity(&method, &uri, request.headers_mut());
+        #[cfg(feature = "connections")]
+        let wait = activity.as_ref().and_then(|_| Wait::capture(&mut request));
+        #[cfg(not(feature = "connections"))]
+        let wait = None;
         let inner = {
             let _current = activity.as_ref().map(|a| a.enter());
             self.inner.call(request)
         };
-        ClientFuture { inner, activity }
+        ClientFuture {
+            inner,
+            activity,
+            wait,
+        }
     }
 }
 
@@ -240,8 +252,14 @@ pin_project! {
         #[pin]
         inner: F,
         activity: Option<Activity>,
+        wait: Option<Wait>,
     }
 }
+
+#[cfg(feature = "connections")]
+type Wait = crate::connect::WaitForConnection;
+#[cfg(not(feature = "connections"))]
+type Wait = std::convert::Infallible;
 
 impl<F, ResBody, E> Future for ClientFuture<F>
 where
@@ -254,8 +272,20 @@ where
         let this = self.project();
         // Held to the end, so a stop below restores the thread's own current activity.
         let _current = this.activity.as_ref().map(|a| a.enter());
-        let result = std::task::ready!(this.inner.poll(cx));
+        let result = this.inner.poll(cx);
+        #[cfg(feature = "connections")]
+        if let (Some(wait), Some(activity)) = (this.wait.as_mut(), this.activity.as_ref()) {
+            // Polled after the request, which is what hands the connection over.
+            if wait.poll_connected(cx, activity).is_ready() {
+                *this.wait = None;
+            }
+        }
+        let result = std::task::ready!(result);
         let activity = this.activity.take();
+        #[cfg(feature = "connections")]
+        if let (Some(wait), Some(activity), Err(error)) = (this.wait.take(), activity.as_ref(), &result) {
+            wait.failed(activity, error);
+        }
         Poll::Ready(match result {
             Ok(response) => {
                 let (parts, body) = response.into_parts();

@@ -18,6 +18,8 @@
 //! ```
 
 mod client;
+#[cfg(feature = "connections")]
+mod connect;
 pub mod diagnostics;
 mod server;
 
@@ -26,6 +28,11 @@ pub use client::SkeinMiddleware;
 pub use client::{
     error_kind, record_error, record_response, redacted_url, start_client_activity, ClientFuture, ClientTraceLayer,
     ClientTraceService, CLIENT_SOURCE,
+};
+#[cfg(feature = "connections")]
+pub use connect::{
+    accept_tls, serve_tls, ConnectError, ConnectionSetup, SkeinConnector, SkeinStream, CONNECTIONS_SOURCE, DNS_SOURCE,
+    SOCKETS_SOURCE, TLS_SOURCE,
 };
 pub use server::{ResponseFuture, TraceLayer, TraceService, TracedBody, SERVER_SOURCE};
 

@@ -1,4 +1,5 @@
-//! What both test binaries need: a listener recording every stopped `skein.http.*` activity
+//! What the test binaries need: a listener recording every stopped `skein.http.*` and
+//! `skein.net.*` activity
 //! (each test looks only at its own paths), and the rustls provider for reqwest.
 #![allow(dead_code)]
 
@@ -12,7 +13,7 @@ struct Recorder;
 
 impl ActivityListener for Recorder {
     fn should_listen_to(&self, source: &ActivitySource) -> bool {
-        source.name().starts_with("skein.http.")
+        source.name().starts_with("skein.http.") || source.name().starts_with("skein.net.")
     }
     fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         ActivitySamplingResult::AllDataAndRecorded
