@@ -238,11 +238,7 @@ where
             let _current = activity.as_ref().map(|a| a.enter());
             self.inner.call(request)
         };
-        ClientFuture {
-            inner,
-            activity,
-            wait,
-        }
+        ClientFuture { inner, activity, wait }
     }
 }
 

@@ -570,7 +570,9 @@ where
         let acceptor = acceptor.clone();
         let service = service.clone();
         tokio::spawn(async move {
-            let Ok(tls) = accept_tls(&acceptor, tcp).await else { return };
+            let Ok(tls) = accept_tls(&acceptor, tcp).await else {
+                return;
+            };
             let service = hyper_util::service::TowerToHyperService::new(service);
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let _ = builder.serve_connection(TokioIo::new(tls), service).await;

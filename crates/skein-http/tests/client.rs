@@ -213,3 +213,84 @@ async fn subscribers_enrich_activities_through_the_diagnostic_listener() {
     assert_eq!(tag(&servers[0], "enriched.skein.http.server.request"), "GET");
     assert_eq!(tag(&servers[0], "enriched.skein.http.server.response"), "200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state() {
+    // Back end: reports the baggage and trace state it sees.
+    let back = Router::new()
+        .route(
+            "/chain/back",
+            get(|| async {
+                let current = Activity::current().unwrap();
+                format!(
+                    "{}|{}",
+                    current.baggage_item("tier").unwrap_or_default(),
+                    current.trace_state().header()
+                )
+            }),
+        )
+        .layer(TraceLayer::new());
+    let back = common::serve(back).await;
+    // Front end: calls the back end with the instrumented client.
+    let front = Router::new()
+        .route(
+            "/chain/front",
+            get(move || async move {
+                reqwest_client()
+                    .get(format!("http://{back}/chain/back"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }),
+        )
+        .layer(TraceLayer::new());
+    let front = common::serve(front).await;
+
+    let root = Activity::new("test caller").start();
+    root.set_trace_state(TraceState::parse("vendor=7").unwrap());
+    root.add_baggage("tier", "gold");
+    let body = reqwest_client()
+        .get(format!("http://{front}/chain/front"))
+        .send()
+        .with_current()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    root.stop();
+    assert_eq!(body, "gold|vendor=7", "baggage and trace state reach the second server");
+
+    let (client1, front_servers) = hop("/chain/front", 1).await;
+    let (client2, back_servers) = hop("/chain/back", 1).await;
+    let chain = [&client1, &front_servers[0], &client2, &back_servers[0]];
+    let kinds: Vec<ActivityKind> = chain.iter().map(|a| a.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            ActivityKind::Client,
+            ActivityKind::Server,
+            ActivityKind::Client,
+            ActivityKind::Server
+        ]
+    );
+    assert_eq!(client1.parent_span_id(), root.span_id());
+    let mut parent = client1.span_id();
+    for a in &chain[1..] {
+        assert_eq!(a.trace_id(), root.trace_id(), "one trace");
+        assert_eq!(
+            a.parent_span_id(),
+            parent,
+            "{} is the child of the previous hop",
+            a.display_name()
+        );
+        parent = a.span_id();
+    }
+    assert_eq!(front_servers[0].display_name(), "GET /chain/front");
+    assert_eq!(back_servers[0].display_name(), "GET /chain/back");
+    assert_eq!(back_servers[0].baggage_item("tier").as_deref(), Some("gold"));
+    assert_eq!(back_servers[0].trace_state().header(), "vendor=7");
+}

@@ -94,10 +94,16 @@ async fn one_setup_with_dns_connect_and_tls_is_linked_from_every_request_on_the_
     }
     caller.stop();
 
-    let setups = wait_for(1, |a| a.operation_name() == format!("HTTP connection_setup localhost:{port}")).await;
+    let setups = wait_for(1, |a| {
+        a.operation_name() == format!("HTTP connection_setup localhost:{port}")
+    })
+    .await;
     assert_eq!(setups.len(), 1, "one connection for two sequential requests");
     let setup = &setups[0];
-    assert!(setup.parent().is_none() && setup.parent_span_id() == SpanId::INVALID, "a trace of its own");
+    assert!(
+        setup.parent().is_none() && setup.parent_span_id() == SpanId::INVALID,
+        "a trace of its own"
+    );
     assert_ne!(setup.trace_id(), caller.trace_id());
     assert_eq!(setup.source().name(), "skein.http.connections");
     assert_eq!(tag(setup, "server.address"), "localhost");
@@ -107,10 +113,17 @@ async fn one_setup_with_dns_connect_and_tls_is_linked_from_every_request_on_the_
     assert_eq!(setup.status(), ActivityStatusCode::Unset);
 
     let children = children_of(setup);
-    let dns = children.iter().find(|a| a.operation_name() == "DNS lookup localhost").expect("dns");
+    let dns = children
+        .iter()
+        .find(|a| a.operation_name() == "DNS lookup localhost")
+        .expect("dns");
     assert_eq!(dns.source().name(), "skein.net.dns");
     assert_eq!(tag(dns, "dns.question.name"), "localhost");
-    assert!(tag(dns, "dns.answers").contains("127.0.0.1"), "{}", tag(dns, "dns.answers"));
+    assert!(
+        tag(dns, "dns.answers").contains("127.0.0.1"),
+        "{}",
+        tag(dns, "dns.answers")
+    );
     let connect = children
         .iter()
         .find(|a| a.operation_name() == format!("socket connect 127.0.0.1:{port}"))
@@ -132,7 +145,10 @@ async fn one_setup_with_dns_connect_and_tls_is_linked_from_every_request_on_the_
 
     // Both requests are children of the caller, each waited for a connection, and both
     // link to the one setup.
-    let requests = wait_for(2, |a| a.kind() == ActivityKind::Client && tag(a, "url.full").contains("/conn/pooled")).await;
+    let requests = wait_for(2, |a| {
+        a.kind() == ActivityKind::Client && tag(a, "url.full").contains("/conn/pooled")
+    })
+    .await;
     assert_eq!(requests.len(), 2);
     for request in &requests {
         assert_eq!(request.trace_id(), caller.trace_id());
@@ -150,7 +166,10 @@ async fn one_setup_with_dns_connect_and_tls_is_linked_from_every_request_on_the_
     }
 
     // The server recorded its side of the handshake.
-    let handshakes = wait_for(1, |a| a.operation_name() == "TLS server handshake" && tag(a, "server.address") == "localhost").await;
+    let handshakes = wait_for(1, |a| {
+        a.operation_name() == "TLS server handshake" && tag(a, "server.address") == "localhost"
+    })
+    .await;
     assert_eq!(tag(&handshakes[0], "tls.protocol.version"), "1.3");
     assert!(handshakes[0].parent().is_none());
 }
@@ -161,13 +180,18 @@ async fn failure(url: &str, connector: SkeinConnector, step: &str) -> (String, S
     let error = get_text(&mut client, url).await.unwrap_err();
     assert!(std::error::Error::source(&error).is_some(), "{error:?}");
     let marker = url.to_owned();
-    let request = wait_for(1, |a| a.kind() == ActivityKind::Client && tag(a, "url.full").starts_with(&marker)).await;
+    let request = wait_for(1, |a| {
+        a.kind() == ActivityKind::Client && tag(a, "url.full").starts_with(&marker)
+    })
+    .await;
     let request = request[0].clone();
     let authority: http::Uri = url.parse().unwrap();
     let target = format!(
         "{}:{}",
         authority.host().unwrap(),
-        authority.port_u16().unwrap_or(if url.starts_with("https") { 443 } else { 80 })
+        authority
+            .port_u16()
+            .unwrap_or(if url.starts_with("https") { 443 } else { 80 })
     );
     let setup = wait_for(1, |a| a.operation_name() == format!("HTTP connection_setup {target}")).await;
     let setup = setup[0].clone();
@@ -185,7 +209,11 @@ async fn failure(url: &str, connector: SkeinConnector, step: &str) -> (String, S
     assert_eq!(waits.len(), 1, "the wait ends with the failure");
     assert_eq!(waits[0].status(), ActivityStatusCode::Error);
     assert!(request.links().is_empty());
-    (tag(&request, "error.type"), tag(&setup, "error.type"), tag(&failed, "error.type"))
+    (
+        tag(&request, "error.type"),
+        tag(&setup, "error.type"),
+        tag(&failed, "error.type"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +223,14 @@ async fn a_refused_port_is_a_connection_error() {
     drop(listener);
     let url = format!("http://127.0.0.1:{port}/refused");
     let kinds = failure(&url, SkeinConnector::new(), "socket connect").await;
-    assert_eq!(kinds, ("connection_error".into(), "connection_error".into(), "connection_error".into()));
+    assert_eq!(
+        kinds,
+        (
+            "connection_error".into(),
+            "connection_error".into(),
+            "connection_error".into()
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +251,9 @@ async fn an_untrusted_certificate_is_a_secure_connection_error() {
     let expected = "secure_connection_error".to_owned();
     assert_eq!(kinds, (expected.clone(), expected.clone(), expected));
     // The server saw the handshake fail too.
-    let failed = wait_for(1, |a| a.operation_name() == "TLS server handshake" && a.status() == ActivityStatusCode::Error).await;
+    let failed = wait_for(1, |a| {
+        a.operation_name() == "TLS server handshake" && a.status() == ActivityStatusCode::Error
+    })
+    .await;
     assert_eq!(tag(&failed[0], "error.type"), "secure_connection_error");
 }

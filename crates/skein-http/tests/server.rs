@@ -217,3 +217,138 @@ async fn request_id_parents_filters_and_bad_headers() {
         "a fresh trace"
     );
 }
+
+/// How the server must treat an incoming header set.
+enum Expect {
+    /// Continues trace `0af7…319c` under `b7ad…3331`, with this trace state ("" for none).
+    Continue(&'static str),
+    /// Starts a fresh trace.
+    NewTrace,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_class_of_incoming_header_continues_or_restarts_the_trace_without_failing() {
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let app = Router::new()
+        .route("/hdr/{case}", get(|| async { "ok" }))
+        .layer(TraceLayer::new());
+    let addr = serve(app).await;
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let members = members.join(",");
+    let too_many_members = [("traceparent", TP), ("tracestate", members.as_str())];
+    let cases: Vec<(&[(&str, &str)], Expect)> = vec![
+        (&[("traceparent", TP)], Expect::Continue("")),
+        (&[("TraceParent", TP), ("TRACESTATE", "a=1")], Expect::Continue("a=1")),
+        // hyper trims the whitespace around a field value.
+        (
+            &[(
+                "traceparent",
+                "  00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\t",
+            )],
+            Expect::Continue(""),
+        ),
+        // A higher version is read by its version-00 prefix.
+        (
+            &[(
+                "traceparent",
+                "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            )],
+            Expect::Continue(""),
+        ),
+        // Split and repeated tracestate headers are one list.
+        (
+            &[("traceparent", TP), ("tracestate", "a=1"), ("tracestate", "b=2")],
+            Expect::Continue("a=1,b=2"),
+        ),
+        // Invalid trace state is dropped whole, the parent kept.
+        (&[("traceparent", TP), ("tracestate", "UPPER=1")], Expect::Continue("")),
+        (&[("traceparent", TP), ("tracestate", "a=1,a=2")], Expect::Continue("")),
+        (&[("traceparent", TP), ("tracestate", "a=x=y")], Expect::Continue("")),
+        (&too_many_members, Expect::Continue("")),
+        // Each malformed traceparent class starts a new trace.
+        (
+            &[("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+            )],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01")],
+            Expect::NewTrace,
+        ),
+        (
+            &[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0x")],
+            Expect::NewTrace,
+        ),
+        (&[("traceparent", "")], Expect::NewTrace),
+        // Two parents are no parent.
+        (
+            &[
+                ("traceparent", TP),
+                ("traceparent", "00-11111111111111111111111111111111-2222222222222222-01"),
+            ],
+            Expect::NewTrace,
+        ),
+        // An invalid Request-Id is ignored too.
+        (&[("Request-Id", "|bad id with spaces.")], Expect::NewTrace),
+    ];
+    let client = reqwest::Client::new();
+    for (i, (headers, _)) in cases.iter().enumerate() {
+        let mut request = client.get(format!("http://{addr}/hdr/{i}"));
+        for (name, value) in headers.iter() {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "case {i}");
+    }
+    let all = stopped("/hdr/", cases.len()).await;
+    for (i, (headers, expect)) in cases.iter().enumerate() {
+        let a = all
+            .iter()
+            .find(|a| tag(a, "url.path") == format!("/hdr/{i}"))
+            .unwrap_or_else(|| panic!("case {i}: no activity"));
+        match expect {
+            Expect::Continue(state) => {
+                assert_eq!(
+                    a.trace_id().to_hex(),
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "case {i}: {headers:?}"
+                );
+                assert_eq!(a.parent_span_id().to_hex(), "b7ad6b7169203331", "case {i}");
+                assert!(a.has_remote_parent(), "case {i}");
+                assert_eq!(a.trace_state().header(), *state, "case {i}: {headers:?}");
+            }
+            Expect::NewTrace => {
+                assert!(!a.parent_span_id().is_valid(), "case {i}: {headers:?}");
+                assert!(!a.has_remote_parent(), "case {i}");
+                assert_ne!(a.trace_id().to_hex(), "0af7651916cd43dd8448eb211c80319c", "case {i}");
+                assert!(a.recorded(), "case {i}: a new root is sampled by the listener");
+            }
+        }
+    }
+}

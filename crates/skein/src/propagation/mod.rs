@@ -67,6 +67,11 @@ pub trait PropagatorGetter {
     fn get_all(&self, name: &str) -> Vec<&str> {
         self.get(name).into_iter().collect()
     }
+
+    /// True if `name` appears more than once.
+    fn is_repeated(&self, name: &str) -> bool {
+        self.get_all(name).len() > 1
+    }
 }
 
 impl PropagatorSetter for HashMap<String, String> {
@@ -132,6 +137,9 @@ impl PropagatorGetter for http::HeaderMap {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect()
+    }
+    fn is_repeated(&self, name: &str) -> bool {
+        http::HeaderMap::get_all(self, name).iter().nth(1).is_some()
     }
 }
 
@@ -203,7 +211,10 @@ fn joined(carrier: &dyn PropagatorGetter, name: &str) -> Option<String> {
 }
 
 fn extract_standard(carrier: &dyn PropagatorGetter) -> (Option<String>, Option<String>) {
-    if let Some(tp) = carrier.get(TRACEPARENT).map(str::trim) {
+    // Two `traceparent` headers name two parents: neither can be trusted (W3C: treat as
+    // invalid), as ASP.NET Core does by joining them into one unparsable value.
+    let repeated = carrier.is_repeated(TRACEPARENT);
+    if let Some(tp) = carrier.get(TRACEPARENT).map(str::trim).filter(|_| !repeated) {
         if parse_traceparent(tp).is_ok() {
             let ts = joined(carrier, TRACESTATE).filter(|ts| crate::TraceState::parse(ts).is_ok());
             return (Some(tp.to_owned()), ts);
