@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use skein::{Activity, ActivityKind, ActivityStatusCode, SpanId, TraceId};
 
@@ -20,11 +21,21 @@ pub enum ConsoleFormat {
     JsonLines,
 }
 
-/// Activities waiting for their local root before a tree is printed; past this, the oldest
-/// trace is printed as it is.
+/// Activities waiting to be printed; past this, the oldest trace is printed as it is.
 const MAX_PENDING: usize = 10_000;
+/// How long a trace waits after its root arrived, for stragglers from the same process (a
+/// server activity whose response body finished a moment after the caller's root).
+const ROOT_GRACE: Duration = Duration::from_millis(100);
+/// How long a trace whose root is in another process waits for more of its activities.
+const QUIET: Duration = Duration::from_secs(1);
+/// How often waiting traces are looked at.
+const TICK: Duration = Duration::from_millis(50);
 
 /// Writes exported activities to stdout (or any writer) in a human-readable form.
+///
+/// In tree mode a trace is printed shortly after its root finishes (or, when its root is in
+/// another process, once no more of it arrived for a second), so the activities of one
+/// request print together even when they finish in any order.
 ///
 /// ```text
 /// trace 4bf92f3577b34da6a3ce929d0e0e4736
@@ -34,11 +45,22 @@ const MAX_PENDING: usize = 10_000;
 /// ```
 pub struct ConsoleExporter {
     format: ConsoleFormat,
+    state: Arc<Mutex<TreeState>>,
+}
+
+struct PendingTrace {
+    activities: Vec<Activity>,
+    last_arrival: Instant,
+    root_arrived: bool,
+}
+
+struct TreeState {
     out: Box<dyn Write + Send>,
-    /// Finished activities of traces whose local root has not finished yet, by trace.
-    pending: HashMap<TraceId, Vec<Activity>>,
-    pending_len: usize,
+    /// Finished activities by trace, in order of first arrival.
+    pending: HashMap<TraceId, PendingTrace>,
     order: Vec<TraceId>,
+    pending_len: usize,
+    ticker: bool,
 }
 
 impl ConsoleExporter {
@@ -51,14 +73,89 @@ impl ConsoleExporter {
     pub fn to_writer(format: ConsoleFormat, out: impl Write + Send + 'static) -> Self {
         ConsoleExporter {
             format,
-            out: Box::new(out),
-            pending: HashMap::new(),
-            pending_len: 0,
-            order: Vec::new(),
+            state: Arc::new(Mutex::new(TreeState {
+                out: Box::new(out),
+                pending: HashMap::new(),
+                order: Vec::new(),
+                pending_len: 0,
+                ticker: false,
+            })),
         }
     }
 
-    fn print_tree(&mut self, trace: TraceId, activities: Vec<Activity>) {
+    fn state(&self) -> MutexGuard<'_, TreeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the thread that prints traces once they are due (it ends with the exporter).
+    fn start_ticker(&self) {
+        let weak = Arc::downgrade(&self.state);
+        let started = std::thread::Builder::new()
+            .name("skein-console".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                let Some(state) = weak.upgrade() else { return };
+                state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .print_due(Instant::now());
+            });
+        // Without the thread, traces still print at shutdown.
+        self.state().ticker = started.is_ok();
+    }
+}
+
+impl TreeState {
+    fn add(&mut self, activity: &Activity, now: Instant) {
+        let trace = activity.trace_id();
+        let entry = self.pending.entry(trace).or_insert_with(|| {
+            self.order.push(trace);
+            PendingTrace {
+                activities: Vec::new(),
+                last_arrival: now,
+                root_arrived: false,
+            }
+        });
+        entry.activities.push(activity.clone());
+        entry.last_arrival = now;
+        entry.root_arrived |= !activity.parent_span_id().is_valid();
+        self.pending_len += 1;
+        while self.pending_len > MAX_PENDING && !self.order.is_empty() {
+            let oldest = self.order[0];
+            self.print(oldest);
+        }
+    }
+
+    fn print_due(&mut self, now: Instant) {
+        let due: Vec<TraceId> = self
+            .order
+            .iter()
+            .filter(|t| {
+                self.pending.get(t).is_some_and(|p| {
+                    let waited = now.saturating_duration_since(p.last_arrival);
+                    waited >= QUIET || (p.root_arrived && waited >= ROOT_GRACE)
+                })
+            })
+            .copied()
+            .collect();
+        for trace in due {
+            self.print(trace);
+        }
+    }
+
+    fn print_all(&mut self) {
+        while let Some(&trace) = self.order.first() {
+            self.print(trace);
+        }
+    }
+
+    fn print(&mut self, trace: TraceId) {
+        self.order.retain(|t| *t != trace);
+        let Some(done) = self.pending.remove(&trace) else {
+            return;
+        };
+        self.pending_len -= done.activities.len();
+        let activities = done.activities;
         let mut text = format!("trace {trace}\n");
         let ids: Vec<SpanId> = activities.iter().map(Activity::span_id).collect();
         let mut roots: Vec<&Activity> = activities
@@ -105,11 +202,19 @@ fn write_subtree(text: &mut String, all: &[Activity], node: &Activity, depth: us
         }
         ActivityStatusCode::Unset => {}
     }
-    for tag in node.tags().iter().take(8) {
+    for tag in node.tags().iter().take(12) {
         let _ = write!(text, "  {}={}", tag.key, tag.value);
     }
     for event in node.events() {
         let _ = write!(text, "  !{}", event.name);
+    }
+    for link in node.links() {
+        // Points at another trace (e.g. the connection setup a request used).
+        let _ = write!(
+            text,
+            "  ~> trace {} span {}",
+            link.context.trace_id, link.context.span_id
+        );
     }
     text.push('\n');
     let mut children: Vec<&Activity> = all.iter().filter(|a| a.parent_span_id() == node.span_id()).collect();
@@ -156,41 +261,23 @@ impl ActivityExporter for ConsoleExporter {
                 text.push_str(&json_line(a));
                 text.push('\n');
             }
-            let _ = self.out.write_all(text.as_bytes());
-            let _ = self.out.flush();
+            let mut state = self.state();
+            let _ = state.out.write_all(text.as_bytes());
+            let _ = state.out.flush();
             return Ok(());
         }
-        for activity in batch {
-            let trace = activity.trace_id();
-            let is_local_root = activity.parent().is_none();
-            let entry = self.pending.entry(trace).or_insert_with(|| {
-                self.order.push(trace);
-                Vec::new()
-            });
-            entry.push(activity.clone());
-            self.pending_len += 1;
-            if is_local_root {
-                let done = self.pending.remove(&trace).unwrap_or_default();
-                self.pending_len -= done.len();
-                self.order.retain(|t| *t != trace);
-                self.print_tree(trace, done);
-            }
+        if !self.state().ticker {
+            self.start_ticker();
         }
-        while self.pending_len > MAX_PENDING && !self.order.is_empty() {
-            let oldest = self.order.remove(0);
-            let done = self.pending.remove(&oldest).unwrap_or_default();
-            self.pending_len -= done.len();
-            self.print_tree(oldest, done);
+        let now = Instant::now();
+        let mut state = self.state();
+        for activity in batch {
+            state.add(activity, now);
         }
         Ok(())
     }
 
     fn shutdown(&mut self) {
-        for trace in std::mem::take(&mut self.order) {
-            if let Some(done) = self.pending.remove(&trace) {
-                self.print_tree(trace, done);
-            }
-        }
-        self.pending_len = 0;
+        self.state().print_all();
     }
 }

@@ -72,3 +72,65 @@ fn json_lines_give_one_object_per_activity() {
     assert_eq!(objects[1]["parentSpanId"], objects[2]["spanId"]);
     assert_eq!(objects[2]["tags"]["http.request.method"], "GET");
 }
+
+#[test]
+fn stragglers_print_with_their_trace_and_remote_rooted_traces_print_when_quiet() {
+    use skein_export::ActivityExporter;
+    static SOURCE: ActivitySource = ActivitySource::new("test.console.stragglers");
+    let _listener = ActivitySource::add_activity_listener(RecordAll("test.console.stragglers"));
+    let out = Captured::default();
+    let mut exporter = ConsoleExporter::to_writer(ConsoleFormat::Tree, out.clone());
+
+    let root = SOURCE.start_activity("caller", ActivityKind::Internal).unwrap();
+    let late = SOURCE.start_activity("late server work", ActivityKind::Server).unwrap();
+    let _ = Activity::set_current(None);
+    root.stop();
+    // The root arrives first, its child a moment later (inside the grace period).
+    exporter.export(std::slice::from_ref(&root)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    late.stop();
+    exporter.export(std::slice::from_ref(&late)).unwrap();
+
+    // A trace whose root is in another process: printed once nothing more came for a while.
+    let remote = SOURCE
+        .start_activity_with(
+            "GET /remote",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    remote.stop();
+    exporter.export(std::slice::from_ref(&remote)).unwrap();
+
+    std::thread::sleep(Duration::from_millis(400));
+    let text = out.text();
+    assert_eq!(
+        text.matches("trace ").count(),
+        1,
+        "the remote-rooted trace waits: {text}"
+    );
+    assert!(
+        text.contains("caller  [internal]") && text.contains("\n  late server work  [server]"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let text = out.text();
+    assert!(
+        text.contains("trace 0af7651916cd43dd8448eb211c80319c\nGET /remote  [server]"),
+        "{text}"
+    );
+    drop(exporter);
+}
+
+struct RecordAll(&'static str);
+impl ActivityListener for RecordAll {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name() == self.0
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        ActivitySamplingResult::AllDataAndRecorded
+    }
+}

@@ -562,7 +562,7 @@ where
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((tcp, peer)) = listener.accept().await else {
             // Out of file descriptors and the like: back off rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -573,10 +573,39 @@ where
             let Ok(tls) = accept_tls(&acceptor, tcp).await else {
                 return;
             };
-            let service = hyper_util::service::TowerToHyperService::new(service);
+            let info = crate::ConnectionInfo {
+                peer: Some(peer),
+                tls: true,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(WithConnectionInfo { inner: service, info });
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let _ = builder.serve_connection(TokioIo::new(tls), service).await;
         });
+    }
+}
+
+/// Adds the connection's [`crate::ConnectionInfo`] to each request.
+#[derive(Clone)]
+struct WithConnectionInfo<S> {
+    inner: S,
+    info: crate::ConnectionInfo,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithConnectionInfo<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+        request.extensions_mut().insert(self.info);
+        self.inner.call(request)
     }
 }
 

@@ -34,7 +34,7 @@ pub use connect::{
     accept_tls, serve_tls, ConnectError, ConnectionSetup, SkeinConnector, SkeinStream, CONNECTIONS_SOURCE, DNS_SOURCE,
     SOCKETS_SOURCE, TLS_SOURCE,
 };
-pub use server::{ResponseFuture, TraceLayer, TraceService, TracedBody, SERVER_SOURCE};
+pub use server::{ConnectionInfo, ResponseFuture, TraceLayer, TraceService, TracedBody, SERVER_SOURCE};
 
 /// The value of `http.request.method`: the method if it is one of the standard ones, else
 /// `_OTHER` (the original goes to `http.request.method_original`).

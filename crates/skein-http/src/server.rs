@@ -88,6 +88,30 @@ fn server_address(parts: &http::request::Parts) -> Option<(String, Option<u16>)>
     Some((authority.host().to_owned(), authority.port_u16()))
 }
 
+/// What the server knows about the connection a request came on. [`crate::serve_tls`] adds it
+/// to every request; a server of your own can insert it into the request extensions so
+/// `url.scheme` and `client.address` are right. axum's `ConnectInfo<SocketAddr>` is read too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// True if the server terminated TLS for this connection.
+    pub tls: bool,
+}
+
+#[cfg(feature = "axum")]
+fn connect_info(parts: &http::request::Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+#[cfg(not(feature = "axum"))]
+fn connect_info(_: &http::request::Parts) -> Option<std::net::SocketAddr> {
+    None
+}
+
 #[cfg(feature = "axum")]
 fn matched_route(parts: &http::request::Parts) -> Option<String> {
     parts
@@ -118,10 +142,13 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
         tags.push(Tag::new("http.request.method_original", original.clone()));
     }
     tags.push(Tag::new("url.path", parts.uri.path().to_owned()));
-    tags.push(Tag::new(
-        "url.scheme",
-        parts.uri.scheme_str().unwrap_or("http").to_owned(),
-    ));
+    let connection = parts.extensions.get::<ConnectionInfo>();
+    let scheme = match parts.uri.scheme_str() {
+        Some(scheme) => scheme.to_owned(),
+        None if connection.is_some_and(|c| c.tls) => "https".to_owned(),
+        None => "http".to_owned(),
+    };
+    tags.push(Tag::new("url.scheme", scheme));
     if let Some((host, port)) = server_address(parts) {
         tags.push(Tag::new("server.address", host));
         if let Some(port) = port {
@@ -146,6 +173,9 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
         }
         if let Some(version) = crate::protocol_version(parts.version) {
             activity.set_tag("network.protocol.version", version);
+        }
+        if let Some(peer) = connection.and_then(|c| c.peer).or_else(|| connect_info(parts)) {
+            activity.set_tag("client.address", peer.ip().to_string());
         }
         if let Some(route) = matched_route(parts) {
             activity.set_display_name(format!("{name} {route}"));

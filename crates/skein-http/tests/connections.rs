@@ -165,6 +165,17 @@ async fn one_setup_with_dns_connect_and_tls_is_linked_from_every_request_on_the_
         assert!(waits[0].start_time() >= request.start_time() && waits[0].end_time() <= request.end_time());
     }
 
+    // The server knows it terminated TLS, and for whom.
+    let served = wait_for(2, |a| {
+        a.kind() == ActivityKind::Server && tag(a, "url.path").starts_with("/conn/pooled")
+    })
+    .await;
+    for server in &served {
+        assert_eq!(tag(server, "url.scheme"), "https");
+        assert_eq!(tag(server, "client.address"), "127.0.0.1");
+        assert_eq!(server.trace_id(), caller.trace_id());
+    }
+
     // The server recorded its side of the handshake.
     let handshakes = wait_for(1, |a| {
         a.operation_name() == "TLS server handshake" && tag(a, "server.address") == "localhost"
