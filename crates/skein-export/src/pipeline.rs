@@ -1,7 +1,7 @@
 //! The listener that feeds exporters: sampling, the bounded queue, the export thread.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
@@ -254,9 +254,74 @@ enum Control {
     Shutdown(Sender<()>),
 }
 
+/// Exported activities on their way back to the application's threads to be freed there.
+///
+/// Freeing on the export thread memory that application threads allocated makes the two
+/// threads fight over the allocator's locks (with glibc, a futex wake per contended free),
+/// which cost the instrumented thread more than the whole activity. Application threads
+/// instead release a few returned activities now and then as they queue new ones; the export
+/// thread frees what nobody picked up for a whole export interval.
+struct Returned {
+    activities: Mutex<Vec<Activity>>,
+    len: AtomicUsize,
+}
+
+/// Most exported activities waiting to be freed by the application.
+const RETURN_CAPACITY: usize = 4096;
+/// How many activities a thread frees each time it looks (every `RELEASE_EVERY` pushes): twice
+/// the rate it queues them, so the returns never pile up behind a busy thread.
+const RELEASE_COUNT: usize = 32;
+const RELEASE_EVERY: usize = 16;
+
+impl Returned {
+    fn new() -> Self {
+        Returned {
+            activities: Mutex::new(Vec::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Called by the export thread with an exported batch (left empty): the activities that
+    /// own heap memory go back, the rest (whose memory is Skein's own pool) are freed here.
+    fn give_back(&self, batch: &mut Vec<Activity>) {
+        batch.retain(Activity::owns_heap_memory);
+        {
+            let mut returned = self.activities.lock().unwrap_or_else(|e| e.into_inner());
+            let room = RETURN_CAPACITY.saturating_sub(returned.len()).min(batch.len());
+            returned.extend(batch.drain(..room));
+            self.len.store(returned.len(), Ordering::Relaxed);
+        }
+        batch.clear(); // no room left: freed here after all
+    }
+
+    /// Called by an application thread: frees a few returned activities, if it can without
+    /// waiting.
+    fn release_some(&self) {
+        let Ok(mut returned) = self.activities.try_lock() else {
+            return;
+        };
+        let keep = returned.len().saturating_sub(RELEASE_COUNT);
+        let mut local: [Option<Activity>; RELEASE_COUNT] = [const { None }; RELEASE_COUNT];
+        for (slot, activity) in local.iter_mut().zip(returned.drain(keep..)) {
+            *slot = Some(activity);
+        }
+        self.len.store(returned.len(), Ordering::Relaxed);
+        drop(returned);
+        drop(local); // outside the lock
+    }
+
+    /// Called by the export thread when the application has gone quiet.
+    fn release_all(&self) {
+        let all = std::mem::take(&mut *self.activities.lock().unwrap_or_else(|e| e.into_inner()));
+        self.len.store(0, Ordering::Relaxed);
+        drop(all);
+    }
+}
+
 /// The application side of the batch processor.
 struct Queue {
     activities: SyncSender<Activity>,
+    returned: Arc<Returned>,
     worker: Thread,
     wake: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
@@ -274,15 +339,19 @@ impl Queue {
     fn push(&self, activity: Activity) {
         match self.activities.try_send(activity) {
             Ok(()) => {
-                let full_batch = QUEUED_SINCE_WAKE
+                let queued = QUEUED_SINCE_WAKE
                     .try_with(|n| {
                         let queued = n.get() + 1;
                         n.set(if queued >= self.batch_size { 0 } else { queued });
-                        queued >= self.batch_size
+                        queued
                     })
-                    .unwrap_or(false);
-                if full_batch && !self.wake.swap(true, Ordering::AcqRel) {
+                    .unwrap_or(0);
+                if queued >= self.batch_size && !self.wake.swap(true, Ordering::AcqRel) {
                     self.worker.unpark();
+                }
+                let release_turn = queued % RELEASE_EVERY == 0 || queued >= self.batch_size;
+                if release_turn && self.returned.len.load(Ordering::Relaxed) > 0 {
+                    self.returned.release_some();
                 }
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -315,12 +384,24 @@ impl Worker {
         let worker_wake = wake.clone();
         exporter.set_export_timeout(config.export_timeout);
         let config_batch_size = config.max_export_batch_size;
+        let returned = Arc::new(Returned::new());
+        let worker_returned = returned.clone();
         let thread = std::thread::Builder::new()
             .name("skein-export".into())
-            .spawn(move || run(exporter, config, activities_rx, control_rx, worker_wake))
+            .spawn(move || {
+                run(
+                    exporter,
+                    config,
+                    activities_rx,
+                    control_rx,
+                    worker_wake,
+                    worker_returned,
+                )
+            })
             .expect("spawning the export thread");
         let queue = Queue {
             activities: activities_tx,
+            returned,
             worker: thread.thread().clone(),
             wake: wake.clone(),
             dropped: dropped.clone(),
@@ -354,6 +435,7 @@ fn run(
     activities: Receiver<Activity>,
     control: Receiver<Control>,
     wake: Arc<AtomicBool>,
+    returned: Arc<Returned>,
 ) {
     let mut batch: Vec<Activity> = Vec::with_capacity(config.max_export_batch_size);
     let mut failed_reported = false;
@@ -373,8 +455,9 @@ fn run(
                 failed_reported = true;
             }
         }
-        batch.clear();
+        returned.give_back(&mut batch);
     };
+    let mut returned_at_last_tick = 0;
     let mut next_export = Instant::now() + config.scheduled_delay;
     loop {
         let now = Instant::now();
@@ -401,7 +484,13 @@ fn run(
             Err(TryRecvError::Empty) => {}
         }
         if Instant::now() >= next_export {
+            // Nothing taken back for a whole interval: the application is idle.
+            let waiting = returned.len.load(Ordering::Relaxed);
+            if waiting > 0 && waiting == returned_at_last_tick {
+                returned.release_all();
+            }
             export_all(&mut exporter, false);
+            returned_at_last_tick = returned.len.load(Ordering::Relaxed);
             next_export = Instant::now() + config.scheduled_delay;
         } else {
             // Woken early: export only full batches, keep the rest for the timer.

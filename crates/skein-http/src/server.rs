@@ -1,5 +1,6 @@
 //! The server side: a tower layer that wraps each request in a Server activity.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -130,23 +131,25 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
     if !SERVER_SOURCE.has_listeners() {
         return None;
     }
-    let propagator = config.propagator.clone().unwrap_or_else(|| {
-        let current = propagation::current();
-        Arc::new(CurrentPropagator(current))
-    });
-    let incoming = propagator.extract(&parts.headers);
+    let incoming = match &config.propagator {
+        Some(propagator) => propagator.extract(&parts.headers),
+        None => propagation::current().extract(&parts.headers),
+    };
     let method = known_method_tag(&parts.method);
-    // The tags samplers may decide on.
-    let mut tags = vec![Tag::new("http.request.method", method.0)];
+    // The tags samplers may decide on (room for the ones added once it is recorded, too).
+    let mut tags = Vec::with_capacity(12);
+    tags.push(Tag::new("http.request.method", method.0));
     if let Some(original) = &method.1 {
         tags.push(Tag::new("http.request.method_original", original.clone()));
     }
     tags.push(Tag::new("url.path", parts.uri.path().to_owned()));
     let connection = parts.extensions.get::<ConnectionInfo>();
-    let scheme = match parts.uri.scheme_str() {
-        Some(scheme) => scheme.to_owned(),
-        None if connection.is_some_and(|c| c.tls) => "https".to_owned(),
-        None => "http".to_owned(),
+    let scheme: Cow<'static, str> = match parts.uri.scheme_str() {
+        Some("https") => "https".into(),
+        Some("http") => "http".into(),
+        Some(other) => other.to_owned().into(),
+        None if connection.is_some_and(|c| c.tls) => "https".into(),
+        None => "http".into(),
     };
     tags.push(Tag::new("url.scheme", scheme));
     if let Some((host, port)) = server_address(parts) {
@@ -164,23 +167,26 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
     let activity = SERVER_SOURCE.start_activity_with(name, ActivityKind::Server, options)?;
     incoming.apply_baggage(&activity);
     if activity.is_all_data_requested() {
+        // New keys: added under one lock, without looking for existing ones.
+        let mut more = Vec::with_capacity(4);
         if let Some(agent) = parts
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            activity.set_tag("user_agent.original", agent.to_owned());
+            more.push(Tag::new("user_agent.original", agent.to_owned()));
         }
         if let Some(version) = crate::protocol_version(parts.version) {
-            activity.set_tag("network.protocol.version", version);
+            more.push(Tag::new("network.protocol.version", version));
         }
         if let Some(peer) = connection.and_then(|c| c.peer).or_else(|| connect_info(parts)) {
-            activity.set_tag("client.address", peer.ip().to_string());
+            more.push(Tag::new("client.address", peer.ip().to_string()));
         }
         if let Some(route) = matched_route(parts) {
             activity.set_display_name(format!("{name} {route}"));
-            activity.set_tag("http.route", route);
+            more.push(Tag::new("http.route", route));
         }
+        activity.add_tags(more);
         if let Some(hook) = &config.on_request {
             hook(&activity, parts);
         }
@@ -188,27 +194,6 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
     // Still current here (start made it so): subscribers may enrich it.
     crate::diagnostics::publish(crate::diagnostics::SERVER_REQUEST, parts);
     Some(activity)
-}
-
-/// The process-wide propagator behind the trait object the layer stores.
-struct CurrentPropagator(Arc<Box<dyn DistributedContextPropagator>>);
-
-impl DistributedContextPropagator for CurrentPropagator {
-    fn fields(&self) -> &'static [&'static str] {
-        self.0.fields()
-    }
-    fn inject(&self, activity: Option<&Activity>, carrier: &mut dyn propagation::PropagatorSetter) {
-        self.0.inject(activity, carrier)
-    }
-    fn extract_trace_id_and_state(
-        &self,
-        carrier: &dyn propagation::PropagatorGetter,
-    ) -> (Option<String>, Option<String>) {
-        self.0.extract_trace_id_and_state(carrier)
-    }
-    fn extract_baggage(&self, carrier: &dyn propagation::PropagatorGetter) -> Vec<(String, String)> {
-        self.0.extract_baggage(carrier)
-    }
 }
 
 fn known_method_tag(method: &http::Method) -> (&'static str, Option<String>) {
@@ -297,7 +282,7 @@ where
                 let (parts, body) = response.into_parts();
                 if let Some(activity) = &activity {
                     let status = parts.status.as_u16();
-                    activity.set_tag("http.response.status_code", i64::from(status));
+                    activity.add_tag("http.response.status_code", i64::from(status));
                     if status >= 500 {
                         record_error(activity, status.to_string(), None);
                     }

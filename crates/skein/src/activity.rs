@@ -1009,6 +1009,45 @@ impl Activity {
         }
     }
 
+    /// True if freeing this activity returns memory to the global allocator (owned strings,
+    /// more tags or events than fit inline, links, ids from other processes…) rather than
+    /// only to Skein's own pool. Exporters use it to free such activities on the threads that
+    /// allocated them, which keeps threads from contending inside the allocator.
+    pub fn owns_heap_memory(&self) -> bool {
+        fn owned_value(value: &TagValue) -> bool {
+            !matches!(
+                value,
+                TagValue::Str(Cow::Borrowed(_)) | TagValue::Bool(_) | TagValue::I64(_) | TagValue::F64(_)
+            )
+        }
+        fn owned_tags(tags: &[Tag]) -> bool {
+            tags.iter()
+                .any(|t| matches!(t.key, Cow::Owned(_)) || owned_value(&t.value))
+        }
+        if matches!(self.inner.operation_name, Cow::Owned(_)) {
+            return true;
+        }
+        if let Some(started) = self.inner.started.get() {
+            let remote = match &started.remote {
+                RemoteParent::Id(_) => true,
+                RemoteParent::Context(context) => !context.trace_state.is_empty(),
+                RemoteParent::Current | RemoteParent::Root => false,
+            };
+            if remote || started.hierarchical_id.is_some() || !started.inherited_trace_state.is_empty() {
+                return true;
+            }
+        }
+        let data = self.data();
+        data.extra.is_some()
+            || data.tags.len() > 4
+            || data.events.len() > 1
+            || owned_tags(&data.tags)
+            || data
+                .events
+                .iter()
+                .any(|e| matches!(e.name, Cow::Owned(_)) || e.tags.capacity() > 0)
+    }
+
     /// True once stopped.
     pub fn is_stopped(&self) -> bool {
         self.data().stopped

@@ -556,3 +556,30 @@ fn hierarchical_activities_from_a_source() {
     assert_eq!(c2.parent_span_id(), root.span_id());
     assert!(c2.recorded());
 }
+
+#[test]
+fn owns_heap_memory_tells_static_data_from_allocated() {
+    static S: ActivitySource = ActivitySource::new("model.heap");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.heap", AllData));
+    let start = |name: &'static str| S.start_activity(name, ActivityKind::Internal).unwrap();
+    let plain = start("static name");
+    plain.add_tag("k", "static value").add_tag("n", 1);
+    assert!(!plain.owns_heap_memory());
+    let owned_tag = start("static name");
+    owned_tag.add_tag("k", String::from("owned"));
+    assert!(owned_tag.owns_heap_memory());
+    let owned_name = S.start_activity(format!("GET {}", 1), ActivityKind::Internal).unwrap();
+    assert!(owned_name.owns_heap_memory());
+    let many = start("static name");
+    for _ in 0..5 {
+        many.add_tag("k", 1);
+    }
+    assert!(many.owns_heap_memory(), "tags past the inline room live on the heap");
+    let named = start("static name");
+    named.set_display_name("display");
+    assert!(named.owns_heap_memory());
+    assert!(
+        Activity::new("hand-made").owns_heap_memory(),
+        "its pre-start choices are boxed"
+    );
+}
