@@ -294,3 +294,32 @@ async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state
     assert_eq!(back_servers[0].baggage_item("tier").as_deref(), Some("gold"));
     assert_eq!(back_servers[0].trace_state().header(), "vendor=7");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_activities_end_with_the_body_and_4xx_answers_are_errors() {
+    let addr = server().await;
+    let response = reqwest_client()
+        .get(format!("http://{addr}/hop/slow-reader"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let early = common::stopped()
+        .into_iter()
+        .any(|a| a.kind() == ActivityKind::Client && tag(&a, "url.full").contains("/hop/slow-reader"));
+    assert!(!early, "still running while the body is unread");
+    assert_eq!(response.text().await.unwrap(), "pong");
+    let (client, _) = hop("/hop/slow-reader", 1).await;
+    assert!(client.duration() >= Duration::from_millis(60), "{:?}", client.duration());
+
+    let response = reqwest_client()
+        .get(format!("http://{addr}/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    drop(response.text().await);
+    let (client, _) = hop("/no/such/route", 0).await;
+    assert_eq!(tag(&client, "error.type"), "404");
+    assert_eq!(client.status(), ActivityStatusCode::Error);
+}
