@@ -310,7 +310,11 @@ async fn client_activities_end_with_the_body_and_4xx_answers_are_errors() {
     assert!(!early, "still running while the body is unread");
     assert_eq!(response.text().await.unwrap(), "pong");
     let (client, _) = hop("/hop/slow-reader", 1).await;
-    assert!(client.duration() >= Duration::from_millis(60), "{:?}", client.duration());
+    assert!(
+        client.duration() >= Duration::from_millis(60),
+        "{:?}",
+        client.duration()
+    );
 
     let response = reqwest_client()
         .get(format!("http://{addr}/no/such/route"))
