@@ -1,0 +1,445 @@
+//! The native query API (JSON under `/api/v1`), read by the dashboard.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, the traces linking to it, its logs |
+//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` (repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`; newest first |
+//! | `GET /api/v1/services` | service names |
+//! | `GET /api/v1/operations?service=` | operations (name, kind) |
+//! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute |
+//! | `GET /api/v1/dependencies?start=&end=` | calls and errors between services |
+//! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&limit=` | log records, newest first |
+//! | `GET /api/v1/live` | server-sent events: a trace summary whenever a trace gets new spans |
+//! | `GET /api/v1/status` | stored and evicted counts, oldest kept time, disk use |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::model;
+use crate::store::{LogQuery, SearchQuery, Store, StoreError};
+
+/// What the query routes share.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Arc<Store>,
+    /// When set, every query needs `Authorization: Bearer <token>` or `?token=<token>`.
+    pub token: Option<Arc<str>>,
+}
+
+/// An API error: a status and a message, as JSON `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Query parameters in order, repeated keys kept.
+pub fn parameters(raw: &Option<String>) -> Vec<(String, String)> {
+    raw.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn first<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, v)| k == key && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+}
+
+/// `250ms`, `1.5s`, `2m`, `300us`, `40ns`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "" | "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some((number * scale) as u64)
+}
+
+/// Unix nanoseconds, or an RFC 3339 time (`2026-11-21T18:00:00Z`, with fraction or offset).
+pub fn parse_time(text: &str) -> Option<u64> {
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(n);
+    }
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset_secs) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (c, o) = time.split_at(at);
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = o[1..].split_once(':')?;
+        (
+            c,
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
+        )
+    };
+    let mut t = clock.splitn(3, ':');
+    let (hour, minute) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let seconds: f64 = t.next().unwrap_or("0").parse().ok()?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || !(0.0..61.0).contains(&seconds)
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 - offset_secs;
+    let nanos = secs as f64 * 1e9 + seconds * 1e9;
+    (nanos >= 0.0).then_some(nanos as u64)
+}
+
+fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
+    let mut q = SearchQuery::default();
+    if let Some(v) = first(params, "start") {
+        q.start_min = parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?;
+    }
+    if let Some(v) = first(params, "end") {
+        q.start_max = parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?;
+    }
+    q.service = first(params, "service").map(str::to_owned);
+    q.operation = first(params, "operation").map(str::to_owned);
+    for (k, v) in params {
+        if k == "attr" && !v.is_empty() {
+            let (key, value) = v
+                .split_once('=')
+                .ok_or_else(|| bad(format!("attr: {v:?} is not key=value")))?;
+            q.attributes.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    if let Some(v) = first(params, "min_duration") {
+        q.min_duration_nano =
+            Some(parse_duration(v).ok_or_else(|| bad(format!("min_duration: {v:?} is not a duration")))?);
+    }
+    if let Some(v) = first(params, "max_duration") {
+        q.max_duration_nano =
+            Some(parse_duration(v).ok_or_else(|| bad(format!("max_duration: {v:?} is not a duration")))?);
+    }
+    q.errors_only = matches!(first(params, "errors"), Some("true" | "1" | "yes"));
+    if let Some(v) = first(params, "limit") {
+        q.limit = v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| bad(format!("limit: {v:?} is not between 1 and 10000")))?;
+    }
+    Ok(q)
+}
+
+/// Runs a blocking store read off the async threads.
+async fn blocking<R: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = model::parse_hex::<16>(&id).ok_or_else(|| bad(format!("{id:?} is not a 32-digit hex trace id")))?;
+    match blocking(&api.store, move |s| s.trace(&id)).await? {
+        Some(trace) => Ok(Json(trace).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no trace {}", model::hex(&id)))),
+    }
+}
+
+async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let query = search_query(&parameters(&raw))?;
+    let found = blocking(&api.store, move |s| s.search(&query)).await?;
+    Ok(Json(json!({ "traces": found })).into_response())
+}
+
+async fn services(State(api): State<Api>) -> Result<Response, ApiError> {
+    let services = blocking(&api.store, |s| s.services()).await?;
+    Ok(Json(json!({ "services": services })).into_response())
+}
+
+async fn operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = parameters(&raw);
+    let service = first(&params, "service").map(str::to_owned);
+    let ops = blocking(&api.store, move |s| s.operations(service.as_deref())).await?;
+    let ops: Vec<_> = ops
+        .into_iter()
+        .map(|(service, name, kind)| json!({ "service": service, "name": name, "kind": model::kind_name(kind) }))
+        .collect();
+    Ok(Json(json!({ "operations": ops })).into_response())
+}
+
+fn range(params: &[(String, String)]) -> Result<(u64, u64), ApiError> {
+    let now = model_now();
+    let start = match first(params, "start") {
+        Some(v) => parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?,
+        None => now.saturating_sub(3600 * 1_000_000_000),
+    };
+    let end = match first(params, "end") {
+        Some(v) => parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?,
+        None => now,
+    };
+    Ok((start, end))
+}
+
+fn model_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+async fn stats(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = parameters(&raw);
+    let (start, end) = range(&params)?;
+    let service = first(&params, "service").map(str::to_owned);
+    let stats = blocking(&api.store, move |s| s.operation_stats(start, end, service.as_deref())).await?;
+    let minutes = ((end.saturating_sub(start)) as f64 / 60e9).max(1.0 / 60.0);
+    let stats: Vec<_> = stats
+        .into_iter()
+        .map(|s| {
+            json!({
+                "service": s.service, "name": s.name, "calls": s.calls, "errors": s.errors,
+                "rate_per_minute": s.calls as f64 / minutes,
+                "error_rate": if s.calls == 0 { 0.0 } else { s.errors as f64 / s.calls as f64 },
+                "p50_nano": s.p50_nano, "p95_nano": s.p95_nano, "p99_nano": s.p99_nano,
+                "per_minute": s.per_minute,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "start": start, "end": end, "operations": stats })).into_response())
+}
+
+async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let (start, end) = range(&parameters(&raw))?;
+    let edges = blocking(&api.store, move |s| s.dependencies(start, end)).await?;
+    Ok(Json(json!({ "start": start, "end": end, "dependencies": edges })).into_response())
+}
+
+async fn logs(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = parameters(&raw);
+    let mut query = LogQuery {
+        limit: 200,
+        ..Default::default()
+    };
+    if let Some(v) = first(&params, "trace_id") {
+        query.trace_id =
+            Some(model::parse_hex::<16>(v).ok_or_else(|| bad(format!("trace_id: {v:?} is not a trace id")))?);
+    }
+    query.service = first(&params, "service").map(str::to_owned);
+    query.text = first(&params, "q").map(str::to_owned);
+    if let Some(v) = first(&params, "min_severity") {
+        query.min_severity =
+            Some(severity_number(v).ok_or_else(|| bad(format!("min_severity: {v:?} is not a level")))?);
+    }
+    if let Some(v) = first(&params, "start") {
+        query.start_min = Some(parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?);
+    }
+    if let Some(v) = first(&params, "end") {
+        query.start_max = Some(parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?);
+    }
+    if let Some(v) = first(&params, "limit") {
+        query.limit = v
+            .parse()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| bad(format!("limit: {v:?} is not between 1 and 10000")))?;
+    }
+    let records = blocking(&api.store, move |s| s.logs(&query)).await?;
+    Ok(Json(json!({ "logs": records })).into_response())
+}
+
+/// OTLP severity numbers by level name (the lowest number of each range), or a number.
+fn severity_number(text: &str) -> Option<i32> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "trace" => 1,
+        "debug" => 5,
+        "info" => 9,
+        "warn" | "warning" => 13,
+        "error" => 17,
+        "fatal" => 21,
+        other => other.parse().ok()?,
+    })
+}
+
+async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
+    let (oldest, disk) = blocking(&api.store, |s| Ok((s.oldest_kept()?, s.disk_bytes()?))).await?;
+    let c = &api.store.counters;
+    use std::sync::atomic::Ordering::Relaxed;
+    let config = api.store.config();
+    Ok(Json(json!({
+        "spans_stored_since_start": c.spans_stored.load(Relaxed),
+        "logs_stored_since_start": c.logs_stored.load(Relaxed),
+        "evicted": {
+            "frames": c.frames_evicted.load(Relaxed),
+            "spans": c.spans_evicted.load(Relaxed),
+            "traces": c.traces_evicted.load(Relaxed),
+        },
+        "oldest_kept_unix_nano": oldest,
+        "disk_bytes": disk,
+        "retention_seconds": config.retention.as_secs(),
+        "max_disk_bytes": config.max_disk_bytes,
+    }))
+    .into_response())
+}
+
+async fn live(State(api): State<Api>) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
+    let mut updates = api.store.live.subscribe();
+    let stream = async_stream(move |sender| async move {
+        loop {
+            match updates.recv().await {
+                Ok(summary) => {
+                    let event = Event::default().event("trace").json_data(&summary).unwrap_or_default();
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow reader skipped some updates; it keeps the newer ones.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// A stream fed by a task through a channel (enough for one SSE feed).
+fn async_stream<F, Fut>(f: F) -> tokio_stream_like::Receiver
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    tokio_stream_like::Receiver(rx)
+}
+
+mod tokio_stream_like {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use axum::response::sse::Event;
+
+    /// An mpsc receiver as a `Stream`.
+    pub struct Receiver(pub tokio::sync::mpsc::Receiver<Result<Event, Infallible>>);
+
+    impl futures_core::Stream for Receiver {
+        type Item = Result<Event, Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+async fn index() -> Response {
+    Json(json!({
+        "skein": env!("CARGO_PKG_VERSION"),
+        "api": ["/api/v1/traces", "/api/v1/traces/{id}", "/api/v1/services", "/api/v1/operations",
+                "/api/v1/stats", "/api/v1/dependencies", "/api/v1/logs", "/api/v1/live", "/api/v1/status"],
+    }))
+    .into_response()
+}
+
+/// Checks the query token, when one is configured.
+async fn require_token(
+    State(token): State<Option<Arc<str>>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = token {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let params = parameters(&raw);
+        let in_query = first(&params, "token");
+        if bearer != Some(&*token) && in_query != Some(&*token) {
+            return ApiError(StatusCode::UNAUTHORIZED, "a valid token is required".into()).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The native query routes (and the token check over them).
+pub fn router(api: Api) -> Router {
+    let token = api.token.clone();
+    Router::new()
+        .route("/api/v1", get(index))
+        .route("/api/v1/traces", get(search))
+        .route("/api/v1/traces/{id}", get(trace))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/operations", get(operations))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/dependencies", get(dependencies))
+        .route("/api/v1/logs", get(logs))
+        .route("/api/v1/live", get(live))
+        .route("/api/v1/status", get(status))
+        .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_parse() {
+        assert_eq!(parse_duration("250ms"), Some(250_000_000));
+        assert_eq!(parse_duration("1.5s"), Some(1_500_000_000));
+        assert_eq!(parse_duration("300us"), Some(300_000));
+        assert_eq!(parse_duration("2m"), Some(120_000_000_000));
+        assert_eq!(parse_duration("7"), Some(7_000_000));
+        assert_eq!(parse_duration("fast"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_time("1700000000000000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_time("2026-11-21T18:00:00.5Z"), Some(1_795_284_000_500_000_000));
+        assert_eq!(parse_time("2026-11-21T19:00:00+01:00"), Some(1_795_284_000_000_000_000));
+        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

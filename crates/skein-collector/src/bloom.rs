@@ -1,0 +1,84 @@
+//! A Bloom filter over a frame's search terms (services, span names, `key=value` pairs), so
+//! a search opens only the frames that may hold a match.
+
+/// Hash functions per term; with 10 bits per term this gives about 1% false positives.
+const HASHES: u64 = 7;
+const BITS_PER_TERM: usize = 10;
+
+/// A fixed-size Bloom filter stored as plain bytes.
+pub struct Bloom {
+    bits: Vec<u8>,
+}
+
+/// FNV-1a, then a splitmix64 finish: two well-spread 64-bit hashes from one pass.
+fn hashes(term: &[u8]) -> (u64, u64) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in term {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h, (z ^ (z >> 31)) | 1)
+}
+
+impl Bloom {
+    /// Room for `terms` terms.
+    pub fn with_capacity(terms: usize) -> Self {
+        let bytes = (terms * BITS_PER_TERM).div_ceil(8).max(16);
+        Bloom { bits: vec![0; bytes] }
+    }
+
+    /// A filter read back from storage (an empty one matches nothing).
+    pub fn from_bytes(bits: Vec<u8>) -> Self {
+        Bloom { bits }
+    }
+
+    /// The bytes to store.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bits
+    }
+
+    fn positions(&self, term: &[u8]) -> impl Iterator<Item = usize> {
+        let (a, b) = hashes(term);
+        let n = (self.bits.len() * 8) as u64;
+        (0..HASHES).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) % n.max(1)) as usize)
+    }
+
+    /// Adds a term.
+    pub fn insert(&mut self, term: &[u8]) {
+        let positions: Vec<usize> = self.positions(term).collect();
+        for p in positions {
+            self.bits[p / 8] |= 1 << (p % 8);
+        }
+    }
+
+    /// False if the term is certainly absent.
+    pub fn may_contain(&self, term: &[u8]) -> bool {
+        !self.bits.is_empty() && self.positions(term).all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserted_terms_are_found_and_few_others_are() {
+        let mut bloom = Bloom::with_capacity(1000);
+        for i in 0..1000 {
+            bloom.insert(format!("a\0key\0{i}").as_bytes());
+        }
+        for i in 0..1000 {
+            assert!(bloom.may_contain(format!("a\0key\0{i}").as_bytes()));
+        }
+        let false_positives = (1000..11000)
+            .filter(|i| bloom.may_contain(format!("a\0key\0{i}").as_bytes()))
+            .count();
+        assert!(false_positives < 300, "{false_positives} of 10000");
+        let stored = Bloom::from_bytes(bloom.into_bytes());
+        assert!(stored.may_contain(b"a\0key\x007"));
+        assert!(!Bloom::from_bytes(Vec::new()).may_contain(b"x"));
+    }
+}

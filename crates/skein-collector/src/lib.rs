@@ -1,0 +1,272 @@
+//! Skein's collector: one process that receives OTLP traces and logs from any OpenTelemetry
+//! SDK (gRPC on 4317, HTTP on 4318, protobuf or JSON), stores them durably in an embedded
+//! SQLite database under a data directory (an acknowledged span survives `kill -9`), and
+//! answers queries — the native JSON API the dashboard reads (`/api/v1/…`) — on the UI address
+//! (127.0.0.1:18888). It is the embedded default for development; teams that outgrow one
+//! machine point their SDKs at Tempo, Jaeger or an OpenTelemetry Collector instead.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), skein_collector::CollectorError> {
+//! let collector = skein_collector::Collector::start(skein_collector::CollectorConfig::default()).await?;
+//! println!("OTLP/HTTP on {}", collector.otlp_http_addr());
+//! collector.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+mod bloom;
+mod histogram;
+mod logs;
+pub mod model;
+pub mod receiver;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use receiver::{Limits, Receiver};
+use store::{Store, StoreConfig, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything `skein dashboard` can be told.
+#[derive(Clone, Debug)]
+pub struct CollectorConfig {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// OTLP/gRPC listen address.
+    pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP listen address.
+    pub otlp_http: SocketAddr,
+    /// Query API (and web UI) listen address.
+    pub ui: SocketAddr,
+    /// Traces older than this are deleted.
+    pub retention: Duration,
+    /// The database is kept under this size.
+    pub max_disk_bytes: u64,
+    /// Receiver limits.
+    pub limits: Limits,
+    /// Ingest requests waiting for the store at most before "retry later" answers.
+    pub queue_requests: usize,
+    /// Required on ingest when set.
+    pub api_key: Option<String>,
+    /// Required on queries when set.
+    pub query_token: Option<String>,
+    /// Listen on non-loopback addresses without a key and token.
+    pub allow_unauthenticated_public: bool,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            data_dir: PathBuf::from(".skein"),
+            otlp_grpc: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            otlp_http: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            ui: SocketAddr::from(([127, 0, 0, 1], 18888)),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_disk_bytes: 10 << 30,
+            limits: Limits::default(),
+            queue_requests: 256,
+            api_key: None,
+            query_token: None,
+            allow_unauthenticated_public: false,
+            retention_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the collector could not start.
+#[derive(Debug)]
+pub enum CollectorError {
+    /// A listen address is taken or not allowed.
+    Listen(SocketAddr, std::io::Error),
+    /// A public address without authentication.
+    Unprotected(String),
+    /// The store could not open.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for CollectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CollectorError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            CollectorError::Unprotected(m) => f.write_str(m),
+            CollectorError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CollectorError {}
+
+/// A running collector.
+pub struct Collector {
+    store: Arc<Store>,
+    otlp_grpc: SocketAddr,
+    otlp_http: SocketAddr,
+    ui: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), CollectorError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CollectorError::Listen(addr, e))?;
+    let bound = listener.local_addr().map_err(|e| CollectorError::Listen(addr, e))?;
+    Ok((listener, bound))
+}
+
+impl Collector {
+    /// Opens the store, binds the three addresses and starts serving.
+    pub async fn start(config: CollectorConfig) -> Result<Collector, CollectorError> {
+        Self::start_with_progress(config, &|_| {}).await
+    }
+
+    /// [`Collector::start`], telling `progress` what happens while a large store opens.
+    pub async fn start_with_progress(
+        config: CollectorConfig,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Collector, CollectorError> {
+        for (what, addr, protected) in [
+            ("--otlp-grpc", config.otlp_grpc, config.api_key.is_some()),
+            ("--otlp-http", config.otlp_http, config.api_key.is_some()),
+            ("--ui", config.ui, config.query_token.is_some()),
+        ] {
+            if !addr.ip().is_loopback() && !protected && !config.allow_unauthenticated_public {
+                return Err(CollectorError::Unprotected(format!(
+                    "{what} {addr} is reachable from other machines: set {} or pass --allow-public",
+                    if what == "--ui" { "--query-token" } else { "--api-key" }
+                )));
+            }
+        }
+        let store_config = StoreConfig {
+            data_dir: config.data_dir.clone(),
+            queue_requests: config.queue_requests,
+            retention: config.retention,
+            max_disk_bytes: config.max_disk_bytes,
+        };
+        let store =
+            tokio::task::block_in_place(|| Store::open(store_config, progress)).map_err(CollectorError::Store)?;
+        let (grpc_listener, otlp_grpc) = bind(config.otlp_grpc).await?;
+        let (http_listener, otlp_http) = bind(config.otlp_http).await?;
+        let (ui_listener, ui) = bind(config.ui).await?;
+        let (stop, stopped) = watch::channel(false);
+        let receiver = Receiver {
+            store: store.clone(),
+            limits: config.limits.clone(),
+            api_key: config.api_key.as_deref().map(Arc::from),
+        };
+        let api = api::Api {
+            store: store.clone(),
+            token: config.query_token.as_deref().map(Arc::from),
+        };
+        let mut tasks = Vec::new();
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http = receiver::http_router(receiver.clone());
+        tasks.push(tokio::spawn({
+            let stop = until_stopped(stopped.clone());
+            async move {
+                let _ = axum::serve(http_listener, http).with_graceful_shutdown(stop).await;
+            }
+        }));
+        let grpc = receiver::grpc_routes(receiver);
+        tasks.push(tokio::spawn({
+            let stop = until_stopped(stopped.clone());
+            async move {
+                let incoming = tokio_listener_stream(grpc_listener);
+                let _ = tonic::transport::Server::builder()
+                    .add_routes(grpc)
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await;
+            }
+        }));
+        let ui_router = api::router(api);
+        tasks.push(tokio::spawn({
+            let stop = until_stopped(stopped.clone());
+            async move {
+                let _ = axum::serve(ui_listener, ui_router).with_graceful_shutdown(stop).await;
+            }
+        }));
+        tasks.push(tokio::spawn({
+            let store = store.clone();
+            let interval = config.retention_interval;
+            let mut stopped = stopped.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = stopped.wait_for(|s| *s) => return,
+                    }
+                    let store = store.clone();
+                    let result = tokio::task::spawn_blocking(move || store.enforce_retention()).await;
+                    if let Ok(Err(e)) = result {
+                        eprintln!("skein: retention failed: {e}");
+                    }
+                }
+            }
+        }));
+        Ok(Collector {
+            store,
+            otlp_grpc,
+            otlp_http,
+            ui,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where OTLP/gRPC is served.
+    pub fn otlp_grpc_addr(&self) -> SocketAddr {
+        self.otlp_grpc
+    }
+
+    /// Where OTLP/HTTP is served.
+    pub fn otlp_http_addr(&self) -> SocketAddr {
+        self.otlp_http
+    }
+
+    /// Where the query API (and UI) is served.
+    pub fn ui_addr(&self) -> SocketAddr {
+        self.ui
+    }
+
+    /// The store, for in-process queries.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops accepting, finishes what was accepted (every acknowledged span is committed) and
+    /// closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+/// Accepted connections as the stream tonic serves.
+fn tokio_listener_stream(
+    listener: TcpListener,
+) -> impl futures_core::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    struct Incoming(TcpListener);
+    impl futures_core::Stream for Incoming {
+        type Item = Result<tokio::net::TcpStream, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_accept(cx).map(|r| Some(r.map(|(stream, _)| stream)))
+        }
+    }
+    Incoming(listener)
+}

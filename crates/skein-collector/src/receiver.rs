@@ -1,0 +1,510 @@
+//! The OTLP receiver: `POST /v1/traces` and `/v1/logs` (protobuf or JSON by Content-Type,
+//! optionally gzip) and the gRPC trace and logs services. Requests are validated and limited
+//! here; a request is answered only once the store has committed it.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use prost::Message;
+
+use crate::store::{Store, StoreError, Write};
+
+/// What the receiver accepts.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body, compressed or not (HTTP 413 / gRPC RESOURCE_EXHAUSTED beyond).
+    pub max_body_bytes: usize,
+    /// Most spans (or log records) in one request.
+    pub max_spans_per_request: usize,
+    /// Longer string attribute values are cut to this many bytes.
+    pub max_attribute_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_spans_per_request: 100_000,
+            max_attribute_bytes: 16 << 10,
+        }
+    }
+}
+
+/// Shared by the HTTP and gRPC receivers.
+#[derive(Clone)]
+pub struct Receiver {
+    pub store: Arc<Store>,
+    pub limits: Limits,
+    /// When set, ingest requires `Authorization: Bearer <key>` (or `x-api-key: <key>`).
+    pub api_key: Option<Arc<str>>,
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    Unauthorized,
+    TooLarge(String),
+    UnsupportedMediaType(String),
+    BadRequest(String),
+    Busy,
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy => Refusal::Busy,
+            StoreError::Closed => Refusal::Unavailable(e.to_string()),
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+/// How long a client should wait when the store is behind.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What validation kept and rejected.
+pub struct Validated<T> {
+    pub request: T,
+    pub rejected: i64,
+    pub message: String,
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|&b| b != 0)
+}
+
+fn truncate_values(attributes: &mut [KeyValue], max: usize) -> usize {
+    let mut cut = 0;
+    for kv in attributes {
+        if let Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) = kv.value.as_mut()
+        {
+            if s.len() > max {
+                let mut end = max;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                cut += 1;
+            }
+        }
+    }
+    cut
+}
+
+/// Drops spans with unusable ids (reported as partially rejected) and cuts over-long values.
+pub fn validate_traces(
+    mut request: ExportTraceServiceRequest,
+    limits: &Limits,
+) -> Result<Validated<ExportTraceServiceRequest>, Refusal> {
+    let total: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    if total > limits.max_spans_per_request {
+        return Err(Refusal::TooLarge(format!(
+            "{total} spans in one request; the limit is {}",
+            limits.max_spans_per_request
+        )));
+    }
+    let mut rejected = 0i64;
+    let mut truncated = 0usize;
+    for rs in &mut request.resource_spans {
+        if let Some(resource) = rs.resource.as_mut() {
+            truncated += truncate_values(&mut resource.attributes, limits.max_attribute_bytes);
+        }
+        for ss in &mut rs.scope_spans {
+            let before = ss.spans.len();
+            ss.spans.retain(|s| {
+                valid_id(&s.trace_id, 16)
+                    && valid_id(&s.span_id, 8)
+                    && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8)
+            });
+            rejected += (before - ss.spans.len()) as i64;
+            for span in &mut ss.spans {
+                truncated += truncate_values(&mut span.attributes, limits.max_attribute_bytes);
+                for event in &mut span.events {
+                    truncated += truncate_values(&mut event.attributes, limits.max_attribute_bytes);
+                }
+            }
+        }
+    }
+    let mut message = String::new();
+    if rejected > 0 {
+        message.push_str(&format!(
+            "{rejected} spans rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero"
+        ));
+    }
+    if truncated > 0 {
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        message.push_str(&format!(
+            "{truncated} attribute values cut to {} bytes",
+            limits.max_attribute_bytes
+        ));
+    }
+    Ok(Validated {
+        request,
+        rejected,
+        message,
+    })
+}
+
+/// Drops log records with malformed ids and cuts over-long values.
+pub fn validate_logs(
+    mut request: ExportLogsServiceRequest,
+    limits: &Limits,
+) -> Result<Validated<ExportLogsServiceRequest>, Refusal> {
+    let total: usize = request
+        .resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum();
+    if total > limits.max_spans_per_request {
+        return Err(Refusal::TooLarge(format!(
+            "{total} log records in one request; the limit is {}",
+            limits.max_spans_per_request
+        )));
+    }
+    let mut rejected = 0i64;
+    for rl in &mut request.resource_logs {
+        for sl in &mut rl.scope_logs {
+            let before = sl.log_records.len();
+            sl.log_records.retain(|r| {
+                (r.trace_id.is_empty() || r.trace_id.len() == 16) && (r.span_id.is_empty() || r.span_id.len() == 8)
+            });
+            rejected += (before - sl.log_records.len()) as i64;
+            for record in &mut sl.log_records {
+                truncate_values(&mut record.attributes, limits.max_attribute_bytes);
+            }
+        }
+    }
+    let message = if rejected > 0 {
+        format!("{rejected} log records rejected: malformed trace or span ids")
+    } else {
+        String::new()
+    };
+    Ok(Validated {
+        request,
+        rejected,
+        message,
+    })
+}
+
+/// The success answer, with a partial success when something was rejected or cut.
+fn trace_answer(rejected: i64, message: String) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (!message.is_empty()).then_some(ExportTracePartialSuccess {
+            rejected_spans: rejected,
+            error_message: message,
+        }),
+    }
+}
+
+fn logs_answer(rejected: i64, message: String) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (!message.is_empty()).then_some(ExportLogsPartialSuccess {
+            rejected_log_records: rejected,
+            error_message: message,
+        }),
+    }
+}
+
+// ---- HTTP ----------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
+        "application/json" => Ok(Format::Json),
+        other => Err(Refusal::UnsupportedMediaType(format!(
+            "unsupported content type {other:?}: send application/x-protobuf or application/json"
+        ))),
+    }
+}
+
+/// The body, gunzipped if it says so, never larger than `max` bytes.
+fn body_of(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Refusal> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" => {
+            // Read one byte past the limit to tell "exactly at" from "over" (a gzip bomb stops here).
+            let mut out = Vec::new();
+            let mut decoder = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| Refusal::BadRequest(format!("the gzip body does not decompress: {e}")))?;
+            if out.len() > max {
+                return Err(Refusal::TooLarge(format!(
+                    "the decompressed body is over the {max}-byte limit"
+                )));
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(Refusal::UnsupportedMediaType(format!(
+            "unsupported content encoding {other:?}: send gzip or none"
+        ))),
+    }
+}
+
+fn authorized(headers: &HeaderMap, key: Option<&str>) -> bool {
+    let Some(key) = key else { return true };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    bearer == Some(key) || api_key == Some(key)
+}
+
+/// A `google.rpc.Status` body in the request's format.
+fn status_response(status: StatusCode, code: i32, message: String, format: Format) -> Response {
+    let mut response = match format {
+        Format::Protobuf => {
+            let body = tonic_types::Status {
+                code,
+                message,
+                details: Vec::new(),
+            }
+            .encode_to_vec();
+            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+        }
+        Format::Json => {
+            let body = serde_json::json!({ "code": code, "message": message }).to_string();
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+    }
+    response
+}
+
+fn refusal_response(refusal: Refusal, format: Format) -> Response {
+    // gRPC codes in the Status body: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE…
+    match refusal {
+        Refusal::Unauthorized => status_response(
+            StatusCode::UNAUTHORIZED,
+            16,
+            "a valid API key is required".into(),
+            format,
+        ),
+        Refusal::TooLarge(m) => status_response(StatusCode::PAYLOAD_TOO_LARGE, 8, m, format),
+        Refusal::UnsupportedMediaType(m) => status_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, m, format),
+        Refusal::BadRequest(m) => status_response(StatusCode::BAD_REQUEST, 3, m, format),
+        Refusal::Busy => status_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            14,
+            "the store is behind; retry later".into(),
+            format,
+        ),
+        Refusal::Unavailable(m) => status_response(StatusCode::SERVICE_UNAVAILABLE, 14, m, format),
+        Refusal::Internal(m) => status_response(StatusCode::INTERNAL_SERVER_ERROR, 13, m, format),
+    }
+}
+
+fn decode<T: Message + Default + serde::de::DeserializeOwned>(body: &[u8], format: Format) -> Result<T, Refusal> {
+    match format {
+        Format::Protobuf => {
+            T::decode(body).map_err(|e| Refusal::BadRequest(format!("the protobuf body does not decode: {e}")))
+        }
+        Format::Json => {
+            serde_json::from_slice(body).map_err(|e| Refusal::BadRequest(format!("the JSON body is not OTLP: {e}")))
+        }
+    }
+}
+
+fn encode<T: Message + serde::Serialize>(message: &T, format: Format) -> Response {
+    match format {
+        Format::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            message.encode_to_vec(),
+        )
+            .into_response(),
+        Format::Json => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(message).unwrap_or_default(),
+        )
+            .into_response(),
+    }
+}
+
+async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    let format = match format_of(&headers) {
+        Ok(f) => f,
+        Err(refusal) => return refusal_response(refusal, Format::Json),
+    };
+    let result = async {
+        if !authorized(&headers, receiver.api_key.as_deref()) {
+            return Err(Refusal::Unauthorized);
+        }
+        let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
+        let request: ExportTraceServiceRequest = decode(&body, format)?;
+        let validated = validate_traces(request, &receiver.limits)?;
+        receiver.store.write(Write::Traces(validated.request)).await?;
+        Ok(trace_answer(validated.rejected, validated.message))
+    }
+    .await;
+    match result {
+        Ok(response) => encode(&response, format),
+        Err(refusal) => refusal_response(refusal, format),
+    }
+}
+
+async fn http_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    let format = match format_of(&headers) {
+        Ok(f) => f,
+        Err(refusal) => return refusal_response(refusal, Format::Json),
+    };
+    let result = async {
+        if !authorized(&headers, receiver.api_key.as_deref()) {
+            return Err(Refusal::Unauthorized);
+        }
+        let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
+        let request: ExportLogsServiceRequest = decode(&body, format)?;
+        let validated = validate_logs(request, &receiver.limits)?;
+        receiver.store.write(Write::Logs(validated.request)).await?;
+        Ok(logs_answer(validated.rejected, validated.message))
+    }
+    .await;
+    match result {
+        Ok(response) => encode(&response, format),
+        Err(refusal) => refusal_response(refusal, format),
+    }
+}
+
+/// The OTLP/HTTP routes.
+pub fn http_router(receiver: Receiver) -> Router {
+    let limit = receiver.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/traces", post(http_traces))
+        .route("/v1/logs", post(http_logs))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(receiver)
+}
+
+// ---- gRPC ----------------------------------------------------------------------------------
+
+fn grpc_status(refusal: Refusal) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    match refusal {
+        Refusal::Unauthorized => tonic::Status::unauthenticated("a valid API key is required"),
+        Refusal::TooLarge(m) => tonic::Status::resource_exhausted(m),
+        Refusal::UnsupportedMediaType(m) | Refusal::BadRequest(m) => tonic::Status::invalid_argument(m),
+        Refusal::Busy => tonic::Status::with_error_details(
+            tonic::Code::Unavailable,
+            "the store is behind; retry later",
+            ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+        ),
+        Refusal::Unavailable(m) => tonic::Status::unavailable(m),
+        Refusal::Internal(m) => tonic::Status::internal(m),
+    }
+}
+
+fn grpc_authorized<T>(request: &tonic::Request<T>, key: Option<&str>) -> bool {
+    let Some(key) = key else { return true };
+    let metadata = request.metadata();
+    let bearer = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let api_key = metadata.get("x-api-key").and_then(|v| v.to_str().ok());
+    bearer == Some(key) || api_key == Some(key)
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if !grpc_authorized(&request, self.api_key.as_deref()) {
+            return Err(grpc_status(Refusal::Unauthorized));
+        }
+        let validated = validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?;
+        self.store
+            .write(Write::Traces(validated.request))
+            .await
+            .map_err(|e| grpc_status(e.into()))?;
+        Ok(tonic::Response::new(trace_answer(
+            validated.rejected,
+            validated.message,
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if !grpc_authorized(&request, self.api_key.as_deref()) {
+            return Err(grpc_status(Refusal::Unauthorized));
+        }
+        let validated = validate_logs(request.into_inner(), &self.limits).map_err(grpc_status)?;
+        self.store
+            .write(Write::Logs(validated.request))
+            .await
+            .map_err(|e| grpc_status(e.into()))?;
+        Ok(tonic::Response::new(logs_answer(validated.rejected, validated.message)))
+    }
+}
+
+/// The OTLP/gRPC services (gzip accepted, messages limited like HTTP bodies).
+pub fn grpc_routes(receiver: Receiver) -> tonic::service::Routes {
+    use tonic::codec::CompressionEncoding;
+    let limit = receiver.limits.max_body_bytes;
+    let traces = TraceServiceServer::new(receiver.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    let logs = LogsServiceServer::new(receiver)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    tonic::service::Routes::new(traces).add_service(logs)
+}

@@ -1,0 +1,1271 @@
+//! The durable store: SQLite (WAL, `synchronous=FULL`) under the data directory.
+//!
+//! Spans are kept as they arrived — OTLP protobuf, zstd-compressed in *frames* of up to
+//! [`FRAME_SPANS`] spans — with small indexes beside them: which frames hold a trace, a
+//! per-trace summary for listing, a Bloom filter of each frame's services, names and
+//! attributes for search, the links between traces, and per-minute duration histograms per
+//! operation for rates and percentiles. One writer thread commits several requests per
+//! transaction (group commit) and acknowledges each only after its commit, so an
+//! acknowledged span survives `kill -9`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, TracesData};
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::bloom::Bloom;
+use crate::histogram::Histogram;
+use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
+
+/// Most spans per compressed frame: small enough that reading one trace decompresses little.
+pub const FRAME_SPANS: usize = 1024;
+/// Requests committed together at most.
+const GROUP_MAX_REQUESTS: usize = 64;
+
+/// Why the store could not do something.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The write queue is full: the client should retry later.
+    Busy,
+    /// The store is shutting down.
+    Closed,
+    /// SQLite or the file system failed.
+    Storage(String),
+    /// The data directory cannot be used.
+    DataDir(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Busy => f.write_str("the store is behind; retry later"),
+            StoreError::Closed => f.write_str("the store is shutting down"),
+            StoreError::Storage(e) => write!(f, "storage error: {e}"),
+            StoreError::DataDir(e) => write!(f, "unusable data directory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Where `skein.db` lives.
+    pub data_dir: PathBuf,
+    /// Requests waiting for the writer at most; beyond, ingest answers "retry later".
+    pub queue_requests: usize,
+    /// Delete traces older than this.
+    pub retention: Duration,
+    /// Keep the database under this many bytes (oldest data goes first).
+    pub max_disk_bytes: u64,
+}
+
+/// Counts visible in the API.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub spans_stored: AtomicU64,
+    pub logs_stored: AtomicU64,
+    pub frames_evicted: AtomicU64,
+    pub spans_evicted: AtomicU64,
+    pub traces_evicted: AtomicU64,
+}
+
+/// A write for the writer thread.
+pub enum Write {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+struct Job {
+    write: Write,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The store: a writer thread and a pool of read connections.
+pub struct Store {
+    jobs: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    pub counters: Arc<StoreCounters>,
+    config: StoreConfig,
+    /// Sends each newly seen trace summary to live subscribers.
+    pub live: tokio::sync::broadcast::Sender<TraceSummary>,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS frames(
+    id INTEGER PRIMARY KEY,
+    min_start INTEGER NOT NULL,
+    max_start INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    filter BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS frames_by_start ON frames(max_start);
+CREATE TABLE IF NOT EXISTS trace_frames(
+    trace_id BLOB NOT NULL,
+    frame_id INTEGER NOT NULL,
+    PRIMARY KEY(trace_id, frame_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_frames_by_frame ON trace_frames(frame_id);
+CREATE TABLE IF NOT EXISTS traces(
+    trace_id BLOB PRIMARY KEY,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    root_service TEXT,
+    root_name TEXT,
+    services TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start);
+CREATE TABLE IF NOT EXISTS links(
+    target BLOB NOT NULL,
+    source BLOB NOT NULL,
+    PRIMARY KEY(target, source)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS operations(
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    PRIMARY KEY(service, name, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS op_minutes(
+    minute INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY(minute, service, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edges(
+    minute INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    PRIMARY KEY(minute, parent, child)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs(
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    trace_id BLOB,
+    span_id BLOB,
+    service TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_trace ON logs(trace_id) WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_by_time ON logs(time);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the request is acknowledged.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (or creates) the store under `config.data_dir` and starts its writer thread.
+    /// `progress` hears what is happening while a large store opens.
+    pub fn open(config: StoreConfig, progress: &dyn Fn(&str)) -> Result<Arc<Store>, StoreError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StoreError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
+        let path = config.data_dir.join("skein.db");
+        progress(&format!("opening {}", path.display()));
+        let conn = open_connection(&path)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+        // A quick structural check, so a damaged file is reported, not discovered later.
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::DataDir(format!("{} is damaged: {check}", path.display())));
+        }
+        let spans: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM frames", [], |r| r.get(0))?;
+        progress(&format!("{spans} spans stored"));
+        let counters = Arc::new(StoreCounters::default());
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            readers.push(open_connection(&path)?);
+        }
+        let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
+        let (live, _) = tokio::sync::broadcast::channel(1024);
+        let writer = Writer::new(conn, counters.clone(), live.clone())?;
+        let handle = std::thread::Builder::new()
+            .name("skein-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        Ok(Arc::new(Store {
+            jobs: Mutex::new(Some(jobs)),
+            writer: Mutex::new(Some(handle)),
+            readers: Mutex::new(readers),
+            path,
+            counters,
+            config,
+            live,
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Queues a write and waits until it is committed. `Busy` at once when the queue is full.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(jobs) = jobs.as_ref() else {
+                return Err(StoreError::Closed);
+            };
+            match jobs.try_send(Job { write, done }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
+                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+        }
+        wait.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Finishes queued writes and stops the writer.
+    pub fn close(&self) {
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Runs `f` with a read connection (blocking; call from `spawn_blocking`).
+    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&conn);
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        result
+    }
+
+    /// Deletes what retention says must go: traces older than the retention period, then the
+    /// oldest frames while the database is over its size limit.
+    pub fn enforce_retention(&self) -> Result<(), StoreError> {
+        let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
+        let mut conn = open_connection(&self.path)?;
+        evict_before(&mut conn, cutoff, &self.counters)?;
+        loop {
+            let size = database_bytes(&conn)?;
+            if size <= self.config.max_disk_bytes {
+                break;
+            }
+            // Drop the oldest tenth of the frames (at least one) and look again.
+            let (count, oldest): (i64, Option<i64>) =
+                conn.query_row("SELECT COUNT(*), MIN(max_start) FROM frames", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let Some(_) = oldest else { break };
+            let skip = (count / 10).max(1);
+            let cut: Option<i64> = conn
+                .query_row(
+                    "SELECT max_start FROM frames ORDER BY max_start LIMIT 1 OFFSET ?1",
+                    [skip - 1],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(cut) = cut else { break };
+            evict_before(&mut conn, cut as u64 + 1, &self.counters)?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+        }
+        Ok(())
+    }
+
+    /// The oldest start time still stored (unix nanoseconds).
+    pub fn oldest_kept(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|c| {
+            let v: Option<i64> = c.query_row("SELECT MIN(min_start) FROM frames", [], |r| r.get(0))?;
+            Ok(v.map(|v| v as u64))
+        })
+    }
+
+    /// Database size on disk, including the write-ahead log.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        self.read(database_bytes)
+    }
+
+    /// One trace with its spans, the traces linking to it and its logs.
+    pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Option<TraceView>, StoreError> {
+        self.read(|c| {
+            let frames: Vec<i64> = c
+                .prepare_cached("SELECT frame_id FROM trace_frames WHERE trace_id = ?1")?
+                .query_map([&trace_id[..]], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if frames.is_empty() {
+                return Ok(None);
+            }
+            let mut spans = Vec::new();
+            for frame in frames {
+                let data: Vec<u8> = c.query_row("SELECT data FROM frames WHERE id = ?1", [frame], |r| r.get(0))?;
+                for_each_span(&decode_frame(&data)?, |span, resource, scope| {
+                    if span.trace_id == trace_id {
+                        spans.push(SpanView::new(span, resource, scope));
+                    }
+                });
+            }
+            spans.sort_by_key(|s| (s.start_unix_nano, s.span_id.clone()));
+            let linked_from = c
+                .prepare_cached("SELECT source FROM links WHERE target = ?1")?
+                .query_map([&trace_id[..]], |r| r.get::<_, Vec<u8>>(0))?
+                .map(|r| r.map(|id| model::hex(&id)))
+                .collect::<Result<_, _>>()?;
+            let logs = query_logs(
+                c,
+                &LogQuery {
+                    trace_id: Some(*trace_id),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )?;
+            Ok(Some(TraceView {
+                trace_id: model::hex(trace_id),
+                spans,
+                linked_from,
+                logs,
+            }))
+        })
+    }
+
+    /// Summaries of the given traces, in the given order.
+    fn summaries(c: &Connection, ids: &[Vec<u8>]) -> Result<Vec<TraceSummary>, StoreError> {
+        let mut statement = c.prepare_cached(
+            "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
+             FROM traces WHERE trace_id = ?1",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(s) = statement.query_row([id], summary_row).optional()? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Traces matching `query`, newest first.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+        self.read(|c| {
+            if query.is_trace_level() {
+                return search_summaries(c, query);
+            }
+            let terms = query.terms();
+            let mut found: Vec<Vec<u8>> = Vec::new();
+            let mut seen = HashSet::new();
+            let mut statement = c.prepare_cached(
+                "SELECT id, filter FROM frames WHERE max_start >= ?1 AND min_start <= ?2 ORDER BY max_start DESC",
+            )?;
+            let mut candidates = Vec::new();
+            let rows = statement.query_map(params![query.start_min as i64, query.start_max as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let (id, filter) = row?;
+                let bloom = Bloom::from_bytes(filter);
+                if terms.iter().all(|t| bloom.may_contain(t)) {
+                    candidates.push(id);
+                }
+            }
+            for frame in candidates {
+                let data: Vec<u8> = c.query_row("SELECT data FROM frames WHERE id = ?1", [frame], |r| r.get(0))?;
+                let mut matches = Vec::new();
+                for_each_span(&decode_frame(&data)?, |span, resource, _| {
+                    if query.matches_span(span, resource) {
+                        matches.push((span.start_time_unix_nano, span.trace_id.clone()));
+                    }
+                });
+                matches.sort_by_key(|m| std::cmp::Reverse(m.0));
+                for (_, id) in matches {
+                    if seen.insert(id.clone()) {
+                        found.push(id);
+                    }
+                }
+                if found.len() >= query.limit * 4 {
+                    break;
+                }
+            }
+            let mut summaries = Self::summaries(c, &found)?;
+            summaries.retain(|s| query.matches_trace(s));
+            summaries.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
+            summaries.truncate(query.limit);
+            Ok(summaries)
+        })
+    }
+
+    /// Every service, sorted.
+    pub fn services(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let v = c
+                .prepare_cached("SELECT DISTINCT service FROM operations ORDER BY service")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Operations (name and kind) of one service, or of all.
+    pub fn operations(&self, service: Option<&str>) -> Result<Vec<(String, String, i32)>, StoreError> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT service, name, kind FROM operations WHERE ?1 IS NULL OR service = ?1 ORDER BY service, name",
+            )?;
+            let v = statement
+                .query_map([service], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Per service and operation over `[from, to)`: calls, errors and latency percentiles.
+    pub fn operation_stats(
+        &self,
+        from: u64,
+        to: u64,
+        service: Option<&str>,
+    ) -> Result<Vec<OperationStats>, StoreError> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT service, name, minute, count, errors, histogram FROM op_minutes
+                 WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR service = ?3)",
+            )?;
+            let mut by_op: HashMap<(String, String), OperationStats> = HashMap::new();
+            let rows = statement.query_map(params![minute_of(from), minute_of(to) + 1, service], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })?;
+            let mut histograms: HashMap<(String, String), Histogram> = HashMap::new();
+            for row in rows {
+                let (service, name, minute, count, errors, histogram) = row?;
+                let key = (service.clone(), name.clone());
+                let stats = by_op.entry(key.clone()).or_insert_with(|| OperationStats {
+                    service,
+                    name,
+                    calls: 0,
+                    errors: 0,
+                    p50_nano: 0,
+                    p95_nano: 0,
+                    p99_nano: 0,
+                    per_minute: Vec::new(),
+                });
+                stats.calls += count as u64;
+                stats.errors += errors as u64;
+                stats.per_minute.push(MinutePoint {
+                    minute: minute as u64,
+                    calls: count as u64,
+                    errors: errors as u64,
+                });
+                histograms
+                    .entry(key)
+                    .or_default()
+                    .merge(&Histogram::from_bytes(&histogram));
+            }
+            let mut out: Vec<OperationStats> = by_op
+                .into_iter()
+                .map(|(key, mut stats)| {
+                    if let Some(h) = histograms.get(&key) {
+                        stats.p50_nano = h.quantile(0.50);
+                        stats.p95_nano = h.quantile(0.95);
+                        stats.p99_nano = h.quantile(0.99);
+                    }
+                    stats.per_minute.sort_by_key(|p| p.minute);
+                    stats
+                })
+                .collect();
+            out.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
+            Ok(out)
+        })
+    }
+
+    /// Calls between services over `[from, to)`.
+    pub fn dependencies(&self, from: u64, to: u64) -> Result<Vec<Dependency>, StoreError> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT parent, child, SUM(calls), SUM(errors) FROM edges
+                 WHERE minute >= ?1 AND minute < ?2 GROUP BY parent, child ORDER BY parent, child",
+            )?;
+            let v = statement
+                .query_map(params![minute_of(from), minute_of(to) + 1], |r| {
+                    Ok(Dependency {
+                        parent: r.get(0)?,
+                        child: r.get(1)?,
+                        calls: r.get::<_, i64>(2)? as u64,
+                        errors: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Log records, newest first.
+    pub fn logs(&self, query: &LogQuery) -> Result<Vec<LogView>, StoreError> {
+        self.read(|c| query_logs(c, query))
+    }
+}
+
+fn database_bytes(c: &Connection) -> Result<u64, StoreError> {
+    let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let path: String = c.query_row("PRAGMA database_list", [], |r| r.get(2))?;
+    let wal = std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    Ok((pages * size) as u64 + wal)
+}
+
+/// Deletes frames whose newest span started before `cutoff`, and what only they referenced.
+fn evict_before(conn: &mut Connection, cutoff: u64, counters: &StoreCounters) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let (frames, spans): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(span_count), 0) FROM frames WHERE max_start < ?1",
+        [cutoff as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if frames == 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "DELETE FROM trace_frames WHERE frame_id IN (SELECT id FROM frames WHERE max_start < ?1)",
+        [cutoff as i64],
+    )?;
+    tx.execute("DELETE FROM frames WHERE max_start < ?1", [cutoff as i64])?;
+    let traces = tx.execute(
+        "DELETE FROM traces WHERE NOT EXISTS (SELECT 1 FROM trace_frames f WHERE f.trace_id = traces.trace_id)",
+        [],
+    )?;
+    tx.execute(
+        "DELETE FROM links WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = links.source)",
+        [],
+    )?;
+    let minute = minute_of(cutoff);
+    tx.execute("DELETE FROM op_minutes WHERE minute < ?1", [minute])?;
+    tx.execute("DELETE FROM edges WHERE minute < ?1", [minute])?;
+    tx.execute("DELETE FROM logs WHERE time < ?1", [cutoff as i64])?;
+    tx.commit()?;
+    counters.frames_evicted.fetch_add(frames as u64, Ordering::Relaxed);
+    counters.spans_evicted.fetch_add(spans as u64, Ordering::Relaxed);
+    counters.traces_evicted.fetch_add(traces as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+fn minute_of(nanos: u64) -> i64 {
+    (nanos / 60_000_000_000) as i64
+}
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
+    let id: Vec<u8> = r.get(0)?;
+    let start = r.get::<_, i64>(1)? as u64;
+    let end = r.get::<_, i64>(2)? as u64;
+    let services: String = r.get(7)?;
+    Ok(TraceSummary {
+        trace_id: model::hex(&id),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        duration_nano: end.saturating_sub(start),
+        span_count: r.get::<_, i64>(3)? as u64,
+        error_count: r.get::<_, i64>(4)? as u64,
+        root_service: r.get(5)?,
+        root_name: r.get(6)?,
+        services: services
+            .split('\n')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// Searches by trace-level properties only (time, duration, errors), straight from the summaries.
+fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut statement = c.prepare_cached(
+        "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
+         FROM traces WHERE start >= ?1 AND start <= ?2 ORDER BY start DESC",
+    )?;
+    let mut out = Vec::new();
+    let rows = statement.query_map(params![query.start_min as i64, query.start_max as i64], summary_row)?;
+    for row in rows {
+        let summary = row?;
+        if query.matches_trace(&summary) {
+            out.push(summary);
+            if out.len() >= query.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A trace search.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub start_min: u64,
+    pub start_max: u64,
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// `key=value` pairs, all required, on span or resource attributes of one span.
+    pub attributes: Vec<(String, String)>,
+    pub min_duration_nano: Option<u64>,
+    pub max_duration_nano: Option<u64>,
+    pub errors_only: bool,
+    pub limit: usize,
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        SearchQuery {
+            start_min: 0,
+            start_max: u64::MAX >> 1,
+            service: None,
+            operation: None,
+            attributes: Vec::new(),
+            min_duration_nano: None,
+            max_duration_nano: None,
+            errors_only: false,
+            limit: 20,
+        }
+    }
+}
+
+impl SearchQuery {
+    /// True if only trace-level conditions are asked for (no span has to be looked at).
+    fn is_trace_level(&self) -> bool {
+        self.service.is_none() && self.operation.is_none() && self.attributes.is_empty()
+    }
+
+    fn terms(&self) -> Vec<Vec<u8>> {
+        let mut terms = Vec::new();
+        if let Some(s) = &self.service {
+            terms.push(term_service(s));
+        }
+        if let Some(o) = &self.operation {
+            terms.push(term_name(o));
+        }
+        for (k, v) in &self.attributes {
+            terms.push(term_attribute(k, v));
+        }
+        terms
+    }
+
+    /// Span-level conditions: one span must satisfy all of them (as in Jaeger). Durations and
+    /// errors apply to that span too when a service, operation or attribute is asked for.
+    fn matches_span(&self, span: &Span, resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> bool {
+        if let Some(s) = &self.service {
+            if &model::service_name(resource) != s {
+                return false;
+            }
+        }
+        if let Some(o) = &self.operation {
+            if &span.name != o {
+                return false;
+            }
+        }
+        let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+        if self.min_duration_nano.is_some_and(|m| duration < m) || self.max_duration_nano.is_some_and(|m| duration > m)
+        {
+            return false;
+        }
+        if self.errors_only && !model::is_error(span) {
+            return false;
+        }
+        self.attributes.iter().all(|(k, v)| {
+            let found = |attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]| {
+                attrs
+                    .iter()
+                    .any(|kv| &kv.key == k && &model::any_value_text(kv.value.as_ref()) == v)
+            };
+            found(&span.attributes) || resource.is_some_and(|r| found(&r.attributes))
+        })
+    }
+
+    /// Trace-level conditions (for searches without span conditions, durations are the trace's).
+    fn matches_trace(&self, s: &TraceSummary) -> bool {
+        if s.start_unix_nano < self.start_min || s.start_unix_nano > self.start_max {
+            return false;
+        }
+        if self.is_trace_level() {
+            if self.min_duration_nano.is_some_and(|m| s.duration_nano < m)
+                || self.max_duration_nano.is_some_and(|m| s.duration_nano > m)
+            {
+                return false;
+            }
+            if self.errors_only && s.error_count == 0 {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn term_service(s: &str) -> Vec<u8> {
+    [b"s\0", s.as_bytes()].concat()
+}
+fn term_name(s: &str) -> Vec<u8> {
+    [b"n\0", s.as_bytes()].concat()
+}
+fn term_attribute(k: &str, v: &str) -> Vec<u8> {
+    [b"a\0", k.as_bytes(), b"\0", v.as_bytes()].concat()
+}
+
+/// Per-operation figures over a time range.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OperationStats {
+    pub service: String,
+    pub name: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub p50_nano: u64,
+    pub p95_nano: u64,
+    pub p99_nano: u64,
+    pub per_minute: Vec<MinutePoint>,
+}
+
+/// Calls and errors in one minute.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MinutePoint {
+    /// Minutes since the Unix epoch.
+    pub minute: u64,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// Calls from one service to another.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Dependency {
+    pub parent: String,
+    pub child: String,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// A log search.
+#[derive(Clone, Debug, Default)]
+pub struct LogQuery {
+    pub trace_id: Option<[u8; 16]>,
+    pub service: Option<String>,
+    pub min_severity: Option<i32>,
+    pub text: Option<String>,
+    pub start_min: Option<u64>,
+    pub start_max: Option<u64>,
+    pub limit: usize,
+}
+
+fn query_logs(c: &Connection, q: &LogQuery) -> Result<Vec<LogView>, StoreError> {
+    let mut statement = c.prepare_cached(
+        "SELECT record FROM logs
+         WHERE (?1 IS NULL OR trace_id = ?1) AND (?2 IS NULL OR service = ?2) AND (?3 IS NULL OR severity >= ?3)
+           AND (?4 IS NULL OR instr(lower(body), lower(?4)) > 0) AND (?5 IS NULL OR time >= ?5)
+           AND (?6 IS NULL OR time <= ?6)
+         ORDER BY time DESC LIMIT ?7",
+    )?;
+    let rows = statement.query_map(
+        params![
+            q.trace_id.map(|t| t.to_vec()),
+            q.service,
+            q.min_severity,
+            q.text,
+            q.start_min.map(|t| t as i64),
+            q.start_max.map(|t| t as i64),
+            q.limit.max(1) as i64
+        ],
+        |r| r.get::<_, Vec<u8>>(0),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let bytes = row?;
+        let data = opentelemetry_proto::tonic::logs::v1::LogsData::decode(&bytes[..])
+            .map_err(|e| StoreError::Storage(format!("a stored log record does not decode: {e}")))?;
+        for rl in &data.resource_logs {
+            for sl in &rl.scope_logs {
+                for record in &sl.log_records {
+                    out.push(crate::logs::log_view(record, rl.resource.as_ref(), sl.scope.as_ref()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decompresses and decodes a frame.
+fn decode_frame(data: &[u8]) -> Result<TracesData, StoreError> {
+    let raw = zstd::bulk::decompress(data, 64 << 20).map_err(|e| StoreError::Storage(format!("frame: {e}")))?;
+    TracesData::decode(&raw[..]).map_err(|e| StoreError::Storage(format!("frame: {e}")))
+}
+
+/// Calls `f` with each span of a frame and its resource and scope.
+pub(crate) fn for_each_span(
+    data: &TracesData,
+    mut f: impl FnMut(
+        &Span,
+        Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+        Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+    ),
+) {
+    for rs in &data.resource_spans {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                f(span, rs.resource.as_ref(), ss.scope.as_ref());
+            }
+        }
+    }
+}
+
+/// What the writer remembers between commits.
+struct Writer {
+    conn: Connection,
+    counters: Arc<StoreCounters>,
+    live: tokio::sync::broadcast::Sender<TraceSummary>,
+    memory: WriterMemory,
+}
+
+/// The writer's in-memory view of recent data.
+struct WriterMemory {
+    operations: HashSet<(String, String, i32)>,
+    /// Recent spans' services, to find the caller of a span whose parent came earlier.
+    recent_services: HashMap<[u8; 8], (String, u64)>,
+    recent_order: std::collections::VecDeque<[u8; 8]>,
+    /// Children waiting for a parent that has not arrived yet: parent span id → (child
+    /// service, start, error).
+    orphans: HashMap<[u8; 8], Vec<(String, u64, bool)>>,
+    orphan_order: std::collections::VecDeque<[u8; 8]>,
+}
+
+const RECENT_SPANS: usize = 200_000;
+
+impl Writer {
+    fn new(
+        conn: Connection,
+        counters: Arc<StoreCounters>,
+        live: tokio::sync::broadcast::Sender<TraceSummary>,
+    ) -> Result<Self, StoreError> {
+        let operations = conn
+            .prepare("SELECT service, name, kind FROM operations")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Writer {
+            conn,
+            counters,
+            live,
+            memory: WriterMemory {
+                operations,
+                recent_services: HashMap::new(),
+                recent_order: Default::default(),
+                orphans: HashMap::new(),
+                orphan_order: Default::default(),
+            },
+        })
+    }
+
+    fn run(mut self, jobs: Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX_REQUESTS {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            let writes: Vec<&Write> = group.iter().map(|j| &j.write).collect();
+            let result = self.commit(&writes);
+            for job in group {
+                let _ = job.done.send(match &result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(StoreError::Storage(e.to_string())),
+                });
+            }
+            if let Ok(new_traces) = result {
+                for summary in new_traces {
+                    let _ = self.live.send(summary);
+                }
+            }
+        }
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+
+    /// Writes a group in one transaction; returns the summaries of traces that changed.
+    fn commit(&mut self, writes: &[&Write]) -> Result<Vec<TraceSummary>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let memory = &mut self.memory;
+        let mut traces: HashMap<Vec<u8>, TraceDelta> = HashMap::new();
+        let mut minutes: HashMap<(i64, String, String), (u64, u64, Histogram)> = HashMap::new();
+        let mut edges: HashMap<(i64, String, String), (u64, u64)> = HashMap::new();
+        let mut new_operations = Vec::new();
+        let mut spans_total = 0u64;
+        let mut logs_total = 0u64;
+        for write in writes {
+            match write {
+                Write::Traces(request) => {
+                    for frame in frames_of(&request.resource_spans) {
+                        spans_total += frame.span_count as u64;
+                        let mut bloom = Bloom::with_capacity(frame.terms.len());
+                        for term in &frame.terms {
+                            bloom.insert(term);
+                        }
+                        let raw = frame.data.encode_to_vec();
+                        let compressed =
+                            zstd::bulk::compress(&raw, 3).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
+                        tx.prepare_cached(
+                            "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![
+                            frame.min_start as i64,
+                            frame.max_start as i64,
+                            frame.span_count as i64,
+                            bloom.into_bytes(),
+                            compressed
+                        ])?;
+                        let frame_id = tx.last_insert_rowid();
+                        let mut insert_trace_frame = tx
+                            .prepare_cached("INSERT OR IGNORE INTO trace_frames(trace_id, frame_id) VALUES (?1, ?2)")?;
+                        let mut insert_link =
+                            tx.prepare_cached("INSERT OR IGNORE INTO links(target, source) VALUES (?1, ?2)")?;
+                        let mut traces_in_frame = HashSet::new();
+                        for_each_span(&frame.data, |span, resource, _| {
+                            let service = model::service_name(resource);
+                            if traces_in_frame.insert(span.trace_id.clone()) {
+                                let _ = insert_trace_frame.execute(params![span.trace_id, frame_id]);
+                            }
+                            for link in &span.links {
+                                if link.trace_id != span.trace_id && link.trace_id.len() == 16 {
+                                    let _ = insert_link.execute(params![link.trace_id, span.trace_id]);
+                                }
+                            }
+                            let error = model::is_error(span);
+                            let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+                            let delta = traces.entry(span.trace_id.clone()).or_default();
+                            delta.add(span, &service, error);
+                            let minute = minute_of(span.start_time_unix_nano);
+                            let m = minutes
+                                .entry((minute, service.clone(), span.name.clone()))
+                                .or_insert_with(|| (0, 0, Histogram::default()));
+                            m.0 += 1;
+                            m.1 += u64::from(error);
+                            m.2.record(duration);
+                            let op = (service.clone(), span.name.clone(), span.kind);
+                            if !memory.operations.contains(&op) {
+                                memory.operations.insert(op.clone());
+                                new_operations.push(op);
+                            }
+                            memory.track_edge(span, &service, error, &mut edges);
+                        });
+                    }
+                }
+                Write::Logs(request) => {
+                    logs_total += crate::logs::insert(&tx, request)?;
+                }
+            }
+        }
+        for (service, name, kind) in &new_operations {
+            tx.prepare_cached("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?1, ?2, ?3)")?
+                .execute(params![service, name, kind])?;
+        }
+        for ((minute, service, name), (count, errors, histogram)) in &minutes {
+            let existing: Option<(i64, i64, Vec<u8>)> = tx
+                .prepare_cached(
+                    "SELECT count, errors, histogram FROM op_minutes WHERE minute = ?1 AND service = ?2 AND name = ?3",
+                )?
+                .query_row(params![minute, service, name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let (count, errors, histogram) = match existing {
+                Some((c, e, h)) => {
+                    let mut merged = Histogram::from_bytes(&h);
+                    merged.merge(histogram);
+                    (c as u64 + count, e as u64 + errors, merged)
+                }
+                None => (*count, *errors, histogram.clone()),
+            };
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO op_minutes(minute, service, name, count, errors, histogram) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![minute, service, name, count as i64, errors as i64, histogram.to_bytes()])?;
+        }
+        for ((minute, parent, child), (calls, errors)) in &edges {
+            tx.prepare_cached(
+                "INSERT INTO edges(minute, parent, child, calls, errors) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(minute, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors",
+            )?
+            .execute(params![minute, parent, child, *calls as i64, *errors as i64])?;
+        }
+        let mut changed = Vec::with_capacity(traces.len());
+        for (trace_id, delta) in traces {
+            changed.push(delta.apply(&tx, &trace_id)?);
+        }
+        tx.commit()?;
+        self.counters.spans_stored.fetch_add(spans_total, Ordering::Relaxed);
+        self.counters.logs_stored.fetch_add(logs_total, Ordering::Relaxed);
+        Ok(changed)
+    }
+}
+
+impl WriterMemory {
+    /// Counts a call between services when a span's parent is in another service, whichever
+    /// of the two arrives first.
+    fn track_edge(
+        &mut self,
+        span: &Span,
+        service: &str,
+        error: bool,
+        edges: &mut HashMap<(i64, String, String), (u64, u64)>,
+    ) {
+        let Ok(span_id) = <[u8; 8]>::try_from(&span.span_id[..]) else {
+            return;
+        };
+        let minute = minute_of(span.start_time_unix_nano);
+        let mut count = |parent: &str, child: &str, minute: i64, error: bool| {
+            if parent != child {
+                let e = edges
+                    .entry((minute, parent.to_owned(), child.to_owned()))
+                    .or_insert((0, 0));
+                e.0 += 1;
+                e.1 += u64::from(error);
+            }
+        };
+        // Children that arrived before this span.
+        if let Some(children) = self.orphans.remove(&span_id) {
+            for (child, start, child_error) in children {
+                count(service, &child, minute_of(start), child_error);
+            }
+        }
+        if let Ok(parent_id) = <[u8; 8]>::try_from(&span.parent_span_id[..]) {
+            match self.recent_services.get(&parent_id) {
+                Some((parent, _)) => {
+                    let parent = parent.clone();
+                    count(&parent, service, minute, error);
+                }
+                None => {
+                    self.orphans.entry(parent_id).or_default().push((
+                        service.to_owned(),
+                        span.start_time_unix_nano,
+                        error,
+                    ));
+                    self.orphan_order.push_back(parent_id);
+                    if self.orphan_order.len() > RECENT_SPANS {
+                        if let Some(old) = self.orphan_order.pop_front() {
+                            self.orphans.remove(&old);
+                        }
+                    }
+                }
+            }
+        }
+        self.recent_services
+            .insert(span_id, (service.to_owned(), span.start_time_unix_nano));
+        self.recent_order.push_back(span_id);
+        if self.recent_order.len() > RECENT_SPANS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent_services.remove(&old);
+            }
+        }
+    }
+}
+
+/// What one commit adds to a trace's summary.
+#[derive(Default)]
+struct TraceDelta {
+    start: u64,
+    end: u64,
+    spans: u64,
+    errors: u64,
+    root: Option<(String, String)>,
+    services: Vec<String>,
+}
+
+impl TraceDelta {
+    fn add(&mut self, span: &Span, service: &str, error: bool) {
+        if self.spans == 0 || span.start_time_unix_nano < self.start {
+            self.start = span.start_time_unix_nano;
+        }
+        self.end = self.end.max(span.end_time_unix_nano);
+        self.spans += 1;
+        self.errors += u64::from(error);
+        if span.parent_span_id.is_empty() {
+            self.root = Some((service.to_owned(), span.name.clone()));
+        }
+        if !self.services.iter().any(|s| s == service) {
+            self.services.push(service.to_owned());
+        }
+    }
+
+    fn apply(self, tx: &rusqlite::Transaction<'_>, trace_id: &[u8]) -> Result<TraceSummary, StoreError> {
+        let existing = tx
+            .prepare_cached(
+                "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
+                 FROM traces WHERE trace_id = ?1",
+            )?
+            .query_row([trace_id], summary_row)
+            .optional()?;
+        let mut summary = existing.unwrap_or(TraceSummary {
+            trace_id: model::hex(trace_id),
+            start_unix_nano: self.start,
+            end_unix_nano: self.end,
+            duration_nano: 0,
+            root_service: None,
+            root_name: None,
+            span_count: 0,
+            error_count: 0,
+            services: Vec::new(),
+        });
+        summary.start_unix_nano = summary.start_unix_nano.min(self.start);
+        summary.end_unix_nano = summary.end_unix_nano.max(self.end);
+        summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
+        summary.span_count += self.spans;
+        summary.error_count += self.errors;
+        if let Some((service, name)) = self.root {
+            summary.root_service = Some(service);
+            summary.root_name = Some(name);
+        }
+        for s in self.services {
+            if !summary.services.contains(&s) {
+                summary.services.push(s);
+            }
+        }
+        summary.services.sort();
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO traces(trace_id, start, end, span_count, error_count, root_service, root_name, services)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            trace_id,
+            summary.start_unix_nano as i64,
+            summary.end_unix_nano as i64,
+            summary.span_count as i64,
+            summary.error_count as i64,
+            summary.root_service,
+            summary.root_name,
+            summary.services.join("\n"),
+        ])?;
+        Ok(summary)
+    }
+}
+
+/// Spans regrouped for storage, with their search terms.
+struct Frame {
+    data: TracesData,
+    span_count: usize,
+    min_start: u64,
+    max_start: u64,
+    terms: HashSet<Vec<u8>>,
+}
+
+/// Splits a request into frames of at most [`FRAME_SPANS`] spans, keeping resource and scope.
+fn frames_of(resource_spans: &[ResourceSpans]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut current = Frame::empty();
+    for rs in resource_spans {
+        let service = model::service_name(rs.resource.as_ref());
+        let resource_terms: Vec<Vec<u8>> = rs
+            .resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .map(|kv| term_attribute(&kv.key, &model::any_value_text(kv.value.as_ref())))
+            .collect();
+        for ss in &rs.scope_spans {
+            let mut rest = &ss.spans[..];
+            while !rest.is_empty() {
+                let room = FRAME_SPANS - current.span_count;
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                current.push(rs, ss, now, &service, &resource_terms);
+                rest = later;
+                if current.span_count == FRAME_SPANS {
+                    frames.push(std::mem::replace(&mut current, Frame::empty()));
+                }
+            }
+        }
+    }
+    if current.span_count > 0 {
+        frames.push(current);
+    }
+    frames
+}
+
+impl Frame {
+    fn empty() -> Self {
+        Frame {
+            data: TracesData::default(),
+            span_count: 0,
+            min_start: u64::MAX,
+            max_start: 0,
+            terms: HashSet::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        rs: &ResourceSpans,
+        ss: &opentelemetry_proto::tonic::trace::v1::ScopeSpans,
+        spans: &[Span],
+        service: &str,
+        resource_terms: &[Vec<u8>],
+    ) {
+        if spans.is_empty() {
+            return;
+        }
+        self.terms.insert(term_service(service));
+        self.terms.extend(resource_terms.iter().cloned());
+        for span in spans {
+            self.min_start = self.min_start.min(span.start_time_unix_nano);
+            self.max_start = self.max_start.max(span.start_time_unix_nano);
+            self.terms.insert(term_name(&span.name));
+            for kv in &span.attributes {
+                self.terms
+                    .insert(term_attribute(&kv.key, &model::any_value_text(kv.value.as_ref())));
+            }
+        }
+        self.span_count += spans.len();
+        let scope_spans = opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+            scope: ss.scope.clone(),
+            spans: spans.to_vec(),
+            schema_url: ss.schema_url.clone(),
+        };
+        self.data.resource_spans.push(ResourceSpans {
+            resource: rs.resource.clone(),
+            scope_spans: vec![scope_spans],
+            schema_url: rs.schema_url.clone(),
+        });
+    }
+}

@@ -1,0 +1,70 @@
+//! A collector on ephemeral loopback ports over a fresh data directory, and JSON helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use skein_collector::{Collector, CollectorConfig};
+
+pub struct Running {
+    pub collector: Collector,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &std::path::Path) -> CollectorConfig {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    CollectorConfig {
+        data_dir: dir.to_path_buf(),
+        otlp_grpc: any,
+        otlp_http: any,
+        ui: any,
+        ..CollectorConfig::default()
+    }
+}
+
+pub async fn start() -> Running {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(adjust: impl FnOnce(&mut CollectorConfig)) -> Running {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    adjust(&mut config);
+    let collector = Collector::start(config).await.unwrap();
+    Running { collector, dir }
+}
+
+impl Running {
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.collector.ui_addr())
+    }
+
+    /// GETs a query API path and returns (status, JSON).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(self.api(path)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Waits for a trace to be queryable with at least `spans` spans.
+    pub async fn trace(&self, trace_id: &str, spans: usize) -> serde_json::Value {
+        for _ in 0..200 {
+            let (status, body) = self.get(&format!("/api/v1/traces/{trace_id}")).await;
+            if status == 200 && body["spans"].as_array().is_some_and(|s| s.len() >= spans) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("trace {trace_id} never had {spans} spans");
+    }
+}
+
+/// The span named `name` in a trace view.
+pub fn span<'a>(trace: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span {name} in {trace:#}"))
+}

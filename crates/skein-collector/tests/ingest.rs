@@ -1,0 +1,428 @@
+//! Real clients into a real collector: Skein's OTLP/HTTP and gRPC exporters, raw HTTP with
+//! JSON and gzip, and every kind of bad input.
+
+mod common;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use prost::Message;
+use skein::*;
+use skein_export::otlp::{OtlpGrpcExporter, OtlpHttpExporter, Protocol};
+use skein_export::{BatchConfig, ExportPipeline, Resource};
+
+fn pipeline(
+    source: &'static ActivitySource,
+    exporter: impl skein_export::ActivityExporter,
+) -> skein_export::ExportGuard {
+    ExportPipeline::new()
+        .with_sources([source.name()])
+        .batch(exporter, BatchConfig::default())
+        .install()
+}
+
+#[derive(Debug)]
+struct CardDeclined;
+impl std::fmt::Display for CardDeclined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("card declined")
+    }
+}
+impl std::error::Error for CardDeclined {}
+
+/// A small trace with every kind of field; returns (trace id, linked trace id).
+fn make_trace(source: &'static ActivitySource) -> (String, String) {
+    let other = source
+        .start_activity("connection setup", ActivityKind::Internal)
+        .unwrap();
+    let other_context = other.context();
+    drop(other);
+    let _ = Activity::set_current(None);
+    let root = source.start_activity("GET /checkout", ActivityKind::Server).unwrap();
+    root.add_tag("http.request.method", "GET")
+        .add_tag("http.response.status_code", 200)
+        .add_tag("enduser.tier", "gold")
+        .add_tag("ratio", 0.25)
+        .add_tag("flags", TagValue::StrArray(vec!["a".into(), "b".into()]));
+    root.set_trace_state(TraceState::parse("vendor=1").unwrap());
+    {
+        let child = source
+            .start_activity_with(
+                "charge card",
+                ActivityKind::Client,
+                ActivityStartOptions {
+                    links: vec![ActivityLink::new(other_context.clone()).with_tags([Tag::new("link.kind", "setup")])],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        child.add_event(ActivityEvent::new("retry").with_tags([Tag::new("attempt", 2)]));
+        child.add_exception(&CardDeclined);
+        child.set_status(ActivityStatusCode::Error, Some("card declined"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = root.trace_id().to_hex();
+    drop(root);
+    (id, other_context.trace_id.to_hex())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skein_http_exporter_round_trips_every_field() {
+    static SOURCE: ActivitySource = ActivitySource::new("collector.test.http").with_version("1.2.3");
+    let running = common::start().await;
+    let exporter = OtlpHttpExporter::new(
+        &format!("http://{}/v1/traces", running.collector.otlp_http_addr()),
+        Protocol::HttpProtobuf,
+        Resource::new("checkout").with("deployment.environment.name", "test"),
+    )
+    .unwrap();
+    let guard = pipeline(&SOURCE, exporter);
+    let (trace_id, linked) = tokio::task::spawn_blocking(|| make_trace(&SOURCE)).await.unwrap();
+    tokio::task::spawn_blocking(move || guard.shutdown(Duration::from_secs(10)).unwrap())
+        .await
+        .unwrap();
+
+    let trace = running.trace(&trace_id, 2).await;
+    let root = common::span(&trace, "GET /checkout");
+    assert_eq!(root["kind"], "server");
+    assert_eq!(root["service"], "checkout");
+    assert_eq!(root["parent_span_id"], "");
+    assert_eq!(root["trace_state"], "vendor=1");
+    assert_eq!(root["attributes"]["http.request.method"], "GET");
+    assert_eq!(root["attributes"]["http.response.status_code"], 200);
+    assert_eq!(root["attributes"]["ratio"], 0.25);
+    assert_eq!(root["attributes"]["flags"], serde_json::json!(["a", "b"]));
+    assert_eq!(root["resource"]["service.name"], "checkout");
+    assert_eq!(root["resource"]["deployment.environment.name"], "test");
+    assert_eq!(root["scope"]["name"], "collector.test.http");
+    assert_eq!(root["scope"]["version"], "1.2.3");
+    let child = common::span(&trace, "charge card");
+    assert_eq!(child["kind"], "client");
+    assert_eq!(child["parent_span_id"], root["span_id"]);
+    assert_eq!(child["status"]["code"], "error");
+    assert_eq!(child["status"]["message"], "card declined");
+    assert!(child["duration_nano"].as_u64().unwrap() >= 20_000_000);
+    let events = child["events"].as_array().unwrap();
+    assert_eq!(events[0]["name"], "retry");
+    assert_eq!(events[0]["attributes"]["attempt"], 2);
+    assert_eq!(events[1]["name"], "exception");
+    assert_eq!(events[1]["attributes"]["exception.message"], "card declined");
+    let links = child["links"].as_array().unwrap();
+    assert_eq!(links[0]["trace_id"], linked);
+    assert_eq!(links[0]["attributes"]["link.kind"], "setup");
+
+    // The linked trace knows who links to it.
+    let other = running.trace(&linked, 1).await;
+    assert_eq!(other["linked_from"], serde_json::json!([trace_id]));
+
+    // Search, services, operations.
+    let (_, found) = running
+        .get("/api/v1/traces?service=checkout&attr=enduser.tier=gold&min_duration=15ms")
+        .await;
+    let ids: Vec<&str> = found["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&trace_id.as_str()), "{found:#}");
+    let summary = found["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trace_id"] == trace_id)
+        .unwrap();
+    assert_eq!(summary["root_name"], "GET /checkout");
+    assert_eq!(summary["root_service"], "checkout");
+    assert_eq!(summary["span_count"], 2);
+    assert_eq!(summary["error_count"], 1);
+    let (_, none) = running
+        .get("/api/v1/traces?service=checkout&attr=enduser.tier=silver")
+        .await;
+    assert!(none["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["trace_id"] != trace_id));
+    let (_, slow) = running.get("/api/v1/traces?service=checkout&min_duration=5s").await;
+    assert!(slow["traces"].as_array().unwrap().is_empty());
+    let (_, errors) = running.get("/api/v1/traces?errors=true").await;
+    assert!(errors["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["trace_id"] == trace_id));
+    let (_, services) = running.get("/api/v1/services").await;
+    assert_eq!(services["services"], serde_json::json!(["checkout"]));
+    let (_, ops) = running.get("/api/v1/operations?service=checkout").await;
+    let names: Vec<&str> = ops["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"charge card") && names.contains(&"GET /checkout"),
+        "{ops}"
+    );
+    let (_, stats) = running.get("/api/v1/stats").await;
+    let charge = stats["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "charge card")
+        .unwrap();
+    assert_eq!(charge["calls"], 1);
+    assert_eq!(charge["errors"], 1);
+    assert!(charge["p50_nano"].as_u64().unwrap() >= 19_000_000, "{charge}");
+    running.collector.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skein_grpc_exporter_is_received_too() {
+    static SOURCE: ActivitySource = ActivitySource::new("collector.test.grpc");
+    let running = common::start().await;
+    let exporter = OtlpGrpcExporter::new(
+        &format!("http://{}", running.collector.otlp_grpc_addr()),
+        Resource::new("payments"),
+    )
+    .unwrap()
+    .with_gzip(true);
+    let guard = pipeline(&SOURCE, exporter);
+    let (trace_id, _) = tokio::task::spawn_blocking(|| make_trace(&SOURCE)).await.unwrap();
+    tokio::task::spawn_blocking(move || guard.shutdown(Duration::from_secs(10)).unwrap())
+        .await
+        .unwrap();
+    let trace = running.trace(&trace_id, 2).await;
+    assert_eq!(common::span(&trace, "charge card")["service"], "payments");
+    running.collector.shutdown().await;
+}
+
+fn one_span_request(
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    name: &str,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(ProtoResource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("raw".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id,
+                    span_id,
+                    name: name.into(),
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_100_000_000,
+                    attributes: vec![KeyValue {
+                        key: "big".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("x".repeat(100_000))),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+async fn post(
+    running: &common::Running,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", running.collector.otlp_http_addr()))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(e) = encoding {
+        request = request.header("content-encoding", e);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_gzip_partial_success_and_bad_input() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let running = common::start_with(|c| {
+        c.limits.max_body_bytes = 1 << 20;
+        c.limits.max_attribute_bytes = 1000;
+    })
+    .await;
+    let good_id = vec![0x11; 16];
+
+    // JSON in, JSON out; an over-long value is cut, not refused.
+    let json = serde_json::to_vec(&one_span_request(good_id.clone(), vec![0x22; 8], "json span")).unwrap();
+    let (status, headers, body) = post(&running, "application/json", None, json).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "application/json");
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("cut to 1000 bytes"),
+        "{answer}"
+    );
+    let trace = running.trace(&"11".repeat(16), 1).await;
+    assert_eq!(
+        common::span(&trace, "json span")["attributes"]["big"]
+            .as_str()
+            .unwrap()
+            .len(),
+        1000
+    );
+
+    // Gzip protobuf with one span of a wrong id length: partially rejected.
+    let mut request = one_span_request(good_id.clone(), vec![0x33; 8], "gzip span");
+    let mut bad = request.resource_spans[0].scope_spans[0].spans[0].clone();
+    bad.span_id = vec![1, 2, 3];
+    bad.name = "short id".into();
+    request.resource_spans[0].scope_spans[0].spans.push(bad);
+    let (status, headers, body) = post(
+        &running,
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&request.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-protobuf");
+    let answer = ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    assert_eq!(answer.partial_success.unwrap().rejected_spans, 1);
+    let trace = running.trace(&"11".repeat(16), 2).await;
+    common::span(&trace, "gzip span");
+    assert!(trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["name"] != "short id"));
+
+    // Refused whole, with a google.rpc.Status body in the request's format, nothing stored.
+    let stored_before = running.get("/api/v1/status").await.1["spans_stored_since_start"].clone();
+    let garbage = post(
+        &running,
+        "application/x-protobuf",
+        None,
+        vec![0xff, 0xff, 0xff, 0x07, 0x01],
+    )
+    .await;
+    assert_eq!(garbage.0, 400);
+    let status_body = tonic_types::Status::decode(&garbage.2[..]).unwrap();
+    assert_eq!(status_body.code, 3);
+    assert!(status_body.message.contains("protobuf"), "{}", status_body.message);
+    let full = one_span_request(good_id.clone(), vec![0x44; 8], "truncated").encode_to_vec();
+    let truncated = post(
+        &running,
+        "application/x-protobuf",
+        None,
+        full[..full.len() / 2].to_vec(),
+    )
+    .await;
+    assert_eq!(truncated.0, 400);
+    let invalid_json = post(&running, "application/json", None, b"{\"resourceSpans\": [".to_vec()).await;
+    assert_eq!(invalid_json.0, 400);
+    let json_status: serde_json::Value = serde_json::from_slice(&invalid_json.2).unwrap();
+    assert_eq!(json_status["code"], 3);
+    assert_eq!(post(&running, "text/plain", None, b"hello".to_vec()).await.0, 415);
+    assert_eq!(
+        post(&running, "application/json", Some("br"), b"{}".to_vec()).await.0,
+        415
+    );
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    assert_eq!(
+        post(&running, "application/x-protobuf", Some("gzip"), bomb).await.0,
+        413
+    );
+    assert_eq!(
+        post(&running, "application/x-protobuf", None, vec![0u8; 2 << 20])
+            .await
+            .0,
+        413
+    );
+    assert_eq!(
+        post(&running, "application/x-protobuf", Some("gzip"), b"not gzip".to_vec())
+            .await
+            .0,
+        400
+    );
+    let stored_after = running.get("/api/v1/status").await.1["spans_stored_since_start"].clone();
+    assert_eq!(stored_before, stored_after, "nothing stored from refused requests");
+
+    // Still serving.
+    let ok = one_span_request(vec![0x55; 16], vec![0x66; 8], "after the storm").encode_to_vec();
+    assert_eq!(post(&running, "application/x-protobuf", None, ok).await.0, 200);
+    running.trace(&"55".repeat(16), 1).await;
+
+    // Query API errors are explained.
+    assert_eq!(running.get("/api/v1/traces/nothex").await.0, 400);
+    assert_eq!(running.get(&format!("/api/v1/traces/{}", "77".repeat(16))).await.0, 404);
+    let (status, body) = running.get("/api/v1/traces?min_duration=soon").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("min_duration"));
+    running.collector.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_tokens_are_enforced_and_public_addresses_need_them() {
+    let running = common::start_with(|c| {
+        c.api_key = Some("ingest-secret".into());
+        c.query_token = Some("query-secret".into());
+    })
+    .await;
+    let body = one_span_request(vec![0x12; 16], vec![0x34; 8], "keyed").encode_to_vec();
+    let url = format!("http://{}/v1/traces", running.collector.otlp_http_addr());
+    let client = reqwest::Client::new();
+    let without = client
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 401);
+    let with = client
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        .header("authorization", "Bearer ingest-secret")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), 200);
+    assert_eq!(running.get("/api/v1/services").await.0, 401);
+    assert_eq!(running.get("/api/v1/services?token=query-secret").await.0, 200);
+    running.collector.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.ui = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let refused = skein_collector::Collector::start(config).await.err().expect("refused");
+    assert!(refused.to_string().contains("--query-token"), "{refused}");
+}
