@@ -1,0 +1,139 @@
+//! `skein dashboard` as a real child process: streams spans into it, kills it with SIGKILL
+//! mid-stream, restarts it on the same data directory and finds every acknowledged span.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+struct Dashboard {
+    child: Child,
+    ui: String,
+    otlp_http: String,
+}
+
+/// Starts `skein dashboard` on ephemeral ports and reads the addresses it prints.
+fn start(data: &std::path::Path) -> Dashboard {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "dashboard",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--ui",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ui = lines.next().unwrap().unwrap();
+    let otlp = lines.next().unwrap().unwrap();
+    let ui = ui.strip_prefix("Skein dashboard: ").unwrap().to_owned();
+    let otlp_http = otlp
+        .split("HTTP ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    Dashboard { child, ui, otlp_http }
+}
+
+fn request(n: u64) -> Vec<u8> {
+    let mut trace_id = vec![0u8; 16];
+    trace_id[8..].copy_from_slice(&(n + 1).to_be_bytes());
+    let spans = (0..20u64)
+        .map(|i| Span {
+            trace_id: trace_id.clone(),
+            span_id: (n * 100 + i + 1).to_be_bytes().to_vec(),
+            name: format!("span {i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + n,
+            end_time_unix_nano: 1_700_000_000_001_000_000 + n,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn trace_hex(n: u64) -> String {
+    format!("{:016x}{:016x}", 0, n + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_span_survives_sigkill() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data = tempfile::tempdir().unwrap();
+    let mut dashboard = start(data.path());
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let client = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for lane in 0..4u64 {
+        let (client, url, acknowledged) = (client.clone(), dashboard.otlp_http.clone(), acknowledged.clone());
+        senders.push(tokio::spawn(async move {
+            for k in 0.. {
+                let n = k * 4 + lane;
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(request(n))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => acknowledged.lock().unwrap().push(n),
+                    Ok(_) => {}
+                    Err(_) => return, // the collector is gone
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    dashboard.child.kill().unwrap(); // SIGKILL
+    dashboard.child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 20,
+        "only {} requests went through",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{} requests of 20 spans acknowledged before SIGKILL",
+        acknowledged.len()
+    );
+
+    let mut restarted = start(data.path());
+    for n in &acknowledged {
+        let url = format!("{}/api/v1/traces/{}", restarted.ui, trace_hex(*n));
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged trace {n} is missing after the crash"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["spans"].as_array().unwrap().len(), 20, "trace {n} is incomplete");
+    }
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
