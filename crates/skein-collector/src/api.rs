@@ -36,7 +36,7 @@ pub struct Api {
 }
 
 /// An API error: a status and a message, as JSON `{"error": "..."}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -50,7 +50,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
@@ -61,7 +61,7 @@ pub fn parameters(raw: &Option<String>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn first<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn first<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, v)| k == key && !v.is_empty())
@@ -170,7 +170,7 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
 }
 
 /// Runs a blocking store read off the async threads.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     store: &Arc<Store>,
     f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, ApiError> {
@@ -212,7 +212,7 @@ async fn operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<R
 }
 
 fn range(params: &[(String, String)]) -> Result<(u64, u64), ApiError> {
-    let now = model_now();
+    let now = now_nanos();
     let start = match first(params, "start") {
         Some(v) => parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?,
         None => now.saturating_sub(3600 * 1_000_000_000),
@@ -224,7 +224,7 @@ fn range(params: &[(String, String)]) -> Result<(u64, u64), ApiError> {
     Ok((start, end))
 }
 
-fn model_now() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -404,7 +404,7 @@ async fn require_token(
     next.run(request).await
 }
 
-/// The native query routes (and the token check over them).
+/// The native and Jaeger-compatible query routes, with the token check over them.
 pub fn router(api: Api) -> Router {
     let token = api.token.clone();
     Router::new()
@@ -418,7 +418,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/live", get(live))
         .route("/api/v1/status", get(status))
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(crate::jaeger::router(api))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
 }
 

@@ -331,17 +331,13 @@ impl Store {
     /// One trace with its spans, the traces linking to it and its logs.
     pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Option<TraceView>, StoreError> {
         self.read(|c| {
-            let frames: Vec<i64> = c
-                .prepare_cached("SELECT frame_id FROM trace_frames WHERE trace_id = ?1")?
-                .query_map([&trace_id[..]], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            let frames = frames_of_trace(c, trace_id)?;
             if frames.is_empty() {
                 return Ok(None);
             }
             let mut spans = Vec::new();
-            for frame in frames {
-                let data: Vec<u8> = c.query_row("SELECT data FROM frames WHERE id = ?1", [frame], |r| r.get(0))?;
-                for_each_span(&decode_frame(&data)?, |span, resource, scope| {
+            for frame in &frames {
+                for_each_span(frame, |span, resource, scope| {
                     if span.trace_id == trace_id {
                         spans.push(SpanView::new(span, resource, scope));
                     }
@@ -367,6 +363,29 @@ impl Store {
                 linked_from,
                 logs,
             }))
+        })
+    }
+
+    /// One trace as OTLP data (resource and scope kept), for the Jaeger v3 API.
+    pub fn trace_otlp(&self, trace_id: &[u8; 16]) -> Result<Option<TracesData>, StoreError> {
+        self.read(|c| {
+            let frames = frames_of_trace(c, trace_id)?;
+            if frames.is_empty() {
+                return Ok(None);
+            }
+            let mut out = TracesData::default();
+            for frame in frames {
+                for mut rs in frame.resource_spans {
+                    for ss in &mut rs.scope_spans {
+                        ss.spans.retain(|s| s.trace_id == trace_id);
+                    }
+                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+                    if !rs.scope_spans.is_empty() {
+                        out.resource_spans.push(rs);
+                    }
+                }
+            }
+            Ok(Some(out))
         })
     }
 
@@ -549,6 +568,18 @@ impl Store {
     pub fn logs(&self, query: &LogQuery) -> Result<Vec<LogView>, StoreError> {
         self.read(|c| query_logs(c, query))
     }
+}
+
+/// The decoded frames holding spans of a trace.
+fn frames_of_trace(c: &Connection, trace_id: &[u8; 16]) -> Result<Vec<TracesData>, StoreError> {
+    let mut statement =
+        c.prepare_cached("SELECT f.data FROM trace_frames t JOIN frames f ON f.id = t.frame_id WHERE t.trace_id = ?1")?;
+    let rows = statement.query_map([&trace_id[..]], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut frames = Vec::new();
+    for row in rows {
+        frames.push(decode_frame(&row?)?);
+    }
+    Ok(frames)
 }
 
 fn database_bytes(c: &Connection) -> Result<u64, StoreError> {

@@ -165,6 +165,67 @@ async fn skein_http_exporter_round_trips_every_field() {
         names.contains(&"charge card") && names.contains(&"GET /checkout"),
         "{ops}"
     );
+    // The Jaeger-compatible API.
+    let (_, jaeger) = running.get(&format!("/api/traces/{trace_id}")).await;
+    let jt = &jaeger["data"][0];
+    assert_eq!(jt["traceID"], trace_id);
+    let jspans = jt["spans"].as_array().unwrap();
+    let jchild = jspans.iter().find(|s| s["operationName"] == "charge card").unwrap();
+    let jroot = jspans.iter().find(|s| s["operationName"] == "GET /checkout").unwrap();
+    let has_tag = |span: &serde_json::Value, key: &str, value: serde_json::Value| {
+        span["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == key && t["value"] == value)
+    };
+    assert!(has_tag(jchild, "span.kind", "client".into()));
+    assert!(has_tag(jchild, "otel.status_code", "ERROR".into()));
+    assert!(has_tag(jchild, "error", true.into()));
+    assert!(has_tag(jroot, "http.response.status_code", 200.into()));
+    let refs = jchild["references"].as_array().unwrap();
+    assert_eq!(refs[0]["refType"], "CHILD_OF");
+    assert_eq!(refs[0]["spanID"], jroot["spanID"]);
+    assert_eq!(refs[1]["refType"], "FOLLOWS_FROM");
+    assert_eq!(refs[1]["traceID"], linked);
+    assert!(jchild["duration"].as_u64().unwrap() >= 20_000, "microseconds");
+    assert_eq!(jchild["logs"][0]["fields"][0]["value"], "retry");
+    let process = &jt["processes"][jchild["processID"].as_str().unwrap()];
+    assert_eq!(process["serviceName"], "checkout");
+    let (_, jsearch) = running
+        .get("/api/traces?service=checkout&tags=%7B%22enduser.tier%22%3A%22gold%22%7D&minDuration=15ms&limit=20")
+        .await;
+    assert!(
+        jsearch["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["traceID"] == trace_id),
+        "{jsearch}"
+    );
+    let (_, jservices) = running.get("/api/services").await;
+    assert_eq!(jservices["data"], serde_json::json!(["checkout"]));
+    let (_, jops) = running.get("/api/operations?service=checkout&spanKind=client").await;
+    assert_eq!(
+        jops["data"],
+        serde_json::json!([{"name": "charge card", "spanKind": "client"}])
+    );
+    let (_, legacy_ops) = running.get("/api/services/checkout/operations").await;
+    assert!(legacy_ops["data"].as_array().unwrap().contains(&"charge card".into()));
+    let (_, v3) = running.get(&format!("/api/v3/traces/{trace_id}")).await;
+    let resource_spans = v3["result"]["resourceSpans"].as_array().unwrap();
+    assert!(!resource_spans.is_empty());
+    assert_eq!(
+        resource_spans[0]["scopeSpans"][0]["scope"]["name"],
+        "collector.test.http"
+    );
+    let (_, v3services) = running.get("/api/v3/services").await;
+    assert_eq!(v3services["services"], serde_json::json!(["checkout"]));
+    let (_, v3search) = running
+        .get("/api/v3/traces?query.service_name=checkout&query.attributes.enduser.tier=gold")
+        .await;
+    assert!(!v3search["result"]["resourceSpans"].as_array().unwrap().is_empty());
+
     let (_, stats) = running.get("/api/v1/stats").await;
     let charge = stats["operations"]
         .as_array()
@@ -425,4 +486,88 @@ async fn keys_and_tokens_are_enforced_and_public_addresses_need_them() {
     config.ui = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
     let refused = skein_collector::Collector::start(config).await.err().expect("refused");
     assert!(refused.to_string().contains("--query-token"), "{refused}");
+}
+
+/// opentelemetry-rust's OTLP exporter, over each transport.
+async fn otel_sdk_round_trip(protocol: opentelemetry_otlp::Protocol) {
+    use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let running = common::start().await;
+    let http = running.collector.otlp_http_addr();
+    let grpc = running.collector.otlp_grpc_addr();
+    let trace_id = tokio::task::spawn_blocking(move || {
+        let exporter = match protocol {
+            opentelemetry_otlp::Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://{grpc}"))
+                .with_compression(opentelemetry_otlp::Compression::Gzip)
+                .build(),
+            other => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(other)
+                .with_endpoint(format!("http://{http}/v1/traces"))
+                .build(),
+        }
+        .unwrap();
+        let rt = (protocol == opentelemetry_otlp::Protocol::Grpc).then(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        });
+        let _enter = rt.as_ref().map(|r| r.enter());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("otel-sdk")
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("sdk-test");
+        let mut parent = tracer.start("sdk parent");
+        parent.set_attribute(KeyValue::new("sdk.attr", 42));
+        let cx = opentelemetry::Context::current_with_span(parent);
+        let mut child = tracer.start_with_context("sdk child", &cx);
+        child.add_event("sdk event", vec![KeyValue::new("k", "v")]);
+        child.set_status(Status::error("sdk failure"));
+        child.end();
+        let trace_id = cx.span().span_context().trace_id().to_string();
+        cx.span().end();
+        if let Some(rt) = &rt {
+            rt.block_on(async { provider.shutdown().unwrap() });
+        } else {
+            provider.shutdown().unwrap();
+        }
+        trace_id
+    })
+    .await
+    .unwrap();
+    let trace = running.trace(&trace_id, 2).await;
+    let parent = common::span(&trace, "sdk parent");
+    assert_eq!(parent["service"], "otel-sdk");
+    assert_eq!(parent["attributes"]["sdk.attr"], 42);
+    assert_eq!(parent["scope"]["name"], "sdk-test");
+    let child = common::span(&trace, "sdk child");
+    assert_eq!(child["parent_span_id"], parent["span_id"]);
+    assert_eq!(child["status"]["code"], "error");
+    assert_eq!(child["status"]["message"], "sdk failure");
+    assert_eq!(child["events"][0]["attributes"]["k"], "v");
+    running.collector.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_otlp_over_http_protobuf() {
+    otel_sdk_round_trip(opentelemetry_otlp::Protocol::HttpBinary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_otlp_over_http_json() {
+    otel_sdk_round_trip(opentelemetry_otlp::Protocol::HttpJson).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_otlp_over_grpc() {
+    otel_sdk_round_trip(opentelemetry_otlp::Protocol::Grpc).await;
 }
