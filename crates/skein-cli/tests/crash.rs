@@ -80,7 +80,6 @@ fn trace_hex(n: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_span_survives_sigkill() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let data = tempfile::tempdir().unwrap();
     let mut dashboard = start(data.path());
     let acknowledged = Arc::new(Mutex::new(Vec::new()));

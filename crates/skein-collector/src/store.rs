@@ -323,6 +323,14 @@ impl Store {
         })
     }
 
+    /// Moves the write-ahead log into the database file (so sizes are comparable).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            Ok(())
+        })
+    }
+
     /// Database size on disk, including the write-ahead log.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         self.read(database_bytes)

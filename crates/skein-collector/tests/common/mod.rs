@@ -26,7 +26,6 @@ pub async fn start() -> Running {
 }
 
 pub async fn start_with(adjust: impl FnOnce(&mut CollectorConfig)) -> Running {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     adjust(&mut config);

@@ -3,10 +3,13 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::StatusCode;
 use skein::Activity;
 
 use crate::{ActivityExporter, ConfigError, ExportError, Resource};
@@ -70,9 +73,54 @@ struct Sender {
     timeout: Duration,
     resource: Resource,
     backoff: Backoff,
-    client: reqwest::Client,
+    client:
+        Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<bytes::Bytes>>,
     partial_reported: bool,
     encoder: super::encode::Encoder,
+}
+
+/// rustls with ring: the platform's trust store, or only the given PEM certificates.
+fn https_connector(
+    ca_pem: Option<&[u8]>,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, ConfigError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(format!("TLS setup: {e}")))?;
+    let config = match ca_pem {
+        Some(pem) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| ConfigError(format!("bad OTLP certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConfigError(format!("bad OTLP certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(ConfigError(
+                    "bad OTLP certificate: no certificate in the PEM data".into(),
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder
+                .with_platform_verifier()
+                .map_err(|e| ConfigError(format!("TLS setup: {e}")))?
+                .with_no_client_auth()
+        }
+    };
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
 }
 
 impl OtlpHttpExporter {
@@ -99,24 +147,15 @@ impl OtlpHttpExporter {
             Protocol::HttpJson => true,
             Protocol::Grpc => return Err(ConfigError("OtlpHttpExporter speaks HTTP, not gRPC".into())),
         };
-        let url =
-            reqwest::Url::parse(endpoint).map_err(|e| ConfigError(format!("bad OTLP endpoint {endpoint:?}: {e}")))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(ConfigError(format!("OTLP endpoint {endpoint:?} must be http or https")));
+        let url: http::Uri = endpoint
+            .parse()
+            .map_err(|e| ConfigError(format!("bad OTLP endpoint {endpoint:?}: {e}")))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(ConfigError(format!(
+                "OTLP endpoint {endpoint:?} must be an http or https URL"
+            )));
         }
-        // rustls needs a process-wide crypto provider; keep the application's if it set one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder();
-        if let Some(pem) = ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ConfigError(format!("bad OTLP certificate: {e}")))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ConfigError(format!("cannot build the OTLP HTTP client: {e}")))?;
+        let client = Client::builder(TokioExecutor::new()).build(https_connector(ca_pem)?);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -202,25 +241,34 @@ impl Sender {
         let mut attempt = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut request = self
-                .client
-                .post(&self.endpoint)
-                .headers(self.headers.clone())
+            let mut request = http::Request::post(&self.endpoint)
                 .header(CONTENT_TYPE, content_type)
-                .timeout(remaining.max(Duration::from_millis(1)))
-                .body(body.clone());
+                .body(Full::new(body.clone()))
+                .map_err(|e| ExportError::Rejected(format!("cannot build the request: {e}")))?;
+            request.headers_mut().extend(self.headers.clone());
             if self.gzip {
-                request = request.header(CONTENT_ENCODING, "gzip");
+                request
+                    .headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
-            let (retry, error, server_delay) = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
+            let exchange = async {
+                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+                let (parts, body) = response.into_parts();
+                let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                Ok::<_, String>((parts, bytes))
+            };
+            let outcome = match tokio::time::timeout(remaining.max(Duration::from_millis(1)), exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            };
+            let (retry, error, server_delay) = match outcome {
+                Ok((parts, bytes)) => {
+                    let status = parts.status;
                     if status.is_success() {
-                        let bytes = response.bytes().await.unwrap_or_default();
                         self.report_partial_success(&bytes);
                         return Ok(());
                     }
-                    let delay = retry_after(response.headers());
+                    let delay = retry_after(&parts.headers);
                     let retryable = matches!(
                         status,
                         StatusCode::TOO_MANY_REQUESTS
@@ -228,7 +276,7 @@ impl Sender {
                             | StatusCode::SERVICE_UNAVAILABLE
                             | StatusCode::GATEWAY_TIMEOUT
                     );
-                    let text = response.text().await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&bytes);
                     let message = format!("HTTP {status} from {}: {}", self.endpoint, text.trim());
                     if retryable {
                         (true, ExportError::Unavailable(message), delay)

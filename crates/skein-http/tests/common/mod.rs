@@ -1,6 +1,6 @@
 //! What the test binaries need: a listener recording every stopped `skein.http.*` and
 //! `skein.net.*` activity
-//! (each test looks only at its own paths), and the rustls provider for reqwest.
+//! (each test looks only at its own paths), and ring as the process's rustls provider.
 #![allow(dead_code)]
 
 use std::sync::{Mutex, Once};
@@ -23,8 +23,7 @@ impl ActivityListener for Recorder {
     }
 }
 
-/// Starts recording (once per process) and makes reqwest usable: with the whole workspace
-/// built together reqwest has rustls, which needs a crypto provider.
+/// Starts recording (once per process) and installs ring for the tests' rustls configurations.
 pub fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
