@@ -16,6 +16,7 @@
 pub mod api;
 mod bloom;
 mod histogram;
+pub mod ingest;
 pub mod jaeger;
 mod logs;
 pub mod model;

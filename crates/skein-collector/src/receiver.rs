@@ -233,6 +233,14 @@ fn logs_answer(rejected: i64, message: String) -> ExportLogsServiceResponse {
     }
 }
 
+/// Frames, filters and figures are made on a blocking thread, beside the writer.
+async fn prepare(request: ExportTraceServiceRequest) -> Result<crate::ingest::Prepared, Refusal> {
+    tokio::task::spawn_blocking(move || crate::ingest::prepare(request))
+        .await
+        .map_err(|e| Refusal::Internal(e.to_string()))?
+        .map_err(Refusal::from)
+}
+
 // ---- HTTP ----------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -384,7 +392,8 @@ async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body:
         let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
         let request: ExportTraceServiceRequest = decode(&body, format)?;
         let validated = validate_traces(request, &receiver.limits)?;
-        receiver.store.write(Write::Traces(validated.request)).await?;
+        let prepared = prepare(validated.request).await?;
+        receiver.store.write(Write::Traces(prepared)).await?;
         Ok(trace_answer(validated.rejected, validated.message))
     }
     .await;
@@ -465,8 +474,9 @@ impl TraceService for Receiver {
             return Err(grpc_status(Refusal::Unauthorized));
         }
         let validated = validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?;
+        let prepared = prepare(validated.request).await.map_err(grpc_status)?;
         self.store
-            .write(Write::Traces(validated.request))
+            .write(Write::Traces(prepared))
             .await
             .map_err(|e| grpc_status(e.into()))?;
         Ok(tonic::Response::new(trace_answer(

@@ -8,7 +8,7 @@
 //! transaction (group commit) and acknowledges each only after its commit, so an
 //! acknowledged span survives `kill -9`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, TracesData};
+use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::bloom::Bloom;
 use crate::histogram::Histogram;
+use crate::ingest::{minute_of, term_attribute, term_name, term_service, Prepared, TraceDelta};
 use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
 
 /// Most spans per compressed frame: small enough that reading one trace decompresses little.
@@ -88,7 +88,8 @@ pub struct StoreCounters {
 
 /// A write for the writer thread.
 pub enum Write {
-    Traces(ExportTraceServiceRequest),
+    /// Spans, prepared by [`crate::ingest::prepare`].
+    Traces(Prepared),
     Logs(ExportLogsServiceRequest),
 }
 
@@ -431,7 +432,7 @@ impl Store {
             for row in rows {
                 let (id, filter) = row?;
                 let bloom = Bloom::from_bytes(filter);
-                if terms.iter().all(|t| bloom.may_contain(t)) {
+                if terms.iter().all(|t| bloom.may_contain(*t)) {
                     candidates.push(id);
                 }
             }
@@ -633,10 +634,6 @@ fn evict_before(conn: &mut Connection, cutoff: u64, counters: &StoreCounters) ->
     Ok(())
 }
 
-fn minute_of(nanos: u64) -> i64 {
-    (nanos / 60_000_000_000) as i64
-}
-
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
     let id: Vec<u8> = r.get(0)?;
     let start = r.get::<_, i64>(1)? as u64;
@@ -716,7 +713,7 @@ impl SearchQuery {
         self.service.is_none() && self.operation.is_none() && self.attributes.is_empty()
     }
 
-    fn terms(&self) -> Vec<Vec<u8>> {
+    fn terms(&self) -> Vec<u64> {
         let mut terms = Vec::new();
         if let Some(s) = &self.service {
             terms.push(term_service(s));
@@ -778,16 +775,6 @@ impl SearchQuery {
         }
         true
     }
-}
-
-fn term_service(s: &str) -> Vec<u8> {
-    [b"s\0", s.as_bytes()].concat()
-}
-fn term_name(s: &str) -> Vec<u8> {
-    [b"n\0", s.as_bytes()].concat()
-}
-fn term_attribute(k: &str, v: &str) -> Vec<u8> {
-    [b"a\0", k.as_bytes(), b"\0", v.as_bytes()].concat()
 }
 
 /// Per-operation figures over a time range.
@@ -904,13 +891,15 @@ struct Writer {
 /// The writer's in-memory view of recent data.
 struct WriterMemory {
     operations: HashSet<(String, String, i32)>,
+    /// Service names by number, so the maps below hold small numbers, not strings.
+    services: Vec<String>,
     /// Recent spans' services, to find the caller of a span whose parent came earlier.
-    recent_services: HashMap<[u8; 8], (String, u64)>,
-    recent_order: std::collections::VecDeque<[u8; 8]>,
+    recent_services: HashMap<[u8; 8], u32>,
+    recent_order: VecDeque<[u8; 8]>,
     /// Children waiting for a parent that has not arrived yet: parent span id → (child
     /// service, start, error).
-    orphans: HashMap<[u8; 8], Vec<(String, u64, bool)>>,
-    orphan_order: std::collections::VecDeque<[u8; 8]>,
+    orphans: HashMap<[u8; 8], Vec<(u32, u64, bool)>>,
+    orphan_order: VecDeque<[u8; 8]>,
 }
 
 const RECENT_SPANS: usize = 200_000;
@@ -931,10 +920,11 @@ impl Writer {
             live,
             memory: WriterMemory {
                 operations,
+                services: Vec::new(),
                 recent_services: HashMap::new(),
-                recent_order: Default::default(),
+                recent_order: VecDeque::new(),
                 orphans: HashMap::new(),
-                orphan_order: Default::default(),
+                orphan_order: VecDeque::new(),
             },
         })
     }
@@ -956,9 +946,11 @@ impl Writer {
                     Err(e) => Err(StoreError::Storage(e.to_string())),
                 });
             }
-            if let Ok(new_traces) = result {
-                for summary in new_traces {
-                    let _ = self.live.send(summary);
+            if let Ok(changed) = result {
+                if self.live.receiver_count() > 0 {
+                    for summary in changed {
+                        let _ = self.live.send(summary);
+                    }
                 }
             }
         }
@@ -969,68 +961,22 @@ impl Writer {
     fn commit(&mut self, writes: &[&Write]) -> Result<Vec<TraceSummary>, StoreError> {
         let tx = self.conn.transaction()?;
         let memory = &mut self.memory;
-        let mut traces: HashMap<Vec<u8>, TraceDelta> = HashMap::new();
-        let mut minutes: HashMap<(i64, String, String), (u64, u64, Histogram)> = HashMap::new();
-        let mut edges: HashMap<(i64, String, String), (u64, u64)> = HashMap::new();
-        let mut new_operations = Vec::new();
+        let mut traces: HashMap<[u8; 16], TraceDelta> = HashMap::new();
+        let mut edges: HashMap<(i64, u32, u32), (u64, u64)> = HashMap::new();
         let mut spans_total = 0u64;
         let mut logs_total = 0u64;
         for write in writes {
             match write {
-                Write::Traces(request) => {
-                    for frame in frames_of(&request.resource_spans) {
-                        spans_total += frame.span_count as u64;
-                        let mut bloom = Bloom::with_capacity(frame.terms.len());
-                        for term in &frame.terms {
-                            bloom.insert(term);
-                        }
-                        let raw = frame.data.encode_to_vec();
-                        let compressed =
-                            zstd::bulk::compress(&raw, 3).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
-                        tx.prepare_cached(
-                            "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?
-                        .execute(params![
-                            frame.min_start as i64,
-                            frame.max_start as i64,
-                            frame.span_count as i64,
-                            bloom.into_bytes(),
-                            compressed
-                        ])?;
-                        let frame_id = tx.last_insert_rowid();
-                        let mut insert_trace_frame = tx
-                            .prepare_cached("INSERT OR IGNORE INTO trace_frames(trace_id, frame_id) VALUES (?1, ?2)")?;
-                        let mut insert_link =
-                            tx.prepare_cached("INSERT OR IGNORE INTO links(target, source) VALUES (?1, ?2)")?;
-                        let mut traces_in_frame = HashSet::new();
-                        for_each_span(&frame.data, |span, resource, _| {
-                            let service = model::service_name(resource);
-                            if traces_in_frame.insert(span.trace_id.clone()) {
-                                let _ = insert_trace_frame.execute(params![span.trace_id, frame_id]);
-                            }
-                            for link in &span.links {
-                                if link.trace_id != span.trace_id && link.trace_id.len() == 16 {
-                                    let _ = insert_link.execute(params![link.trace_id, span.trace_id]);
-                                }
-                            }
-                            let error = model::is_error(span);
-                            let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
-                            let delta = traces.entry(span.trace_id.clone()).or_default();
-                            delta.add(span, &service, error);
-                            let minute = minute_of(span.start_time_unix_nano);
-                            let m = minutes
-                                .entry((minute, service.clone(), span.name.clone()))
-                                .or_insert_with(|| (0, 0, Histogram::default()));
-                            m.0 += 1;
-                            m.1 += u64::from(error);
-                            m.2.record(duration);
-                            let op = (service.clone(), span.name.clone(), span.kind);
-                            if !memory.operations.contains(&op) {
-                                memory.operations.insert(op.clone());
-                                new_operations.push(op);
-                            }
-                            memory.track_edge(span, &service, error, &mut edges);
-                        });
+                Write::Traces(prepared) => {
+                    spans_total += prepared.spans;
+                    insert_prepared(&tx, prepared, memory)?;
+                    for (id, delta) in &prepared.traces {
+                        let into = traces.entry(*id).or_default();
+                        into.merge(delta);
+                    }
+                    let services: Vec<u32> = prepared.services.iter().map(|s| memory.service_number(s)).collect();
+                    for span in &prepared.edge_spans {
+                        memory.track_edge(span, services[span.service], &mut edges);
                     }
                 }
                 Write::Logs(request) => {
@@ -1038,42 +984,22 @@ impl Writer {
                 }
             }
         }
-        for (service, name, kind) in &new_operations {
-            tx.prepare_cached("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?1, ?2, ?3)")?
-                .execute(params![service, name, kind])?;
-        }
-        for ((minute, service, name), (count, errors, histogram)) in &minutes {
-            let existing: Option<(i64, i64, Vec<u8>)> = tx
-                .prepare_cached(
-                    "SELECT count, errors, histogram FROM op_minutes WHERE minute = ?1 AND service = ?2 AND name = ?3",
-                )?
-                .query_row(params![minute, service, name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let (count, errors, histogram) = match existing {
-                Some((c, e, h)) => {
-                    let mut merged = Histogram::from_bytes(&h);
-                    merged.merge(histogram);
-                    (c as u64 + count, e as u64 + errors, merged)
-                }
-                None => (*count, *errors, histogram.clone()),
-            };
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO op_minutes(minute, service, name, count, errors, histogram) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![minute, service, name, count as i64, errors as i64, histogram.to_bytes()])?;
-        }
         for ((minute, parent, child), (calls, errors)) in &edges {
             tx.prepare_cached(
                 "INSERT INTO edges(minute, parent, child, calls, errors) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(minute, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors",
             )?
-            .execute(params![minute, parent, child, *calls as i64, *errors as i64])?;
+            .execute(params![
+                minute,
+                memory.services[*parent as usize],
+                memory.services[*child as usize],
+                *calls as i64,
+                *errors as i64
+            ])?;
         }
         let mut changed = Vec::with_capacity(traces.len());
         for (trace_id, delta) in traces {
-            changed.push(delta.apply(&tx, &trace_id)?);
+            changed.push(apply_trace_delta(&tx, &trace_id, delta)?);
         }
         tx.commit()?;
         self.counters.spans_stored.fetch_add(spans_total, Ordering::Relaxed);
@@ -1082,47 +1008,112 @@ impl Writer {
     }
 }
 
+/// Inserts a prepared request's frames, trace and link index rows, operations and minutes.
+fn insert_prepared(
+    tx: &rusqlite::Transaction<'_>,
+    prepared: &Prepared,
+    memory: &mut WriterMemory,
+) -> Result<(), StoreError> {
+    let mut insert_frame = tx.prepare_cached(
+        "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut insert_trace_frame =
+        tx.prepare_cached("INSERT OR IGNORE INTO trace_frames(trace_id, frame_id) VALUES (?1, ?2)")?;
+    let mut insert_link = tx.prepare_cached("INSERT OR IGNORE INTO links(target, source) VALUES (?1, ?2)")?;
+    for frame in &prepared.frames {
+        insert_frame.execute(params![
+            frame.min_start as i64,
+            frame.max_start as i64,
+            frame.span_count as i64,
+            frame.filter,
+            frame.data
+        ])?;
+        let frame_id = tx.last_insert_rowid();
+        for trace_id in &frame.trace_ids {
+            insert_trace_frame.execute(params![&trace_id[..], frame_id])?;
+        }
+        for (target, source) in &frame.links {
+            insert_link.execute(params![&target[..], &source[..]])?;
+        }
+    }
+    for op in &prepared.operations {
+        if !memory.operations.contains(op) {
+            tx.prepare_cached("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?1, ?2, ?3)")?
+                .execute(params![op.0, op.1, op.2])?;
+            memory.operations.insert(op.clone());
+        }
+    }
+    let mut select_minute = tx.prepare_cached(
+        "SELECT count, errors, histogram FROM op_minutes WHERE minute = ?1 AND service = ?2 AND name = ?3",
+    )?;
+    let mut upsert_minute = tx.prepare_cached(
+        "INSERT OR REPLACE INTO op_minutes(minute, service, name, count, errors, histogram) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for ((minute, service, name), delta) in &prepared.minutes {
+        let existing: Option<(i64, i64, Vec<u8>)> = select_minute
+            .query_row(params![minute, service, name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let mut histogram = delta.histogram.clone();
+        let (mut count, mut errors) = (delta.count, delta.errors);
+        if let Some((c, e, h)) = existing {
+            histogram.merge(&Histogram::from_bytes(&h));
+            count += c as u64;
+            errors += e as u64;
+        }
+        upsert_minute.execute(params![
+            minute,
+            service,
+            name,
+            count as i64,
+            errors as i64,
+            histogram.to_bytes()
+        ])?;
+    }
+    Ok(())
+}
+
 impl WriterMemory {
+    fn service_number(&mut self, service: &str) -> u32 {
+        match self.services.iter().position(|s| s == service) {
+            Some(i) => i as u32,
+            None => {
+                self.services.push(service.to_owned());
+                (self.services.len() - 1) as u32
+            }
+        }
+    }
+
     /// Counts a call between services when a span's parent is in another service, whichever
     /// of the two arrives first.
     fn track_edge(
         &mut self,
-        span: &Span,
-        service: &str,
-        error: bool,
-        edges: &mut HashMap<(i64, String, String), (u64, u64)>,
+        span: &crate::ingest::EdgeSpan,
+        service: u32,
+        edges: &mut HashMap<(i64, u32, u32), (u64, u64)>,
     ) {
-        let Ok(span_id) = <[u8; 8]>::try_from(&span.span_id[..]) else {
-            return;
-        };
-        let minute = minute_of(span.start_time_unix_nano);
-        let mut count = |parent: &str, child: &str, minute: i64, error: bool| {
+        let mut count = |parent: u32, child: u32, start: u64, error: bool| {
             if parent != child {
-                let e = edges
-                    .entry((minute, parent.to_owned(), child.to_owned()))
-                    .or_insert((0, 0));
+                let e = edges.entry((minute_of(start), parent, child)).or_insert((0, 0));
                 e.0 += 1;
                 e.1 += u64::from(error);
             }
         };
         // Children that arrived before this span.
-        if let Some(children) = self.orphans.remove(&span_id) {
-            for (child, start, child_error) in children {
-                count(service, &child, minute_of(start), child_error);
+        if let Some(children) = self.orphans.remove(&span.span_id) {
+            for (child, start, error) in children {
+                count(service, child, start, error);
             }
         }
-        if let Ok(parent_id) = <[u8; 8]>::try_from(&span.parent_span_id[..]) {
+        if let Some(parent_id) = span.parent {
             match self.recent_services.get(&parent_id) {
-                Some((parent, _)) => {
-                    let parent = parent.clone();
-                    count(&parent, service, minute, error);
-                }
+                Some(parent) => count(*parent, service, span.start, span.error),
                 None => {
-                    self.orphans.entry(parent_id).or_default().push((
-                        service.to_owned(),
-                        span.start_time_unix_nano,
-                        error,
-                    ));
+                    self.orphans
+                        .entry(parent_id)
+                        .or_default()
+                        .push((service, span.start, span.error));
                     self.orphan_order.push_back(parent_id);
                     if self.orphan_order.len() > RECENT_SPANS {
                         if let Some(old) = self.orphan_order.pop_front() {
@@ -1132,9 +1123,8 @@ impl WriterMemory {
                 }
             }
         }
-        self.recent_services
-            .insert(span_id, (service.to_owned(), span.start_time_unix_nano));
-        self.recent_order.push_back(span_id);
+        self.recent_services.insert(span.span_id, service);
+        self.recent_order.push_back(span.span_id);
         if self.recent_order.len() > RECENT_SPANS {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent_services.remove(&old);
@@ -1143,168 +1133,77 @@ impl WriterMemory {
     }
 }
 
-/// What one commit adds to a trace's summary.
-#[derive(Default)]
-struct TraceDelta {
-    start: u64,
-    end: u64,
-    spans: u64,
-    errors: u64,
-    root: Option<(String, String)>,
-    services: Vec<String>,
-}
-
 impl TraceDelta {
-    fn add(&mut self, span: &Span, service: &str, error: bool) {
-        if self.spans == 0 || span.start_time_unix_nano < self.start {
-            self.start = span.start_time_unix_nano;
+    fn merge(&mut self, other: &TraceDelta) {
+        if self.spans == 0 || other.start < self.start {
+            self.start = other.start;
         }
-        self.end = self.end.max(span.end_time_unix_nano);
-        self.spans += 1;
-        self.errors += u64::from(error);
-        if span.parent_span_id.is_empty() {
-            self.root = Some((service.to_owned(), span.name.clone()));
+        self.end = self.end.max(other.end);
+        self.spans += other.spans;
+        self.errors += other.errors;
+        if other.root.is_some() {
+            self.root.clone_from(&other.root);
         }
-        if !self.services.iter().any(|s| s == service) {
-            self.services.push(service.to_owned());
-        }
-    }
-
-    fn apply(self, tx: &rusqlite::Transaction<'_>, trace_id: &[u8]) -> Result<TraceSummary, StoreError> {
-        let existing = tx
-            .prepare_cached(
-                "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
-                 FROM traces WHERE trace_id = ?1",
-            )?
-            .query_row([trace_id], summary_row)
-            .optional()?;
-        let mut summary = existing.unwrap_or(TraceSummary {
-            trace_id: model::hex(trace_id),
-            start_unix_nano: self.start,
-            end_unix_nano: self.end,
-            duration_nano: 0,
-            root_service: None,
-            root_name: None,
-            span_count: 0,
-            error_count: 0,
-            services: Vec::new(),
-        });
-        summary.start_unix_nano = summary.start_unix_nano.min(self.start);
-        summary.end_unix_nano = summary.end_unix_nano.max(self.end);
-        summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
-        summary.span_count += self.spans;
-        summary.error_count += self.errors;
-        if let Some((service, name)) = self.root {
-            summary.root_service = Some(service);
-            summary.root_name = Some(name);
-        }
-        for s in self.services {
-            if !summary.services.contains(&s) {
-                summary.services.push(s);
+        for s in &other.services {
+            if !self.services.contains(s) {
+                self.services.push(s.clone());
             }
         }
-        summary.services.sort();
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO traces(trace_id, start, end, span_count, error_count, root_service, root_name, services)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    }
+}
+
+/// Adds a commit's delta to a trace's stored summary.
+fn apply_trace_delta(
+    tx: &rusqlite::Transaction<'_>,
+    trace_id: &[u8; 16],
+    delta: TraceDelta,
+) -> Result<TraceSummary, StoreError> {
+    let existing = tx
+        .prepare_cached(
+            "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
+             FROM traces WHERE trace_id = ?1",
         )?
-        .execute(params![
-            trace_id,
-            summary.start_unix_nano as i64,
-            summary.end_unix_nano as i64,
-            summary.span_count as i64,
-            summary.error_count as i64,
-            summary.root_service,
-            summary.root_name,
-            summary.services.join("\n"),
-        ])?;
-        Ok(summary)
+        .query_row([&trace_id[..]], summary_row)
+        .optional()?;
+    let mut summary = existing.unwrap_or(TraceSummary {
+        trace_id: model::hex(trace_id),
+        start_unix_nano: delta.start,
+        end_unix_nano: delta.end,
+        duration_nano: 0,
+        root_service: None,
+        root_name: None,
+        span_count: 0,
+        error_count: 0,
+        services: Vec::new(),
+    });
+    summary.start_unix_nano = summary.start_unix_nano.min(delta.start);
+    summary.end_unix_nano = summary.end_unix_nano.max(delta.end);
+    summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
+    summary.span_count += delta.spans;
+    summary.error_count += delta.errors;
+    if let Some((service, name)) = delta.root {
+        summary.root_service = Some(service);
+        summary.root_name = Some(name);
     }
-}
-
-/// Spans regrouped for storage, with their search terms.
-struct Frame {
-    data: TracesData,
-    span_count: usize,
-    min_start: u64,
-    max_start: u64,
-    terms: HashSet<Vec<u8>>,
-}
-
-/// Splits a request into frames of at most [`FRAME_SPANS`] spans, keeping resource and scope.
-fn frames_of(resource_spans: &[ResourceSpans]) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    let mut current = Frame::empty();
-    for rs in resource_spans {
-        let service = model::service_name(rs.resource.as_ref());
-        let resource_terms: Vec<Vec<u8>> = rs
-            .resource
-            .iter()
-            .flat_map(|r| r.attributes.iter())
-            .map(|kv| term_attribute(&kv.key, &model::any_value_text(kv.value.as_ref())))
-            .collect();
-        for ss in &rs.scope_spans {
-            let mut rest = &ss.spans[..];
-            while !rest.is_empty() {
-                let room = FRAME_SPANS - current.span_count;
-                let (now, later) = rest.split_at(room.min(rest.len()));
-                current.push(rs, ss, now, &service, &resource_terms);
-                rest = later;
-                if current.span_count == FRAME_SPANS {
-                    frames.push(std::mem::replace(&mut current, Frame::empty()));
-                }
-            }
+    for s in delta.services {
+        if !summary.services.contains(&s) {
+            summary.services.push(s);
         }
     }
-    if current.span_count > 0 {
-        frames.push(current);
-    }
-    frames
-}
-
-impl Frame {
-    fn empty() -> Self {
-        Frame {
-            data: TracesData::default(),
-            span_count: 0,
-            min_start: u64::MAX,
-            max_start: 0,
-            terms: HashSet::new(),
-        }
-    }
-
-    fn push(
-        &mut self,
-        rs: &ResourceSpans,
-        ss: &opentelemetry_proto::tonic::trace::v1::ScopeSpans,
-        spans: &[Span],
-        service: &str,
-        resource_terms: &[Vec<u8>],
-    ) {
-        if spans.is_empty() {
-            return;
-        }
-        self.terms.insert(term_service(service));
-        self.terms.extend(resource_terms.iter().cloned());
-        for span in spans {
-            self.min_start = self.min_start.min(span.start_time_unix_nano);
-            self.max_start = self.max_start.max(span.start_time_unix_nano);
-            self.terms.insert(term_name(&span.name));
-            for kv in &span.attributes {
-                self.terms
-                    .insert(term_attribute(&kv.key, &model::any_value_text(kv.value.as_ref())));
-            }
-        }
-        self.span_count += spans.len();
-        let scope_spans = opentelemetry_proto::tonic::trace::v1::ScopeSpans {
-            scope: ss.scope.clone(),
-            spans: spans.to_vec(),
-            schema_url: ss.schema_url.clone(),
-        };
-        self.data.resource_spans.push(ResourceSpans {
-            resource: rs.resource.clone(),
-            scope_spans: vec![scope_spans],
-            schema_url: rs.schema_url.clone(),
-        });
-    }
+    summary.services.sort();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO traces(trace_id, start, end, span_count, error_count, root_service, root_name, services)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        &trace_id[..],
+        summary.start_unix_nano as i64,
+        summary.end_unix_nano as i64,
+        summary.span_count as i64,
+        summary.error_count as i64,
+        summary.root_service,
+        summary.root_name,
+        summary.services.join("\n"),
+    ])?;
+    Ok(summary)
 }

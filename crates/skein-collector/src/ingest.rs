@@ -1,0 +1,290 @@
+//! Turning a received request into what the writer stores, on the receiving thread: the
+//! spans regrouped into compressed frames with their Bloom filters, and the per-trace,
+//! per-minute and per-operation figures they add. The single writer thread then only runs
+//! SQLite statements, so receiving scales with the cores and the writer never encodes.
+
+use std::collections::{HashMap, HashSet};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
+use prost::Message;
+
+use crate::bloom::Bloom;
+use crate::histogram::Histogram;
+use crate::model;
+use crate::store::{StoreError, FRAME_SPANS};
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// The search term "this frame has service `s`".
+pub(crate) fn term_service(s: &str) -> u64 {
+    fnv(fnv(FNV_OFFSET, b"s\0"), s.as_bytes())
+}
+
+/// The search term "this frame has a span named `s`".
+pub(crate) fn term_name(s: &str) -> u64 {
+    fnv(fnv(FNV_OFFSET, b"n\0"), s.as_bytes())
+}
+
+/// The search term "this frame has attribute `k` = `v`" (span or resource).
+pub(crate) fn term_attribute(k: &str, v: &str) -> u64 {
+    fnv(fnv(fnv(fnv(FNV_OFFSET, b"a\0"), k.as_bytes()), b"\0"), v.as_bytes())
+}
+
+/// Calls `f` with an attribute value as text, without allocating for strings.
+fn with_text<R>(value: Option<&AnyValue>, f: impl FnOnce(&str) -> R) -> R {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => f(s),
+        _ => f(&model::any_value_text(value)),
+    }
+}
+
+/// One compressed frame, ready to insert.
+pub(crate) struct PreparedFrame {
+    pub min_start: u64,
+    pub max_start: u64,
+    pub span_count: usize,
+    pub filter: Vec<u8>,
+    pub data: Vec<u8>,
+    pub trace_ids: Vec<[u8; 16]>,
+    /// (linked trace, linking trace)
+    pub links: Vec<([u8; 16], [u8; 16])>,
+}
+
+/// What one request adds to a trace's summary.
+#[derive(Default)]
+pub(crate) struct TraceDelta {
+    pub start: u64,
+    pub end: u64,
+    pub spans: u64,
+    pub errors: u64,
+    pub root: Option<(String, String)>,
+    pub services: Vec<String>,
+}
+
+/// Calls, errors and durations of one operation in one minute.
+#[derive(Default)]
+pub(crate) struct MinuteDelta {
+    pub count: u64,
+    pub errors: u64,
+    pub histogram: Histogram,
+}
+
+/// What the writer needs to count calls between services.
+pub(crate) struct EdgeSpan {
+    pub span_id: [u8; 8],
+    pub parent: Option<[u8; 8]>,
+    /// Index into [`Prepared::services`].
+    pub service: usize,
+    pub start: u64,
+    pub error: bool,
+}
+
+/// A request made ready for the writer.
+#[derive(Default)]
+pub struct Prepared {
+    pub(crate) frames: Vec<PreparedFrame>,
+    pub(crate) traces: HashMap<[u8; 16], TraceDelta>,
+    pub(crate) minutes: HashMap<(i64, String, String), MinuteDelta>,
+    pub(crate) operations: HashSet<(String, String, i32)>,
+    pub(crate) services: Vec<String>,
+    pub(crate) edge_spans: Vec<EdgeSpan>,
+    pub(crate) spans: u64,
+}
+
+pub(crate) fn minute_of(nanos: u64) -> i64 {
+    (nanos / 60_000_000_000) as i64
+}
+
+/// A frame being filled.
+struct OpenFrame {
+    resource_spans: Vec<ResourceSpans>,
+    span_count: usize,
+    min_start: u64,
+    max_start: u64,
+    terms: HashSet<u64>,
+    trace_ids: HashSet<[u8; 16]>,
+    links: Vec<([u8; 16], [u8; 16])>,
+}
+
+impl OpenFrame {
+    fn new() -> Self {
+        OpenFrame {
+            resource_spans: Vec::new(),
+            span_count: 0,
+            min_start: u64::MAX,
+            max_start: 0,
+            terms: HashSet::new(),
+            trace_ids: HashSet::new(),
+            links: Vec::new(),
+        }
+    }
+
+    fn close(self) -> Result<PreparedFrame, StoreError> {
+        let mut bloom = Bloom::with_capacity(self.terms.len());
+        for term in &self.terms {
+            bloom.insert(*term);
+        }
+        let raw = TracesData {
+            resource_spans: self.resource_spans,
+        }
+        .encode_to_vec();
+        let data = zstd::bulk::compress(&raw, 3).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
+        Ok(PreparedFrame {
+            min_start: self.min_start,
+            max_start: self.max_start,
+            span_count: self.span_count,
+            filter: bloom.into_bytes(),
+            data,
+            trace_ids: self.trace_ids.into_iter().collect(),
+            links: self.links,
+        })
+    }
+}
+
+/// Prepares a validated request (every span has a 16-byte trace id and an 8-byte span id).
+pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreError> {
+    let mut prepared = Prepared::default();
+    let mut frame = OpenFrame::new();
+    for rs in request.resource_spans {
+        let service = model::service_name(rs.resource.as_ref());
+        let service_index = match prepared.services.iter().position(|s| *s == service) {
+            Some(i) => i,
+            None => {
+                prepared.services.push(service.clone());
+                prepared.services.len() - 1
+            }
+        };
+        let mut resource_terms = vec![term_service(&service)];
+        for kv in rs.resource.iter().flat_map(|r| r.attributes.iter()) {
+            resource_terms.push(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));
+        }
+        summarize(&rs, &service, service_index, &mut prepared);
+        for ss in rs.scope_spans {
+            let ScopeSpans {
+                scope,
+                spans,
+                schema_url,
+            } = ss;
+            let mut spans = spans.into_iter().peekable();
+            while spans.peek().is_some() {
+                let room = FRAME_SPANS - frame.span_count;
+                let mut chunk: Vec<Span> = Vec::with_capacity(room.min(spans.len()));
+                for span in spans.by_ref().take(room) {
+                    index_span(&span, &mut frame);
+                    chunk.push(span);
+                }
+                frame.terms.extend(resource_terms.iter().copied());
+                frame.span_count += chunk.len();
+                frame.resource_spans.push(ResourceSpans {
+                    resource: rs.resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope.clone(),
+                        spans: chunk,
+                        schema_url: schema_url.clone(),
+                    }],
+                    schema_url: rs.schema_url.clone(),
+                });
+                if frame.span_count == FRAME_SPANS {
+                    prepared
+                        .frames
+                        .push(std::mem::replace(&mut frame, OpenFrame::new()).close()?);
+                }
+            }
+        }
+    }
+    if frame.span_count > 0 {
+        prepared.frames.push(frame.close()?);
+    }
+    Ok(prepared)
+}
+
+/// A span's search terms, trace and links, into its frame.
+fn index_span(span: &Span, frame: &mut OpenFrame) {
+    frame.min_start = frame.min_start.min(span.start_time_unix_nano);
+    frame.max_start = frame.max_start.max(span.start_time_unix_nano);
+    frame.terms.insert(term_name(&span.name));
+    for kv in &span.attributes {
+        frame
+            .terms
+            .insert(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));
+    }
+    let Ok(trace_id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
+        return;
+    };
+    frame.trace_ids.insert(trace_id);
+    for link in &span.links {
+        if let Ok(target) = <[u8; 16]>::try_from(&link.trace_id[..]) {
+            if target != trace_id {
+                frame.links.push((target, trace_id));
+            }
+        }
+    }
+}
+
+/// The per-trace, per-minute and per-operation figures of one resource's spans (keys are
+/// borrowed while counting and copied once per distinct key).
+fn summarize(rs: &ResourceSpans, service: &str, service_index: usize, prepared: &mut Prepared) {
+    let mut minutes: HashMap<(i64, &str), MinuteDelta> = HashMap::new();
+    let mut operations: HashSet<(&str, i32)> = HashSet::new();
+    for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+        let Ok(trace_id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
+            continue;
+        };
+        let Ok(span_id) = <[u8; 8]>::try_from(&span.span_id[..]) else {
+            continue;
+        };
+        let error = model::is_error(span);
+        let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+        let delta = prepared.traces.entry(trace_id).or_default();
+        if delta.spans == 0 || span.start_time_unix_nano < delta.start {
+            delta.start = span.start_time_unix_nano;
+        }
+        delta.end = delta.end.max(span.end_time_unix_nano);
+        delta.spans += 1;
+        delta.errors += u64::from(error);
+        if span.parent_span_id.is_empty() {
+            delta.root = Some((service.to_owned(), span.name.clone()));
+        }
+        if !delta.services.iter().any(|s| s == service) {
+            delta.services.push(service.to_owned());
+        }
+        let minute = minutes
+            .entry((minute_of(span.start_time_unix_nano), &span.name))
+            .or_default();
+        minute.count += 1;
+        minute.errors += u64::from(error);
+        minute.histogram.record(duration);
+        operations.insert((&span.name, span.kind));
+        prepared.edge_spans.push(EdgeSpan {
+            span_id,
+            parent: <[u8; 8]>::try_from(&span.parent_span_id[..]).ok(),
+            service: service_index,
+            start: span.start_time_unix_nano,
+            error,
+        });
+        prepared.spans += 1;
+    }
+    for ((minute, name), delta) in minutes {
+        let into = prepared
+            .minutes
+            .entry((minute, service.to_owned(), name.to_owned()))
+            .or_default();
+        into.count += delta.count;
+        into.errors += delta.errors;
+        into.histogram.merge(&delta.histogram);
+    }
+    for (name, kind) in operations {
+        prepared.operations.insert((service.to_owned(), name.to_owned(), kind));
+    }
+}
