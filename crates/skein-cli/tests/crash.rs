@@ -133,6 +133,19 @@ async fn every_acknowledged_span_survives_sigkill() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["spans"].as_array().unwrap().len(), 20, "trace {n} is incomplete");
     }
+    // Summaries (search) are rebuilt for frames stored after their last write.
+    for n in acknowledged.iter().rev().take(50) {
+        let start = 1_700_000_000_000_000_000u64 + n;
+        let url = format!("{}/api/v1/traces?start={start}&end={start}", restarted.ui);
+        let found: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let summary = found["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["trace_id"] == trace_hex(*n))
+            .unwrap_or_else(|| panic!("trace {n} is not searchable after the crash: {found}"));
+        assert_eq!(summary["span_count"], 20, "trace {n}: {summary}");
+    }
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
 }

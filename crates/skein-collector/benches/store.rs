@@ -169,8 +169,22 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    // Encoded up front: the client's own encoding is not the collector's cost.
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..batches.min(256)).map(|b| batch(b, now)).collect());
+    // Encoded up front (on all cores): the client's own encoding is not the collector's cost.
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|w| {
+                scope.spawn(move || {
+                    (0..batches)
+                        .filter(|b| b % 2 == w)
+                        .map(|b| (b, bytes::Bytes::from(batch(b, now))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(u64, bytes::Bytes)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        all.sort_by_key(|(b, _)| *b);
+        all.into_iter().map(|(_, body)| body).collect()
+    }));
     println!("ingesting {} spans in {} batches of {BATCH}", batches * BATCH, batches);
     let next = Arc::new(AtomicU64::new(0));
     let url = format!("http://{}/v1/traces", collector.otlp_http_addr());
@@ -178,7 +192,11 @@ fn main() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         let mut lanes = Vec::new();
-        for _ in 0..4 {
+        let lanes_wanted: usize = std::env::var("SKEIN_BENCH_CLIENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
+        for _ in 0..lanes_wanted {
             let (client, url, next, bodies) = (client.clone(), url.clone(), next.clone(), bodies.clone());
             lanes.push(tokio::spawn(async move {
                 loop {
@@ -186,11 +204,7 @@ fn main() {
                     if b >= batches {
                         return;
                     }
-                    // Past the pre-encoded ones, batches are made on the fly (distinct ids).
-                    let body = match bodies.get(b as usize) {
-                        Some(body) => body.clone(),
-                        None => batch(b, now),
-                    };
+                    let body = bodies[b as usize].clone();
                     loop {
                         let response = client
                             .post(&url)
@@ -226,6 +240,10 @@ fn main() {
         bytes as f64 / spans as f64
     );
 
+    if std::env::var_os("SKEIN_BENCH_INGEST_ONLY").is_some() {
+        rt.block_on(collector.shutdown());
+        return;
+    }
     let traces = spans / TRACE_SPANS;
     let mut latencies = Vec::new();
     for i in 0..1000u64 {

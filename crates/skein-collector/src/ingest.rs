@@ -139,7 +139,7 @@ impl OpenFrame {
             resource_spans: self.resource_spans,
         }
         .encode_to_vec();
-        let data = zstd::bulk::compress(&raw, 3).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
+        let data = zstd::bulk::compress(&raw, 1).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
         Ok(PreparedFrame {
             min_start: self.min_start,
             max_start: self.max_start,
@@ -230,6 +230,19 @@ fn index_span(span: &Span, frame: &mut OpenFrame) {
             }
         }
     }
+}
+
+/// [`summarize`] for a stored resource (when figures are rebuilt after a crash).
+pub(crate) fn summarize_resource(rs: &ResourceSpans, prepared: &mut Prepared) {
+    let service = model::service_name(rs.resource.as_ref());
+    let index = match prepared.services.iter().position(|s| *s == service) {
+        Some(i) => i,
+        None => {
+            prepared.services.push(service.clone());
+            prepared.services.len() - 1
+        }
+    };
+    summarize(rs, &service, index, prepared);
 }
 
 /// The per-trace, per-minute and per-operation figures of one resource's spans (keys are

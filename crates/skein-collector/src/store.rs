@@ -221,7 +221,8 @@ impl Store {
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
-        let writer = Writer::new(conn, counters.clone(), live.clone())?;
+        let mut writer = Writer::new(conn, counters.clone(), live.clone())?;
+        writer.replay(progress)?;
         let handle = std::thread::Builder::new()
             .name("skein-store".into())
             .spawn(move || writer.run(rx))
@@ -601,7 +602,7 @@ fn database_bytes(c: &Connection) -> Result<u64, StoreError> {
 
 /// Deletes frames whose newest span started before `cutoff`, and what only they referenced.
 fn evict_before(conn: &mut Connection, cutoff: u64, counters: &StoreCounters) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (frames, spans): (i64, i64) = tx.query_row(
         "SELECT COUNT(*), COALESCE(SUM(span_count), 0) FROM frames WHERE max_start < ?1",
         [cutoff as i64],
@@ -886,6 +887,36 @@ struct Writer {
     counters: Arc<StoreCounters>,
     live: tokio::sync::broadcast::Sender<TraceSummary>,
     memory: WriterMemory,
+    derived: Derived,
+}
+
+/// Figures derived from stored frames (trace summaries, per-minute operation figures, calls
+/// between services) that are not yet written. They are written together with the frame id
+/// they cover, right away when the writer is idle and at least every [`DERIVED_EVERY`] under
+/// load; after a crash, the frames past that id are read again to rebuild them.
+#[derive(Default)]
+struct Derived {
+    traces: HashMap<[u8; 16], TraceDelta>,
+    minutes: HashMap<(i64, String, String), crate::ingest::MinuteDelta>,
+    edges: HashMap<(i64, u32, u32), (u64, u64)>,
+    through_frame: i64,
+}
+
+/// The longest derived figures wait while the writer is busy.
+const DERIVED_EVERY: Duration = Duration::from_millis(500);
+/// A pause in writes this long counts as idle.
+const QUIET: Duration = Duration::from_millis(5);
+
+impl Derived {
+    fn clear(&mut self) {
+        self.traces.clear();
+        self.minutes.clear();
+        self.edges.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.traces.is_empty() && self.minutes.is_empty() && self.edges.is_empty()
+    }
 }
 
 /// The writer's in-memory view of recent data.
@@ -926,11 +957,84 @@ impl Writer {
                 orphans: HashMap::new(),
                 orphan_order: VecDeque::new(),
             },
+            derived: Derived::default(),
         })
     }
 
+    /// Rebuilds the derived figures of frames stored after the last derived write (a crash
+    /// between the two loses nothing).
+    fn replay(&mut self, progress: &dyn Fn(&str)) -> Result<(), StoreError> {
+        let through: i64 = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'derived_through_frame'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        let frames: Vec<(i64, Vec<u8>)> = self
+            .conn
+            .prepare("SELECT id, data FROM frames WHERE id > ?1 ORDER BY id")?
+            .query_map([through], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if frames.is_empty() {
+            return Ok(());
+        }
+        progress(&format!(
+            "indexing {} frames written just before the last stop",
+            frames.len()
+        ));
+        for (id, data) in frames {
+            let mut prepared = Prepared::default();
+            for rs in &decode_frame(&data)?.resource_spans {
+                crate::ingest::summarize_resource(rs, &mut prepared);
+            }
+            self.derived.add(&prepared, &mut self.memory);
+            self.derived.through_frame = id;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        write_derived(&tx, &self.derived, &self.memory)?;
+        tx.commit()?;
+        self.derived.clear();
+        Ok(())
+    }
+}
+
+impl Derived {
+    /// Adds a request's figures to the pending ones.
+    fn add(&mut self, prepared: &Prepared, memory: &mut WriterMemory) {
+        for (id, delta) in &prepared.traces {
+            self.traces.entry(*id).or_default().merge(delta);
+        }
+        for (key, delta) in &prepared.minutes {
+            let into = self.minutes.entry(key.clone()).or_default();
+            into.count += delta.count;
+            into.errors += delta.errors;
+            into.histogram.merge(&delta.histogram);
+        }
+        let services: Vec<u32> = prepared.services.iter().map(|s| memory.service_number(s)).collect();
+        for span in &prepared.edge_spans {
+            memory.track_edge(span, services[span.service], &mut self.edges);
+        }
+    }
+}
+
+impl Writer {
     fn run(mut self, jobs: Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+        let mut last_derived = std::time::Instant::now();
+        loop {
+            // With figures pending, a short quiet moment is enough to write them.
+            let wait = if self.derived.is_empty() { DERIVED_EVERY } else { QUIET };
+            let first = match jobs.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.write_derived_now();
+                    last_derived = std::time::Instant::now();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut group = vec![first];
             while group.len() < GROUP_MAX_REQUESTS {
                 match jobs.try_recv() {
@@ -938,8 +1042,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Under steady load the figures go along with a commit every DERIVED_EVERY.
+            let with_derived = last_derived.elapsed() >= DERIVED_EVERY;
             let writes: Vec<&Write> = group.iter().map(|j| &j.write).collect();
-            let result = self.commit(&writes);
+            let result = self.commit(&writes, with_derived);
+            if with_derived && result.is_ok() {
+                last_derived = std::time::Instant::now();
+            }
             for job in group {
                 let _ = job.done.send(match &result {
                     Ok(_) => Ok(()),
@@ -947,36 +1056,57 @@ impl Writer {
                 });
             }
             if let Ok(changed) = result {
-                if self.live.receiver_count() > 0 {
-                    for summary in changed {
-                        let _ = self.live.send(summary);
-                    }
-                }
+                self.publish(changed);
             }
         }
+        self.write_derived_now();
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
     }
 
-    /// Writes a group in one transaction; returns the summaries of traces that changed.
-    fn commit(&mut self, writes: &[&Write]) -> Result<Vec<TraceSummary>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let memory = &mut self.memory;
-        let mut traces: HashMap<[u8; 16], TraceDelta> = HashMap::new();
-        let mut edges: HashMap<(i64, u32, u32), (u64, u64)> = HashMap::new();
+    fn publish(&self, changed: Vec<TraceSummary>) {
+        if self.live.receiver_count() > 0 {
+            for summary in changed {
+                let _ = self.live.send(summary);
+            }
+        }
+    }
+
+    fn write_derived_now(&mut self) {
+        if self.derived.is_empty() {
+            return;
+        }
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = write_derived(&tx, &self.derived, &self.memory)?;
+            tx.commit()?;
+            Ok::<_, StoreError>(changed)
+        })();
+        match result {
+            Ok(changed) => {
+                self.derived.clear();
+                self.publish(changed);
+            }
+            // Kept, and tried again at the next quiet moment.
+            Err(e) => eprintln!("skein: writing trace summaries failed, will retry: {e}"),
+        }
+    }
+
+    /// Writes a group in one transaction, with the pending derived figures if asked; returns
+    /// the summaries of traces that changed.
+    fn commit(&mut self, writes: &[&Write], with_derived: bool) -> Result<Vec<TraceSummary>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut spans_total = 0u64;
         let mut logs_total = 0u64;
         for write in writes {
             match write {
                 Write::Traces(prepared) => {
                     spans_total += prepared.spans;
-                    insert_prepared(&tx, prepared, memory)?;
-                    for (id, delta) in &prepared.traces {
-                        let into = traces.entry(*id).or_default();
-                        into.merge(delta);
-                    }
-                    let services: Vec<u32> = prepared.services.iter().map(|s| memory.service_number(s)).collect();
-                    for span in &prepared.edge_spans {
-                        memory.track_edge(span, services[span.service], &mut edges);
+                    if let Some(last) = insert_prepared(&tx, prepared, &mut self.memory)? {
+                        self.derived.through_frame = last;
                     }
                 }
                 Write::Logs(request) => {
@@ -984,42 +1114,113 @@ impl Writer {
                 }
             }
         }
-        for ((minute, parent, child), (calls, errors)) in &edges {
-            tx.prepare_cached(
-                "INSERT INTO edges(minute, parent, child, calls, errors) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(minute, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors",
-            )?
-            .execute(params![
-                minute,
-                memory.services[*parent as usize],
-                memory.services[*child as usize],
-                *calls as i64,
-                *errors as i64
-            ])?;
+        // The group's figures join the pending ones only once its frames are committed.
+        let mut with_group = std::mem::take(&mut self.derived);
+        for write in writes {
+            if let Write::Traces(prepared) = write {
+                with_group.add(prepared, &mut self.memory);
+            }
         }
-        let mut changed = Vec::with_capacity(traces.len());
-        for (trace_id, delta) in traces {
-            changed.push(apply_trace_delta(&tx, &trace_id, delta)?);
-        }
-        tx.commit()?;
+        let result = (|| {
+            let changed = if with_derived {
+                write_derived(&tx, &with_group, &self.memory)?
+            } else {
+                Vec::new()
+            };
+            tx.commit()?;
+            Ok::<_, StoreError>(changed)
+        })();
+        let changed = match result {
+            Ok(changed) => {
+                self.derived = if with_derived {
+                    Derived {
+                        through_frame: with_group.through_frame,
+                        ..Default::default()
+                    }
+                } else {
+                    with_group
+                };
+                changed
+            }
+            Err(e) => {
+                // Nothing of the group was stored: count again from what is on disk.
+                self.derived = Derived::default();
+                if let Err(again) = self.replay(&|_| {}) {
+                    eprintln!("skein: trace summaries will be rebuilt at the next start: {again}");
+                }
+                return Err(e);
+            }
+        };
         self.counters.spans_stored.fetch_add(spans_total, Ordering::Relaxed);
         self.counters.logs_stored.fetch_add(logs_total, Ordering::Relaxed);
         Ok(changed)
     }
 }
 
-/// Inserts a prepared request's frames, trace and link index rows, operations and minutes.
+/// Writes the pending derived figures and the frame id they cover (the caller clears them
+/// once the transaction is committed).
+fn write_derived(
+    tx: &rusqlite::Transaction<'_>,
+    derived: &Derived,
+    memory: &WriterMemory,
+) -> Result<Vec<TraceSummary>, StoreError> {
+    for ((minute, service, name), delta) in &derived.minutes {
+        let existing: Option<(i64, i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT count, errors, histogram FROM op_minutes WHERE minute = ?1 AND service = ?2 AND name = ?3",
+            )?
+            .query_row(params![minute, service, name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let mut histogram = delta.histogram.clone();
+        let (mut count, mut errors) = (delta.count, delta.errors);
+        if let Some((c, e, h)) = existing {
+            histogram.merge(&Histogram::from_bytes(&h));
+            count += c as u64;
+            errors += e as u64;
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO op_minutes(minute, service, name, count, errors, histogram) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![minute, service, name, count as i64, errors as i64, histogram.to_bytes()])?;
+    }
+    for (&(minute, parent, child), &(calls, errors)) in &derived.edges {
+        tx.prepare_cached(
+            "INSERT INTO edges(minute, parent, child, calls, errors) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(minute, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors",
+        )?
+        .execute(params![
+            minute,
+            memory.services[parent as usize],
+            memory.services[child as usize],
+            calls as i64,
+            errors as i64
+        ])?;
+    }
+    let mut changed = Vec::with_capacity(derived.traces.len());
+    for (trace_id, delta) in &derived.traces {
+        changed.push(apply_trace_delta(tx, trace_id, delta)?);
+    }
+    tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('derived_through_frame', ?1)")?
+        .execute([derived.through_frame])?;
+    Ok(changed)
+}
+
+/// Inserts a prepared request's frames, trace and link index rows and new operations;
+/// returns the last frame id.
 fn insert_prepared(
     tx: &rusqlite::Transaction<'_>,
     prepared: &Prepared,
     memory: &mut WriterMemory,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let mut insert_frame = tx.prepare_cached(
         "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut insert_trace_frame =
         tx.prepare_cached("INSERT OR IGNORE INTO trace_frames(trace_id, frame_id) VALUES (?1, ?2)")?;
     let mut insert_link = tx.prepare_cached("INSERT OR IGNORE INTO links(target, source) VALUES (?1, ?2)")?;
+    let mut last = None;
     for frame in &prepared.frames {
         insert_frame.execute(params![
             frame.min_start as i64,
@@ -1029,6 +1230,7 @@ fn insert_prepared(
             frame.data
         ])?;
         let frame_id = tx.last_insert_rowid();
+        last = Some(frame_id);
         for trace_id in &frame.trace_ids {
             insert_trace_frame.execute(params![&trace_id[..], frame_id])?;
         }
@@ -1043,35 +1245,7 @@ fn insert_prepared(
             memory.operations.insert(op.clone());
         }
     }
-    let mut select_minute = tx.prepare_cached(
-        "SELECT count, errors, histogram FROM op_minutes WHERE minute = ?1 AND service = ?2 AND name = ?3",
-    )?;
-    let mut upsert_minute = tx.prepare_cached(
-        "INSERT OR REPLACE INTO op_minutes(minute, service, name, count, errors, histogram) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for ((minute, service, name), delta) in &prepared.minutes {
-        let existing: Option<(i64, i64, Vec<u8>)> = select_minute
-            .query_row(params![minute, service, name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let mut histogram = delta.histogram.clone();
-        let (mut count, mut errors) = (delta.count, delta.errors);
-        if let Some((c, e, h)) = existing {
-            histogram.merge(&Histogram::from_bytes(&h));
-            count += c as u64;
-            errors += e as u64;
-        }
-        upsert_minute.execute(params![
-            minute,
-            service,
-            name,
-            count as i64,
-            errors as i64,
-            histogram.to_bytes()
-        ])?;
-    }
-    Ok(())
+    Ok(last)
 }
 
 impl WriterMemory {
@@ -1156,7 +1330,7 @@ impl TraceDelta {
 fn apply_trace_delta(
     tx: &rusqlite::Transaction<'_>,
     trace_id: &[u8; 16],
-    delta: TraceDelta,
+    delta: &TraceDelta,
 ) -> Result<TraceSummary, StoreError> {
     let existing = tx
         .prepare_cached(
@@ -1181,13 +1355,13 @@ fn apply_trace_delta(
     summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
     summary.span_count += delta.spans;
     summary.error_count += delta.errors;
-    if let Some((service, name)) = delta.root {
-        summary.root_service = Some(service);
-        summary.root_name = Some(name);
+    if let Some((service, name)) = &delta.root {
+        summary.root_service = Some(service.clone());
+        summary.root_name = Some(name.clone());
     }
-    for s in delta.services {
-        if !summary.services.contains(&s) {
-            summary.services.push(s);
+    for s in &delta.services {
+        if !summary.services.contains(s) {
+            summary.services.push(s.clone());
         }
     }
     summary.services.sort();

@@ -116,8 +116,18 @@ async fn skein_http_exporter_round_trips_every_field() {
     assert_eq!(other["linked_from"], serde_json::json!([trace_id]));
 
     // Search, services, operations.
-    let (_, found) = running
-        .get("/api/v1/traces?service=checkout&attr=enduser.tier=gold&min_duration=15ms")
+    let has = |id: String| {
+        move |v: &serde_json::Value| {
+            v["traces"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["trace_id"] == id))
+        }
+    };
+    let found = running
+        .search_until(
+            "/api/v1/traces?service=checkout&attr=enduser.tier=gold&min_duration=15ms",
+            has(trace_id.clone()),
+        )
         .await;
     let ids: Vec<&str> = found["traces"]
         .as_array()

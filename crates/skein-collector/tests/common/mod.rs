@@ -67,3 +67,19 @@ pub fn span<'a>(trace: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no span {name} in {trace:#}"))
 }
+
+impl Running {
+    /// GETs a search until `found` accepts the answer (summaries trail the spans by a moment).
+    pub async fn search_until(&self, path: &str, found: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..100 {
+            let (status, body) = self.get(path).await;
+            if status == 200 && found(&body) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{path} never gave the expected answer; last: {last:#}");
+    }
+}
