@@ -189,6 +189,10 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WI
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Space freed by retention goes back to the file system a little at a time (a full
+    // VACUUM would stop ingest while it rewrites the whole file). Takes effect only on a new
+    // database, so it comes before anything is written.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk before the request is acknowledged.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -312,7 +316,7 @@ impl Store {
                 .optional()?;
             let Some(cut) = cut else { break };
             evict_before(&mut conn, cut as u64 + 1, &self.counters)?;
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
         }
         Ok(())
     }
