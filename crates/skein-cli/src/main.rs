@@ -65,6 +65,12 @@ struct DashboardArgs {
     /// Allow listening on non-loopback addresses without --api-key / --query-token.
     #[arg(long)]
     allow_public: bool,
+    /// Also send everything received to this OTLP/HTTP endpoint (e.g. http://tempo:4318).
+    #[arg(long, value_name = "URL")]
+    forward: Option<String>,
+    /// Most data waiting for the --forward upstream while it is down; the oldest goes first.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    forward_buffer: u64,
 }
 
 /// `7d`, `12h`, `30m`, `45s`.
@@ -126,6 +132,8 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
         api_key: args.api_key,
         query_token: args.query_token,
         allow_unauthenticated_public: args.allow_public,
+        forward: args.forward,
+        forward_buffer_bytes: args.forward_buffer,
         ..CollectorConfig::default()
     };
     let progress = |line: &str| eprintln!("skein: {line}");

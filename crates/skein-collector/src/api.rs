@@ -33,6 +33,8 @@ pub struct Api {
     pub store: Arc<Store>,
     /// When set, every query needs `Authorization: Bearer <token>` or `?token=<token>`.
     pub token: Option<Arc<str>>,
+    /// The forwarder, if forwarding, for its counts.
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// An API error: a status and a message, as JSON `{"error": "..."}`.
@@ -318,6 +320,11 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
         },
         "oldest_kept_unix_nano": oldest,
         "disk_bytes": disk,
+        "forwarding": api.forwarder.as_ref().map(|f| json!({
+            "forwarded_requests": f.counters.forwarded_requests.load(Relaxed),
+            "dropped_requests": f.counters.dropped_requests.load(Relaxed),
+            "queued_bytes": f.counters.queued_bytes.load(Relaxed),
+        })),
         "retention_seconds": config.retention.as_secs(),
         "max_disk_bytes": config.max_disk_bytes,
     }))

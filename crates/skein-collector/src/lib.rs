@@ -15,6 +15,7 @@
 
 pub mod api;
 mod bloom;
+pub mod forward;
 mod histogram;
 pub mod ingest;
 pub mod jaeger;
@@ -61,6 +62,10 @@ pub struct CollectorConfig {
     pub allow_unauthenticated_public: bool,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Also send everything received to this OTLP/HTTP endpoint (`http://host:4318`).
+    pub forward: Option<String>,
+    /// Most bytes waiting for the upstream; beyond, the oldest requests are dropped.
+    pub forward_buffer_bytes: u64,
 }
 
 impl Default for CollectorConfig {
@@ -78,6 +83,8 @@ impl Default for CollectorConfig {
             query_token: None,
             allow_unauthenticated_public: false,
             retention_interval: Duration::from_secs(60),
+            forward: None,
+            forward_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -91,6 +98,8 @@ pub enum CollectorError {
     Unprotected(String),
     /// The store could not open.
     Store(StoreError),
+    /// The forwarding endpoint is not usable.
+    Forward(String),
 }
 
 impl std::fmt::Display for CollectorError {
@@ -99,6 +108,7 @@ impl std::fmt::Display for CollectorError {
             CollectorError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             CollectorError::Unprotected(m) => f.write_str(m),
             CollectorError::Store(e) => write!(f, "{e}"),
+            CollectorError::Forward(m) => f.write_str(m),
         }
     }
 }
@@ -158,14 +168,22 @@ impl Collector {
         let (http_listener, otlp_http) = bind(config.otlp_http).await?;
         let (ui_listener, ui) = bind(config.ui).await?;
         let (stop, stopped) = watch::channel(false);
+        let forwarder = match &config.forward {
+            Some(url) => {
+                Some(forward::Forwarder::start(url, config.forward_buffer_bytes).map_err(CollectorError::Forward)?)
+            }
+            None => None,
+        };
         let receiver = Receiver {
             store: store.clone(),
             limits: config.limits.clone(),
             api_key: config.api_key.as_deref().map(Arc::from),
+            forwarder: forwarder.clone(),
         };
         let api = api::Api {
             store: store.clone(),
             token: config.query_token.as_deref().map(Arc::from),
+            forwarder,
         };
         let mut tasks = Vec::new();
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {

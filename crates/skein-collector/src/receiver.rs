@@ -53,6 +53,31 @@ pub struct Receiver {
     pub limits: Limits,
     /// When set, ingest requires `Authorization: Bearer <key>` (or `x-api-key: <key>`).
     pub api_key: Option<Arc<str>>,
+    /// When set, accepted requests are sent on upstream too.
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+}
+
+impl Receiver {
+    /// Stores a validated trace request (and forwards it once stored).
+    async fn accept_traces(&self, request: ExportTraceServiceRequest) -> Result<(), Refusal> {
+        let copy = self.forwarder.as_ref().map(|_| Bytes::from(request.encode_to_vec()));
+        let prepared = prepare(request).await?;
+        self.store.write(Write::Traces(prepared)).await?;
+        if let (Some(forwarder), Some(copy)) = (&self.forwarder, copy) {
+            forwarder.enqueue(crate::forward::Signal::Traces, copy);
+        }
+        Ok(())
+    }
+
+    /// Stores a validated logs request (and forwards it once stored).
+    async fn accept_logs(&self, request: ExportLogsServiceRequest) -> Result<(), Refusal> {
+        let copy = self.forwarder.as_ref().map(|_| Bytes::from(request.encode_to_vec()));
+        self.store.write(Write::Logs(request)).await?;
+        if let (Some(forwarder), Some(copy)) = (&self.forwarder, copy) {
+            forwarder.enqueue(crate::forward::Signal::Logs, copy);
+        }
+        Ok(())
+    }
 }
 
 /// Why a request was refused.
@@ -392,8 +417,7 @@ async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body:
         let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
         let request: ExportTraceServiceRequest = decode(&body, format)?;
         let validated = validate_traces(request, &receiver.limits)?;
-        let prepared = prepare(validated.request).await?;
-        receiver.store.write(Write::Traces(prepared)).await?;
+        receiver.accept_traces(validated.request).await?;
         Ok(trace_answer(validated.rejected, validated.message))
     }
     .await;
@@ -415,7 +439,7 @@ async fn http_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: B
         let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
         let request: ExportLogsServiceRequest = decode(&body, format)?;
         let validated = validate_logs(request, &receiver.limits)?;
-        receiver.store.write(Write::Logs(validated.request)).await?;
+        receiver.accept_logs(validated.request).await?;
         Ok(logs_answer(validated.rejected, validated.message))
     }
     .await;
@@ -474,11 +498,7 @@ impl TraceService for Receiver {
             return Err(grpc_status(Refusal::Unauthorized));
         }
         let validated = validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?;
-        let prepared = prepare(validated.request).await.map_err(grpc_status)?;
-        self.store
-            .write(Write::Traces(prepared))
-            .await
-            .map_err(|e| grpc_status(e.into()))?;
+        self.accept_traces(validated.request).await.map_err(grpc_status)?;
         Ok(tonic::Response::new(trace_answer(
             validated.rejected,
             validated.message,
@@ -496,10 +516,7 @@ impl LogsService for Receiver {
             return Err(grpc_status(Refusal::Unauthorized));
         }
         let validated = validate_logs(request.into_inner(), &self.limits).map_err(grpc_status)?;
-        self.store
-            .write(Write::Logs(validated.request))
-            .await
-            .map_err(|e| grpc_status(e.into()))?;
+        self.accept_logs(validated.request).await.map_err(grpc_status)?;
         Ok(tonic::Response::new(logs_answer(validated.rejected, validated.message)))
     }
 }
