@@ -56,6 +56,9 @@ struct DashboardArgs {
     /// Longer attribute values are cut to this many bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     max_attribute_length: usize,
+    /// Spans of one trace beyond this many are rejected.
+    #[arg(long, default_value_t = 100_000)]
+    max_spans_per_trace: u32,
     /// Require this key on OTLP ingest (`Authorization: Bearer <key>` or `x-api-key`).
     #[arg(long, env = "SKEIN_API_KEY")]
     api_key: Option<String>,
@@ -128,6 +131,7 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
             max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
             max_spans_per_request: args.max_spans_per_request,
             max_attribute_bytes: args.max_attribute_length,
+            max_spans_per_trace: args.max_spans_per_trace,
         },
         api_key: args.api_key,
         query_token: args.query_token,

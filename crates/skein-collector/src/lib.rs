@@ -179,6 +179,7 @@ impl Collector {
             limits: config.limits.clone(),
             api_key: config.api_key.as_deref().map(Arc::from),
             forwarder: forwarder.clone(),
+            trace_spans: Arc::default(),
         };
         let api = api::Api {
             store: store.clone(),

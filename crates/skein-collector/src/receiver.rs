@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_spans_per_request: usize,
     /// Longer string attribute values are cut to this many bytes.
     pub max_attribute_bytes: usize,
+    /// Spans of one trace beyond this are rejected (a runaway loop should not fill the disk).
+    pub max_spans_per_trace: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             max_body_bytes: 16 << 20,
             max_spans_per_request: 100_000,
             max_attribute_bytes: 16 << 10,
+            max_spans_per_trace: 100_000,
         }
     }
 }
@@ -55,6 +58,56 @@ pub struct Receiver {
     pub api_key: Option<Arc<str>>,
     /// When set, accepted requests are sent on upstream too.
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// Spans per trace so far.
+    pub trace_spans: Arc<TraceSpanCounts>,
+}
+
+/// Spans accepted per recent trace, for the spans-per-trace limit. Bounded: when it holds
+/// too many traces it starts over, so the limit is exact for the traces of the last few
+/// minutes of a busy collector and generous beyond.
+pub struct TraceSpanCounts {
+    counts: std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>>,
+}
+
+const COUNTED_TRACES: usize = 1 << 20;
+
+impl Default for TraceSpanCounts {
+    fn default() -> Self {
+        TraceSpanCounts {
+            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl TraceSpanCounts {
+    /// Removes the spans of traces already at `limit`; returns how many were removed.
+    pub fn admit(&self, request: &mut ExportTraceServiceRequest, limit: u32) -> i64 {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() > COUNTED_TRACES {
+            counts.clear();
+        }
+        let mut rejected = 0;
+        for ss in request
+            .resource_spans
+            .iter_mut()
+            .flat_map(|rs| rs.scope_spans.iter_mut())
+        {
+            ss.spans.retain(|span| {
+                let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
+                    return false;
+                };
+                let count = counts.entry(id).or_insert(0);
+                if *count >= limit {
+                    rejected += 1;
+                    false
+                } else {
+                    *count += 1;
+                    true
+                }
+            });
+        }
+        rejected
+    }
 }
 
 impl Receiver {
@@ -67,6 +120,22 @@ impl Receiver {
             forwarder.enqueue(crate::forward::Signal::Traces, copy);
         }
         Ok(())
+    }
+
+    /// Applies the spans-per-trace limit.
+    fn limit_traces(&self, mut v: Validated<ExportTraceServiceRequest>) -> Validated<ExportTraceServiceRequest> {
+        let over = self.trace_spans.admit(&mut v.request, self.limits.max_spans_per_trace);
+        if over > 0 {
+            v.rejected += over;
+            if !v.message.is_empty() {
+                v.message.push_str("; ");
+            }
+            v.message.push_str(&format!(
+                "{over} spans rejected: their traces reached {} spans",
+                self.limits.max_spans_per_trace
+            ));
+        }
+        v
     }
 
     /// Stores a validated logs request (and forwards it once stored).
@@ -416,7 +485,7 @@ async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body:
         }
         let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
         let request: ExportTraceServiceRequest = decode(&body, format)?;
-        let validated = validate_traces(request, &receiver.limits)?;
+        let validated = receiver.limit_traces(validate_traces(request, &receiver.limits)?);
         receiver.accept_traces(validated.request).await?;
         Ok(trace_answer(validated.rejected, validated.message))
     }
@@ -497,7 +566,7 @@ impl TraceService for Receiver {
         if !grpc_authorized(&request, self.api_key.as_deref()) {
             return Err(grpc_status(Refusal::Unauthorized));
         }
-        let validated = validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?;
+        let validated = self.limit_traces(validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?);
         self.accept_traces(validated.request).await.map_err(grpc_status)?;
         Ok(tonic::Response::new(trace_answer(
             validated.rejected,

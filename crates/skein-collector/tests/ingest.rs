@@ -581,3 +581,30 @@ async fn opentelemetry_otlp_over_http_json() {
 async fn opentelemetry_otlp_over_grpc() {
     otel_sdk_round_trip(opentelemetry_otlp::Protocol::Grpc).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_past_the_per_trace_limit_are_rejected() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let running = common::start_with(|c| c.limits.max_spans_per_trace = 3).await;
+    let mut request = one_span_request(vec![0x99; 16], vec![1; 8], "s1");
+    let template = request.resource_spans[0].scope_spans[0].spans[0].clone();
+    for i in 2..=5u8 {
+        let mut span = template.clone();
+        span.span_id = vec![i; 8];
+        span.name = format!("s{i}");
+        request.resource_spans[0].scope_spans[0].spans.push(span);
+    }
+    let (status, _, body) = post(&running, "application/x-protobuf", None, request.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let answer = ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(
+        partial.error_message.contains("reached 3 spans"),
+        "{}",
+        partial.error_message
+    );
+    let trace = running.trace(&"99".repeat(16), 3).await;
+    assert_eq!(trace["spans"].as_array().unwrap().len(), 3);
+    running.collector.shutdown().await;
+}
