@@ -5,6 +5,9 @@
 //! SKEIN_BENCH_SPANS=10000000 cargo bench -p skein-collector --bench store
 //! ```
 //!
+//! `SKEIN_BENCH_CLIENTS` sets the number of concurrent clients (default 4);
+//! `SKEIN_BENCH_INGEST_ONLY=1` stops after ingest (for profiling it).
+//!
 //! Batches of 512 realistic spans (10 attributes, 1 event; traces of 8 spans across 5
 //! services) are posted as OTLP/HTTP protobuf by 4 concurrent loopback clients; each counts
 //! once acknowledged (committed). Then: bytes per stored span, trace-by-id latency (p50/p99
