@@ -134,13 +134,39 @@ pub fn parse_time(text: &str) -> Option<u64> {
     (nanos >= 0.0).then_some(nanos as u64)
 }
 
+/// A time parameter (see [`parse_time`]), if given.
+pub(crate) fn time_param(params: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError> {
+    first(params, key)
+        .map(|v| parse_time(v).ok_or_else(|| bad(format!("{key}: {v:?} is not a time"))))
+        .transpose()
+}
+
+/// A duration parameter (see [`parse_duration`]), if given.
+pub(crate) fn duration_param(params: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError> {
+    first(params, key)
+        .map(|v| parse_duration(v).ok_or_else(|| bad(format!("{key}: {v:?} is not a duration"))))
+        .transpose()
+}
+
+/// A result count between 1 and `max`, if given.
+pub(crate) fn limit_param(params: &[(String, String)], key: &str, max: usize) -> Result<Option<usize>, ApiError> {
+    first(params, key)
+        .map(|v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|l| (1..=max).contains(l))
+                .ok_or_else(|| bad(format!("{key}: {v:?} is not between 1 and {max}")))
+        })
+        .transpose()
+}
+
 fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     let mut q = SearchQuery::default();
-    if let Some(v) = first(params, "start") {
-        q.start_min = parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?;
+    if let Some(t) = time_param(params, "start")? {
+        q.start_min = t;
     }
-    if let Some(v) = first(params, "end") {
-        q.start_max = parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?;
+    if let Some(t) = time_param(params, "end")? {
+        q.start_max = t;
     }
     q.service = first(params, "service").map(str::to_owned);
     q.operation = first(params, "operation").map(str::to_owned);
@@ -152,21 +178,11 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
             q.attributes.push((key.trim().to_owned(), value.trim().to_owned()));
         }
     }
-    if let Some(v) = first(params, "min_duration") {
-        q.min_duration_nano =
-            Some(parse_duration(v).ok_or_else(|| bad(format!("min_duration: {v:?} is not a duration")))?);
-    }
-    if let Some(v) = first(params, "max_duration") {
-        q.max_duration_nano =
-            Some(parse_duration(v).ok_or_else(|| bad(format!("max_duration: {v:?} is not a duration")))?);
-    }
+    q.min_duration_nano = duration_param(params, "min_duration")?;
+    q.max_duration_nano = duration_param(params, "max_duration")?;
     q.errors_only = matches!(first(params, "errors"), Some("true" | "1" | "yes"));
-    if let Some(v) = first(params, "limit") {
-        q.limit = v
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=10_000).contains(l))
-            .ok_or_else(|| bad(format!("limit: {v:?} is not between 1 and 10000")))?;
+    if let Some(limit) = limit_param(params, "limit", 10_000)? {
+        q.limit = limit;
     }
     Ok(q)
 }
@@ -215,14 +231,8 @@ async fn operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<R
 
 fn range(params: &[(String, String)]) -> Result<(u64, u64), ApiError> {
     let now = now_nanos();
-    let start = match first(params, "start") {
-        Some(v) => parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?,
-        None => now.saturating_sub(3600 * 1_000_000_000),
-    };
-    let end = match first(params, "end") {
-        Some(v) => parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?,
-        None => now,
-    };
+    let start = time_param(params, "start")?.unwrap_or(now.saturating_sub(3600 * 1_000_000_000));
+    let end = time_param(params, "end")?.unwrap_or(now);
     Ok((start, end))
 }
 
@@ -275,18 +285,10 @@ async fn logs(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Respons
         query.min_severity =
             Some(severity_number(v).ok_or_else(|| bad(format!("min_severity: {v:?} is not a level")))?);
     }
-    if let Some(v) = first(&params, "start") {
-        query.start_min = Some(parse_time(v).ok_or_else(|| bad(format!("start: {v:?} is not a time")))?);
-    }
-    if let Some(v) = first(&params, "end") {
-        query.start_max = Some(parse_time(v).ok_or_else(|| bad(format!("end: {v:?} is not a time")))?);
-    }
-    if let Some(v) = first(&params, "limit") {
-        query.limit = v
-            .parse()
-            .ok()
-            .filter(|l| (1..=10_000).contains(l))
-            .ok_or_else(|| bad(format!("limit: {v:?} is not between 1 and 10000")))?;
+    query.start_min = time_param(&params, "start")?;
+    query.start_max = time_param(&params, "end")?;
+    if let Some(limit) = limit_param(&params, "limit", 10_000)? {
+        query.limit = limit;
     }
     let records = blocking(&api.store, move |s| s.logs(&query)).await?;
     Ok(Json(json!({ "logs": records })).into_response())

@@ -102,6 +102,27 @@ pub struct Prepared {
     pub(crate) spans: u64,
 }
 
+/// The position of `name` in `names`, added at the end if new (a few services per request:
+/// a scan beats a map).
+pub(crate) fn number_of(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|s| s == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_owned());
+            names.len() - 1
+        }
+    }
+}
+
+impl Prepared {
+    /// A resource's service name and its number in [`Prepared::services`].
+    fn service_of(&mut self, rs: &ResourceSpans) -> (String, usize) {
+        let service = model::service_name(rs.resource.as_ref());
+        let index = number_of(&mut self.services, &service);
+        (service, index)
+    }
+}
+
 pub(crate) fn minute_of(nanos: u64) -> i64 {
     (nanos / 60_000_000_000) as i64
 }
@@ -157,14 +178,7 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
     let mut prepared = Prepared::default();
     let mut frame = OpenFrame::new();
     for rs in request.resource_spans {
-        let service = model::service_name(rs.resource.as_ref());
-        let service_index = match prepared.services.iter().position(|s| *s == service) {
-            Some(i) => i,
-            None => {
-                prepared.services.push(service.clone());
-                prepared.services.len() - 1
-            }
-        };
+        let (service, service_index) = prepared.service_of(&rs);
         let mut resource_terms = vec![term_service(&service)];
         for kv in rs.resource.iter().flat_map(|r| r.attributes.iter()) {
             resource_terms.push(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));
@@ -234,14 +248,7 @@ fn index_span(span: &Span, frame: &mut OpenFrame) {
 
 /// [`summarize`] for a stored resource (when figures are rebuilt after a crash).
 pub(crate) fn summarize_resource(rs: &ResourceSpans, prepared: &mut Prepared) {
-    let service = model::service_name(rs.resource.as_ref());
-    let index = match prepared.services.iter().position(|s| *s == service) {
-        Some(i) => i,
-        None => {
-            prepared.services.push(service.clone());
-            prepared.services.len() - 1
-        }
-    };
+    let (service, index) = prepared.service_of(rs);
     summarize(rs, &service, index, prepared);
 }
 

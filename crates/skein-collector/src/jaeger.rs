@@ -145,19 +145,22 @@ async fn service_operations(State(api): State<Api>, Path(service): Path<String>)
     }
 }
 
+/// `{name, spanKind}` of a service's operations (all services' without `service`), of one
+/// kind if `kind_key` names it.
+async fn kinded_operations(api: &Api, params: &[(String, String)], kind_key: &str) -> Result<Vec<Value>, ApiError> {
+    let service = api::first(params, "service").map(str::to_owned);
+    let kind = api::first(params, kind_key).map(str::to_owned);
+    let ops = api::blocking(&api.store, move |s| s.operations(service.as_deref())).await?;
+    Ok(ops
+        .into_iter()
+        .filter(|(_, _, k)| kind.as_deref().is_none_or(|want| model::kind_name(*k) == want))
+        .map(|(_, name, k)| json!({ "name": name, "spanKind": model::kind_name(k) }))
+        .collect())
+}
+
 async fn operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
-    let params = api::parameters(&raw);
-    let service = api::first(&params, "service").map(str::to_owned);
-    let kind = api::first(&params, "spanKind").map(str::to_owned);
-    match api::blocking(&api.store, move |s| s.operations(service.as_deref())).await {
-        Ok(ops) => {
-            let ops: Vec<Value> = ops
-                .into_iter()
-                .filter(|(_, _, k)| kind.as_deref().is_none_or(|want| model::kind_name(*k) == want))
-                .map(|(_, name, k)| json!({ "name": name, "spanKind": model::kind_name(k) }))
-                .collect();
-            envelope(json!(ops))
-        }
+    match kinded_operations(&api, &api::parameters(&raw), "spanKind").await {
+        Ok(ops) => envelope(Value::Array(ops)),
         Err(e) => jaeger_error(e.0, e.1),
     }
 }
@@ -183,14 +186,14 @@ fn parse_tags(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, String> {
+fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     let mut q = SearchQuery::default();
-    let micros = |key: &str| -> Result<Option<u64>, String> {
+    let micros = |key: &str| -> Result<Option<u64>, ApiError> {
         api::first(params, key)
             .map(|v| {
                 v.parse::<u64>()
                     .map(|us| us * 1000)
-                    .map_err(|_| format!("{key}: {v:?} is not microseconds"))
+                    .map_err(|_| api::bad(format!("{key}: {v:?} is not microseconds")))
             })
             .transpose()
     };
@@ -206,21 +209,13 @@ fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, String> {
     q.operation = api::first(params, "operation").map(str::to_owned);
     for (k, v) in params {
         if k == "tags" || k == "tag" {
-            q.attributes.extend(parse_tags(v)?);
+            q.attributes.extend(parse_tags(v).map_err(api::bad)?);
         }
     }
-    if let Some(v) = api::first(params, "minDuration") {
-        q.min_duration_nano = Some(api::parse_duration(v).ok_or_else(|| format!("minDuration: {v:?}"))?);
-    }
-    if let Some(v) = api::first(params, "maxDuration") {
-        q.max_duration_nano = Some(api::parse_duration(v).ok_or_else(|| format!("maxDuration: {v:?}"))?);
-    }
-    if let Some(v) = api::first(params, "limit") {
-        q.limit = v
-            .parse()
-            .ok()
-            .filter(|l| (1..=1500).contains(l))
-            .ok_or_else(|| format!("limit: {v:?}"))?;
+    q.min_duration_nano = api::duration_param(params, "minDuration")?;
+    q.max_duration_nano = api::duration_param(params, "maxDuration")?;
+    if let Some(limit) = api::limit_param(params, "limit", 1500)? {
+        q.limit = limit;
     }
     Ok(q)
 }
@@ -244,7 +239,7 @@ async fn full_traces(api: &Api, query: SearchQuery) -> Result<Vec<TraceView>, Ap
 async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
     let query = match jaeger_search(&api::parameters(&raw)) {
         Ok(q) => q,
-        Err(m) => return jaeger_error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return jaeger_error(e.0, e.1),
     };
     match full_traces(&api, query).await {
         Ok(traces) => envelope(Value::Array(traces.iter().map(jaeger_trace).collect())),
@@ -291,52 +286,34 @@ async fn v3_services(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 async fn v3_operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let params = api::parameters(&raw);
-    let service = api::first(&params, "service").map(str::to_owned);
-    let kind = api::first(&params, "span_kind").map(str::to_owned);
-    let ops = api::blocking(&api.store, move |s| s.operations(service.as_deref())).await?;
-    let ops: Vec<Value> = ops
-        .into_iter()
-        .filter(|(_, _, k)| kind.as_deref().is_none_or(|want| model::kind_name(*k) == want))
-        .map(|(_, name, k)| json!({ "name": name, "spanKind": model::kind_name(k) }))
-        .collect();
+    let ops = kinded_operations(&api, &api::parameters(&raw), "span_kind").await?;
     Ok(Json(json!({ "operations": ops })).into_response())
 }
 
 fn v3_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     let mut q = SearchQuery::default();
-    let time = |key: &str| -> Result<Option<u64>, ApiError> {
-        api::first(params, key)
-            .map(|v| api::parse_time(v).ok_or_else(|| api::bad(format!("{key}: {v:?} is not a time"))))
-            .transpose()
-    };
-    if let Some(t) = time("query.start_time_min")? {
+    if let Some(t) = api::time_param(params, "query.start_time_min")? {
         q.start_min = t;
     }
-    if let Some(t) = time("query.start_time_max")? {
+    if let Some(t) = api::time_param(params, "query.start_time_max")? {
         q.start_max = t;
     }
     q.service = api::first(params, "query.service_name").map(str::to_owned);
     q.operation = api::first(params, "query.operation_name").map(str::to_owned);
-    if let Some(v) = api::first(params, "query.duration_min") {
-        q.min_duration_nano =
-            Some(api::parse_duration(v).ok_or_else(|| api::bad(format!("query.duration_min: {v:?}")))?);
-    }
-    if let Some(v) = api::first(params, "query.duration_max") {
-        q.max_duration_nano =
-            Some(api::parse_duration(v).ok_or_else(|| api::bad(format!("query.duration_max: {v:?}")))?);
-    }
+    q.min_duration_nano = api::duration_param(params, "query.duration_min")?;
+    q.max_duration_nano = api::duration_param(params, "query.duration_max")?;
     for (k, v) in params {
         if let Some(key) = k.strip_prefix("query.attributes.") {
             q.attributes.push((key.to_owned(), v.clone()));
         }
     }
-    if let Some(v) = api::first(params, "query.search_depth").or(api::first(params, "query.num_traces")) {
-        q.limit = v
-            .parse()
-            .ok()
-            .filter(|l| (1..=1500).contains(l))
-            .ok_or_else(|| api::bad(format!("search depth: {v:?}")))?;
+    let depth_key = if api::first(params, "query.search_depth").is_some() {
+        "query.search_depth"
+    } else {
+        "query.num_traces"
+    };
+    if let Some(limit) = api::limit_param(params, depth_key, 1500)? {
+        q.limit = limit;
     }
     Ok(q)
 }

@@ -127,13 +127,13 @@ impl Receiver {
         let over = self.trace_spans.admit(&mut v.request, self.limits.max_spans_per_trace);
         if over > 0 {
             v.rejected += over;
-            if !v.message.is_empty() {
-                v.message.push_str("; ");
-            }
-            v.message.push_str(&format!(
-                "{over} spans rejected: their traces reached {} spans",
-                self.limits.max_spans_per_trace
-            ));
+            add_note(
+                &mut v.message,
+                &format!(
+                    "{over} spans rejected: their traces reached {} spans",
+                    self.limits.max_spans_per_trace
+                ),
+            );
         }
         v
     }
@@ -179,6 +179,14 @@ pub struct Validated<T> {
     pub request: T,
     pub rejected: i64,
     pub message: String,
+}
+
+/// Adds a sentence to a partial-success message.
+fn add_note(message: &mut String, note: &str) {
+    if !message.is_empty() {
+        message.push_str("; ");
+    }
+    message.push_str(note);
 }
 
 fn valid_id(id: &[u8], len: usize) -> bool {
@@ -246,18 +254,19 @@ pub fn validate_traces(
     }
     let mut message = String::new();
     if rejected > 0 {
-        message.push_str(&format!(
-            "{rejected} spans rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero"
-        ));
+        add_note(
+            &mut message,
+            &format!("{rejected} spans rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero"),
+        );
     }
     if truncated > 0 {
-        if !message.is_empty() {
-            message.push_str("; ");
-        }
-        message.push_str(&format!(
-            "{truncated} attribute values cut to {} bytes",
-            limits.max_attribute_bytes
-        ));
+        add_note(
+            &mut message,
+            &format!(
+                "{truncated} attribute values cut to {} bytes",
+                limits.max_attribute_bytes
+            ),
+        );
     }
     Ok(Validated {
         request,

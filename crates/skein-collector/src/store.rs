@@ -1254,13 +1254,7 @@ fn insert_prepared(
 
 impl WriterMemory {
     fn service_number(&mut self, service: &str) -> u32 {
-        match self.services.iter().position(|s| s == service) {
-            Some(i) => i as u32,
-            None => {
-                self.services.push(service.to_owned());
-                (self.services.len() - 1) as u32
-            }
-        }
+        crate::ingest::number_of(&mut self.services, service) as u32
     }
 
     /// Counts a call between services when a span's parent is in another service, whichever
