@@ -42,6 +42,21 @@ pub(crate) fn start_detached(parent: Option<&Activity>, start: impl FnOnce() -> 
     start()
 }
 
+/// Starts one step of the current activity's work (a lookup, a connect, a handshake) as its
+/// child, without making the step current.
+fn start_step(source: &'static ActivitySource, name: String, kind: ActivityKind, tags: Vec<Tag>) -> Option<Activity> {
+    start_detached(Activity::current().as_ref(), || {
+        source.start_activity_with(
+            name,
+            kind,
+            ActivityStartOptions {
+                tags,
+                ..Default::default()
+            },
+        )
+    })
+}
+
 /// Stops an activity without disturbing the thread's current activity.
 pub(crate) fn stop_detached(activity: Option<Activity>) {
     if let Some(activity) = activity {
@@ -352,16 +367,12 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError>
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let lookup = start_detached(Activity::current().as_ref(), || {
-        DNS_SOURCE.start_activity_with(
-            format!("DNS lookup {host}"),
-            ActivityKind::Internal,
-            ActivityStartOptions {
-                tags: vec![Tag::new("dns.question.name", host.to_owned())],
-                ..Default::default()
-            },
-        )
-    });
+    let lookup = start_step(
+        &DNS_SOURCE,
+        format!("DNS lookup {host}"),
+        ActivityKind::Internal,
+        vec![Tag::new("dns.question.name", host.to_owned())],
+    );
     let result = tokio::net::lookup_host((host, port)).await;
     let result = match result {
         Ok(found) => {
@@ -396,21 +407,17 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError>
 async fn connect_any(addresses: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
     let mut last = None;
     for address in addresses {
-        let attempt = start_detached(Activity::current().as_ref(), || {
-            SOCKETS_SOURCE.start_activity_with(
-                format!("socket connect {}:{}", address.ip(), address.port()),
-                ActivityKind::Client,
-                ActivityStartOptions {
-                    tags: vec![
-                        Tag::new("network.peer.address", address.ip().to_string()),
-                        Tag::new("network.peer.port", i64::from(address.port())),
-                        Tag::new("network.type", if address.is_ipv4() { "ipv4" } else { "ipv6" }),
-                        Tag::new("network.transport", "tcp"),
-                    ],
-                    ..Default::default()
-                },
-            )
-        });
+        let attempt = start_step(
+            &SOCKETS_SOURCE,
+            format!("socket connect {}:{}", address.ip(), address.port()),
+            ActivityKind::Client,
+            vec![
+                Tag::new("network.peer.address", address.ip().to_string()),
+                Tag::new("network.peer.port", i64::from(address.port())),
+                Tag::new("network.type", if address.is_ipv4() { "ipv4" } else { "ipv6" }),
+                Tag::new("network.transport", "tcp"),
+            ],
+        );
         match TcpStream::connect(address).await {
             Ok(stream) => {
                 stop_detached(attempt);
@@ -436,13 +443,15 @@ async fn connect_any(addresses: &[SocketAddr]) -> Result<TcpStream, ConnectError
     }))
 }
 
-/// `tls.protocol.version` as OpenTelemetry writes it (`1.2`, `1.3`).
-fn tls_version(version: Option<rustls::ProtocolVersion>) -> Option<&'static str> {
-    Some(match version? {
-        rustls::ProtocolVersion::TLSv1_2 => "1.2",
-        rustls::ProtocolVersion::TLSv1_3 => "1.3",
-        _ => return None,
-    })
+/// `tls.protocol.name` and `tls.protocol.version` as OpenTelemetry writes them (`1.2`, `1.3`).
+fn record_tls_protocol(activity: &Activity, version: Option<rustls::ProtocolVersion>) {
+    activity.set_tag("tls.protocol.name", "tls");
+    let version = match version {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        _ => return,
+    };
+    activity.set_tag("tls.protocol.version", version);
 }
 
 /// `TLS client handshake {host}`.
@@ -458,24 +467,17 @@ async fn client_handshake(
             e,
         )
     })?;
-    let handshake = start_detached(Activity::current().as_ref(), || {
-        TLS_SOURCE.start_activity_with(
-            format!("TLS client handshake {host}"),
-            ActivityKind::Internal,
-            ActivityStartOptions {
-                tags: vec![Tag::new("server.address", host.to_owned())],
-                ..Default::default()
-            },
-        )
-    });
+    let handshake = start_step(
+        &TLS_SOURCE,
+        format!("TLS client handshake {host}"),
+        ActivityKind::Internal,
+        vec![Tag::new("server.address", host.to_owned())],
+    );
     let result = connector.connect(name, tcp).await;
     let result = match result {
         Ok(tls) => {
             if let Some(a) = &handshake {
-                a.set_tag("tls.protocol.name", "tls");
-                if let Some(v) = tls_version(tls.get_ref().1.protocol_version()) {
-                    a.set_tag("tls.protocol.version", v);
-                }
+                record_tls_protocol(a, tls.get_ref().1.protocol_version());
             }
             Ok(tls)
         }
@@ -533,10 +535,7 @@ pub async fn accept_tls(
                 if let Some(name) = connection.server_name() {
                     a.set_tag("server.address", name.to_owned());
                 }
-                a.set_tag("tls.protocol.name", "tls");
-                if let Some(v) = tls_version(connection.protocol_version()) {
-                    a.set_tag("tls.protocol.version", v);
-                }
+                record_tls_protocol(a, connection.protocol_version());
             }
         }
         Err(e) => fail(handshake.as_ref(), "secure_connection_error", e),

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
 use skein::*;
-use skein_http::{ClientTraceLayer, SkeinMiddleware, TraceLayer};
+use skein_http::{ClientTraceLayer, TraceLayer};
 
 mod common;
 use common::tag;
@@ -47,17 +47,10 @@ async fn server() -> SocketAddr {
     common::serve(app).await
 }
 
-fn reqwest_client() -> reqwest_middleware::ClientWithMiddleware {
-    common::setup();
-    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(SkeinMiddleware)
-        .build()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_requests_continue_into_the_server_as_one_trace() {
     let addr = server().await;
-    let body = reqwest_client()
+    let body = common::traced_client()
         .get(format!("http://user:secret@{addr}/hop/reqwest?token=abc&page=2"))
         .send()
         .await
@@ -93,7 +86,7 @@ async fn consecutive_calls_are_siblings_under_the_callers_activity() {
     let addr = server().await;
     async {
         let parent = APP.start_activity("checkout", ActivityKind::Internal).unwrap();
-        let client = reqwest_client();
+        let client = common::traced_client();
         for path in ["/hop/sibling-a", "/hop/sibling-b"] {
             let response = client.get(format!("http://{addr}{path}")).send().await.unwrap();
             assert!(
@@ -114,7 +107,7 @@ async fn consecutive_calls_are_siblings_under_the_callers_activity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_set_headers_are_not_overwritten() {
     let addr = server().await;
-    reqwest_client()
+    common::traced_client()
         .get(format!("http://{addr}/hop/preset"))
         .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         .send()
@@ -127,7 +120,7 @@ async fn caller_set_headers_are_not_overwritten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_statuses_and_connection_failures() {
     let addr = server().await;
-    let response = reqwest_client()
+    let response = common::traced_client()
         .get(format!("http://{addr}/fail/503"))
         .send()
         .await
@@ -142,7 +135,7 @@ async fn error_statuses_and_connection_failures() {
         .unwrap()
         .local_addr()
         .unwrap();
-    assert!(reqwest_client()
+    assert!(common::traced_client()
         .get(format!("http://{closed}/refused/x"))
         .send()
         .await
@@ -199,7 +192,7 @@ async fn subscribers_enrich_activities_through_the_diagnostic_listener() {
     });
     let addr = server().await;
     drop(
-        reqwest_client()
+        common::traced_client()
             .get(format!("http://{addr}/hop/enriched"))
             .send()
             .await
@@ -236,7 +229,7 @@ async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state
         .route(
             "/chain/front",
             get(move || async move {
-                reqwest_client()
+                common::traced_client()
                     .get(format!("http://{back}/chain/back"))
                     .send()
                     .await
@@ -252,7 +245,7 @@ async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state
     let root = Activity::new("test caller").start();
     root.set_trace_state(TraceState::parse("vendor=7").unwrap());
     root.add_baggage("tier", "gold");
-    let body = reqwest_client()
+    let body = common::traced_client()
         .get(format!("http://{front}/chain/front"))
         .send()
         .with_current()
@@ -298,7 +291,7 @@ async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_activities_end_with_the_body_and_4xx_answers_are_errors() {
     let addr = server().await;
-    let response = reqwest_client()
+    let response = common::traced_client()
         .get(format!("http://{addr}/hop/slow-reader"))
         .send()
         .await
@@ -316,7 +309,7 @@ async fn client_activities_end_with_the_body_and_4xx_answers_are_errors() {
         client.duration()
     );
 
-    let response = reqwest_client()
+    let response = common::traced_client()
         .get(format!("http://{addr}/no/such/route"))
         .send()
         .await

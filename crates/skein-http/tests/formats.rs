@@ -9,17 +9,10 @@ use axum::routing::get;
 use axum::Router;
 use skein::propagation::{self, DefaultPropagator, PassThroughPropagator};
 use skein::*;
-use skein_http::{SkeinMiddleware, TraceLayer};
+use skein_http::TraceLayer;
 
 mod common;
 use common::tag;
-
-fn client() -> reqwest_middleware::ClientWithMiddleware {
-    common::setup();
-    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(SkeinMiddleware)
-        .build()
-}
 
 /// A back end answering with the propagation headers it received, behind a proxy that calls
 /// it with the instrumented client.
@@ -50,7 +43,7 @@ async fn proxy_and_back_end() -> SocketAddr {
         .route(
             "/fmt/proxy",
             get(move || async move {
-                client()
+                common::traced_client()
                     .get(format!("http://{back}/fmt/back"))
                     .send()
                     .await
@@ -98,7 +91,7 @@ async fn pass_through_proxies_and_hierarchical_ids() {
         )
         .unwrap();
     let root_id = root.id().unwrap();
-    let seen = client()
+    let seen = common::traced_client()
         .get(format!("http://{proxy}/fmt/proxy"))
         .send()
         .with_current()

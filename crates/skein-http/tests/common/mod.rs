@@ -32,6 +32,14 @@ pub fn setup() {
     });
 }
 
+/// A reqwest client instrumented with `SkeinMiddleware` (after [`setup`]).
+pub fn traced_client() -> reqwest_middleware::ClientWithMiddleware {
+    setup();
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(skein_http::SkeinMiddleware)
+        .build()
+}
+
 /// Every activity stopped so far.
 pub fn stopped() -> Vec<Activity> {
     STOPPED.lock().unwrap().clone()
