@@ -5,28 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
-
 fn request(trace: u8) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![trace; 16],
-                    span_id: vec![trace; 8],
-                    name: format!("forwarded {trace}"),
-                    start_time_unix_nano: 1_700_000_000_000_000_000,
-                    end_time_unix_nano: 1_700_000_000_001_000_000,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    common::spans_request(trace, 1_700_000_000_000_000_000, 1, &format!("forwarded {trace}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,16 +17,9 @@ async fn requests_wait_for_a_down_upstream_and_arrive_when_it_is_back() {
         .local_addr()
         .unwrap();
     let front = common::start_with(|c| c.forward = Some(format!("http://{upstream_addr}"))).await;
-    let client = reqwest::Client::new();
     for t in 1..=5u8 {
-        let response = client
-            .post(format!("http://{}/v1/traces", front.collector.otlp_http_addr()))
-            .header("content-type", "application/x-protobuf")
-            .body(request(t))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "the front accepts while the upstream is down");
+        let status = front.post_protobuf(request(t)).await;
+        assert_eq!(status, 200, "the front accepts while the upstream is down");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, status) = front.get("/api/v1/status").await;
@@ -80,15 +53,8 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() {
         c.forward_buffer_bytes = one * 3;
     })
     .await;
-    let client = reqwest::Client::new();
     for t in 1..=5u8 {
-        client
-            .post(format!("http://{}/v1/traces", front.collector.otlp_http_addr()))
-            .header("content-type", "application/x-protobuf")
-            .body(request(t))
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(front.post_protobuf(request(t)).await, 200);
     }
     let (_, status) = front.get("/api/v1/status").await;
     assert_eq!(status["forwarding"]["dropped_requests"], 2, "{status}");

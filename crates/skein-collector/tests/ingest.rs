@@ -312,25 +312,6 @@ fn one_span_request(
     }
 }
 
-async fn post(
-    running: &common::Running,
-    content_type: &str,
-    encoding: Option<&str>,
-    body: Vec<u8>,
-) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", running.collector.otlp_http_addr()))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(e) = encoding {
-        request = request.header("content-encoding", e);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.bytes().await.unwrap().to_vec())
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
@@ -349,7 +330,7 @@ async fn json_gzip_partial_success_and_bad_input() {
 
     // JSON in, JSON out; an over-long value is cut, not refused.
     let json = serde_json::to_vec(&one_span_request(good_id.clone(), vec![0x22; 8], "json span")).unwrap();
-    let (status, headers, body) = post(&running, "application/json", None, json).await;
+    let (status, headers, body) = running.post("application/json", None, json).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers["content-type"], "application/json");
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -375,13 +356,9 @@ async fn json_gzip_partial_success_and_bad_input() {
     bad.span_id = vec![1, 2, 3];
     bad.name = "short id".into();
     request.resource_spans[0].scope_spans[0].spans.push(bad);
-    let (status, headers, body) = post(
-        &running,
-        "application/x-protobuf",
-        Some("gzip"),
-        gzip(&request.encode_to_vec()),
-    )
-    .await;
+    let (status, headers, body) = running
+        .post("application/x-protobuf", Some("gzip"), gzip(&request.encode_to_vec()))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/x-protobuf");
     let answer = ExportTraceServiceResponse::decode(&body[..]).unwrap();
@@ -396,49 +373,39 @@ async fn json_gzip_partial_success_and_bad_input() {
 
     // Refused whole, with a google.rpc.Status body in the request's format, nothing stored.
     let stored_before = running.get("/api/v1/status").await.1["spans_stored_since_start"].clone();
-    let garbage = post(
-        &running,
-        "application/x-protobuf",
-        None,
-        vec![0xff, 0xff, 0xff, 0x07, 0x01],
-    )
-    .await;
+    let garbage = running
+        .post("application/x-protobuf", None, vec![0xff, 0xff, 0xff, 0x07, 0x01])
+        .await;
     assert_eq!(garbage.0, 400);
     let status_body = tonic_types::Status::decode(&garbage.2[..]).unwrap();
     assert_eq!(status_body.code, 3);
     assert!(status_body.message.contains("protobuf"), "{}", status_body.message);
     let full = one_span_request(good_id.clone(), vec![0x44; 8], "truncated").encode_to_vec();
-    let truncated = post(
-        &running,
-        "application/x-protobuf",
-        None,
-        full[..full.len() / 2].to_vec(),
-    )
-    .await;
+    let truncated = running
+        .post("application/x-protobuf", None, full[..full.len() / 2].to_vec())
+        .await;
     assert_eq!(truncated.0, 400);
-    let invalid_json = post(&running, "application/json", None, b"{\"resourceSpans\": [".to_vec()).await;
+    let invalid_json = running
+        .post("application/json", None, b"{\"resourceSpans\": [".to_vec())
+        .await;
     assert_eq!(invalid_json.0, 400);
     let json_status: serde_json::Value = serde_json::from_slice(&invalid_json.2).unwrap();
     assert_eq!(json_status["code"], 3);
-    assert_eq!(post(&running, "text/plain", None, b"hello".to_vec()).await.0, 415);
+    assert_eq!(running.post("text/plain", None, b"hello".to_vec()).await.0, 415);
     assert_eq!(
-        post(&running, "application/json", Some("br"), b"{}".to_vec()).await.0,
+        running.post("application/json", Some("br"), b"{}".to_vec()).await.0,
         415
     );
     let bomb = gzip(&vec![0u8; 8 << 20]);
     assert!(bomb.len() < 1 << 20);
+    assert_eq!(running.post("application/x-protobuf", Some("gzip"), bomb).await.0, 413);
     assert_eq!(
-        post(&running, "application/x-protobuf", Some("gzip"), bomb).await.0,
+        running.post("application/x-protobuf", None, vec![0u8; 2 << 20]).await.0,
         413
     );
     assert_eq!(
-        post(&running, "application/x-protobuf", None, vec![0u8; 2 << 20])
-            .await
-            .0,
-        413
-    );
-    assert_eq!(
-        post(&running, "application/x-protobuf", Some("gzip"), b"not gzip".to_vec())
+        running
+            .post("application/x-protobuf", Some("gzip"), b"not gzip".to_vec())
             .await
             .0,
         400
@@ -448,7 +415,7 @@ async fn json_gzip_partial_success_and_bad_input() {
 
     // Still serving.
     let ok = one_span_request(vec![0x55; 16], vec![0x66; 8], "after the storm").encode_to_vec();
-    assert_eq!(post(&running, "application/x-protobuf", None, ok).await.0, 200);
+    assert_eq!(running.post("application/x-protobuf", None, ok).await.0, 200);
     running.trace(&"55".repeat(16), 1).await;
 
     // Query API errors are explained.
@@ -594,7 +561,9 @@ async fn spans_past_the_per_trace_limit_are_rejected() {
         span.name = format!("s{i}");
         request.resource_spans[0].scope_spans[0].spans.push(span);
     }
-    let (status, _, body) = post(&running, "application/x-protobuf", None, request.encode_to_vec()).await;
+    let (status, _, body) = running
+        .post("application/x-protobuf", None, request.encode_to_vec())
+        .await;
     assert_eq!(status, 200);
     let answer = ExportTraceServiceResponse::decode(&body[..]).unwrap();
     let partial = answer.partial_success.unwrap();

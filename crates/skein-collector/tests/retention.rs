@@ -5,45 +5,16 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
-
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
 fn request(trace: u8, start: u64, spans: u64) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (0..spans)
-                    .map(|i| Span {
-                        trace_id: vec![trace; 16],
-                        span_id: (u64::from(trace) * 1000 + i + 1).to_be_bytes().to_vec(),
-                        name: "work".into(),
-                        start_time_unix_nano: start,
-                        end_time_unix_nano: start + 1_000_000,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    common::spans_request(trace, start, spans, "work")
 }
 
 async fn send(running: &common::Running, body: Vec<u8>) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", running.collector.otlp_http_addr()))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(running.post_protobuf(body).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,16 +53,10 @@ async fn queries_answer_while_spans_stream_in() {
     let writer = {
         let addr = running.collector.otlp_http_addr();
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for t in 1..=60u8 {
-                let response = client
-                    .post(format!("http://{addr}/v1/traces"))
-                    .header("content-type", "application/x-protobuf")
-                    .body(request(t, start + u64::from(t), 50))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
+                let body = request(t, start + u64::from(t), 50);
+                let (status, _, _) = common::post_to(addr, "application/x-protobuf", None, body).await;
+                assert_eq!(status, 200);
             }
         })
     };

@@ -83,3 +83,67 @@ impl Running {
         panic!("{path} never gave the expected answer; last: {last:#}");
     }
 }
+
+/// An OTLP request of `count` spans named `name`, all of trace `[trace; 16]` and starting at
+/// `start` (unix nanoseconds), each lasting a millisecond.
+pub fn spans_request(trace: u8, start: u64, count: u64, name: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: (0..count)
+                    .map(|i| Span {
+                        trace_id: vec![trace; 16],
+                        span_id: (u64::from(trace) * 1000 + i + 1).to_be_bytes().to_vec(),
+                        name: name.into(),
+                        start_time_unix_nano: start,
+                        end_time_unix_nano: start + 1_000_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// POSTs `body` to the OTLP/HTTP traces endpoint at `addr`; returns status, headers and body.
+pub async fn post_to(
+    addr: std::net::SocketAddr,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/traces"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(e) = encoding {
+        request = request.header("content-encoding", e);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+impl Running {
+    /// [`post_to`] this collector.
+    pub async fn post(
+        &self,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        post_to(self.collector.otlp_http_addr(), content_type, encoding, body).await
+    }
+
+    /// POSTs an OTLP protobuf body; returns the status.
+    pub async fn post_protobuf(&self, body: Vec<u8>) -> u16 {
+        self.post("application/x-protobuf", None, body).await.0
+    }
+}
