@@ -334,52 +334,17 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 async fn live(State(api): State<Api>) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
-    let mut updates = api.store.live.subscribe();
-    let stream = async_stream(move |sender| async move {
-        loop {
-            match updates.recv().await {
-                Ok(summary) => {
-                    let event = Event::default().event("trace").json_data(&summary).unwrap_or_default();
-                    if sender.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                // A slow reader skipped some updates; it keeps the newer ones.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
+    use tokio_stream::StreamExt;
+    let updates = tokio_stream::wrappers::BroadcastStream::new(api.store.live.subscribe());
+    // A slow reader that skipped some updates (`Lagged`) keeps the newer ones.
+    let events = updates.filter_map(|update| {
+        let summary = update.ok()?;
+        Some(Ok(Event::default()
+            .event("trace")
+            .json_data(&summary)
+            .unwrap_or_default()))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// A stream fed by a task through a channel (enough for one SSE feed).
-fn async_stream<F, Fut>(f: F) -> tokio_stream_like::Receiver
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(f(tx));
-    tokio_stream_like::Receiver(rx)
-}
-
-mod tokio_stream_like {
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use axum::response::sse::Event;
-
-    /// An mpsc receiver as a `Stream`.
-    pub struct Receiver(pub tokio::sync::mpsc::Receiver<Result<Event, Infallible>>);
-
-    impl futures_core::Stream for Receiver {
-        type Item = Result<Event, Infallible>;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.0.poll_recv(cx)
-        }
-    }
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 async fn index() -> Response {

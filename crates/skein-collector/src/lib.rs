@@ -201,7 +201,7 @@ impl Collector {
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             async move {
-                let incoming = tokio_listener_stream(grpc_listener);
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
                 let _ = tonic::transport::Server::builder()
                     .add_routes(grpc)
                     .serve_with_incoming_shutdown(incoming, stop)
@@ -273,21 +273,4 @@ impl Collector {
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
-}
-
-/// Accepted connections as the stream tonic serves.
-fn tokio_listener_stream(
-    listener: TcpListener,
-) -> impl futures_core::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    struct Incoming(TcpListener);
-    impl futures_core::Stream for Incoming {
-        type Item = Result<tokio::net::TcpStream, std::io::Error>;
-        fn poll_next(
-            self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            self.0.poll_accept(cx).map(|r| Some(r.map(|(stream, _)| stream)))
-        }
-    }
-    Incoming(listener)
 }

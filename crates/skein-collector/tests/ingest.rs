@@ -577,3 +577,27 @@ async fn spans_past_the_per_trace_limit_are_rejected() {
     assert_eq!(trace["spans"].as_array().unwrap().len(), 3);
     running.collector.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_streams_new_trace_summaries() {
+    let running = common::start().await;
+    let mut feed = reqwest::get(running.api("/api/v1/live")).await.unwrap();
+    assert_eq!(feed.headers()["content-type"], "text/event-stream");
+    let body = common::spans_request(0x42, 1_700_000_000_000_000_000, 4, "live span");
+    assert_eq!(running.post_protobuf(body).await, 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), feed.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: trace\ndata: "), "{text}");
+    let data = text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
+    let summary: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(summary["trace_id"], "42".repeat(16));
+    assert_eq!(summary["span_count"], 4);
+    running.collector.shutdown().await;
+}
