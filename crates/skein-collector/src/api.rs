@@ -35,6 +35,9 @@ pub struct Api {
     pub token: Option<Arc<str>>,
     /// The forwarder, if forwarding, for its counts.
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// Turns true when the collector stops: open live feeds end then, so shutting down does
+    /// not wait for the browsers watching them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An API error: a status and a message, as JSON `{"error": "..."}`.
@@ -344,6 +347,11 @@ async fn live(State(api): State<Api>) -> Sse<impl futures_core::Stream<Item = Re
             .json_data(&summary)
             .unwrap_or_default()))
     });
+    let mut stopping = api.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let events = futures_util::StreamExt::take_until(events, stopped);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -185,6 +185,7 @@ impl Collector {
             store: store.clone(),
             token: config.query_token.as_deref().map(Arc::from),
             forwarder,
+            stopping: stopped.clone(),
         };
         let mut tasks = Vec::new();
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
