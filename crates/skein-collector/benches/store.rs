@@ -224,9 +224,29 @@ fn main() {
                 }
             }));
         }
+        // The rate over each million spans shows how ingest holds up as the store grows.
+        let progress = tokio::spawn({
+            let next = next.clone();
+            async move {
+                let (mut mark, mut at) = (0u64, Instant::now());
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let done = next.load(Ordering::Relaxed).min(batches) * BATCH;
+                    if done >= mark + 1_000_000 {
+                        let rate = (done - mark) as f64 / at.elapsed().as_secs_f64();
+                        println!(
+                            "  {:>5.1} M spans sent, {rate:.0} spans/s over the last interval",
+                            done as f64 / 1e6
+                        );
+                        (mark, at) = (done, Instant::now());
+                    }
+                }
+            }
+        });
         for lane in lanes {
             lane.await.unwrap();
         }
+        progress.abort();
     });
     let elapsed = started.elapsed();
     let spans = batches * BATCH;

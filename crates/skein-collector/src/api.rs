@@ -325,6 +325,7 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
         },
         "oldest_kept_unix_nano": oldest,
         "disk_bytes": disk,
+        "trace_index_memory_bytes": api.store.trace_index_memory_bytes(),
         "forwarding": api.forwarder.as_ref().map(|f| json!({
             "forwarded_requests": f.counters.forwarded_requests.load(Relaxed),
             "dropped_requests": f.counters.dropped_requests.load(Relaxed),

@@ -56,7 +56,8 @@ pub(crate) struct PreparedFrame {
     pub span_count: usize,
     pub filter: Vec<u8>,
     pub data: Vec<u8>,
-    pub trace_ids: Vec<[u8; 16]>,
+    /// The Bloom filter of the frame's trace ids (see [`crate::trace_index`]).
+    pub trace_filter: Vec<u8>,
     /// (linked trace, linking trace)
     pub links: Vec<([u8; 16], [u8; 16])>,
 }
@@ -167,7 +168,7 @@ impl OpenFrame {
             span_count: self.span_count,
             filter: bloom.into_bytes(),
             data,
-            trace_ids: self.trace_ids.into_iter().collect(),
+            trace_filter: crate::trace_index::frame_filter(self.trace_ids.iter()),
             links: self.links,
         })
     }

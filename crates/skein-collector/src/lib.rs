@@ -23,6 +23,7 @@ mod logs;
 pub mod model;
 pub mod receiver;
 pub mod store;
+mod trace_index;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! The durable store: SQLite (WAL, `synchronous=FULL`) under the data directory.
 //!
 //! Spans are kept as they arrived — OTLP protobuf, zstd-compressed in *frames* of up to
-//! [`FRAME_SPANS`] spans — with small indexes beside them: which frames hold a trace, a
-//! per-trace summary for listing, a Bloom filter of each frame's services, names and
+//! [`FRAME_SPANS`] spans — with small indexes beside them, all written in arrival order so
+//! ingest does not slow down as the store grows: a Bloom filter of each frame's trace ids
+//! (held in memory, see [`crate::trace_index`]), a per-trace summary for listing, a Bloom filter of each frame's services, names and
 //! attributes for search, the links between traces, and per-minute duration histograms per
 //! operation for rates and percentiles. One writer thread commits several requests per
 //! transaction (group commit) and acknowledges each only after its commit, so an
@@ -12,13 +13,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::trace_index::{RecentTraces, TraceIndex, RECENT_TRACES};
 use tokio::sync::oneshot;
 
 use crate::bloom::Bloom;
@@ -106,6 +109,8 @@ pub struct Store {
     path: PathBuf,
     pub counters: Arc<StoreCounters>,
     config: StoreConfig,
+    index: Arc<RwLock<TraceIndex>>,
+    recent: Arc<Mutex<RecentTraces>>,
     /// Sends each newly seen trace summary to live subscribers.
     pub live: tokio::sync::broadcast::Sender<TraceSummary>,
 }
@@ -126,14 +131,13 @@ CREATE TABLE IF NOT EXISTS frames(
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS frames_by_start ON frames(max_start);
-CREATE TABLE IF NOT EXISTS trace_frames(
-    trace_id BLOB NOT NULL,
-    frame_id INTEGER NOT NULL,
-    PRIMARY KEY(trace_id, frame_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS trace_frames_by_frame ON trace_frames(frame_id);
+CREATE TABLE IF NOT EXISTS frame_traces(
+    frame_id INTEGER PRIMARY KEY,
+    filter BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS traces(
-    trace_id BLOB PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
     start INTEGER NOT NULL,
     end INTEGER NOT NULL,
     span_count INTEGER NOT NULL,
@@ -141,13 +145,15 @@ CREATE TABLE IF NOT EXISTS traces(
     root_service TEXT,
     root_name TEXT,
     services TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start);
 CREATE TABLE IF NOT EXISTS links(
     target BLOB NOT NULL,
     source BLOB NOT NULL,
+    frame_id INTEGER NOT NULL,
     PRIMARY KEY(target, source)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_by_frame ON links(frame_id);
 CREATE TABLE IF NOT EXISTS operations(
     service TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -209,6 +215,17 @@ impl Store {
         let path = config.data_dir.join("skein.db");
         progress(&format!("opening {}", path.display()));
         let conn = open_connection(&path)?;
+        let old_format: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE name = 'trace_frames')",
+            [],
+            |r| r.get(0),
+        )?;
+        if old_format {
+            return Err(StoreError::DataDir(format!(
+                "{} was written by an earlier Skein in a format this one does not read; move it away or choose another data directory",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
         // A quick structural check, so a damaged file is reported, not discovered later.
@@ -218,6 +235,28 @@ impl Store {
         }
         let spans: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM frames", [], |r| r.get(0))?;
         progress(&format!("{spans} spans stored"));
+        let mut index = TraceIndex::default();
+        {
+            let mut rows = conn.prepare("SELECT frame_id, filter FROM frame_traces ORDER BY frame_id")?;
+            let mut rows = rows.query([])?;
+            while let Some(row) = rows.next()? {
+                index.add(row.get(0)?, row.get_ref(1)?.as_blob().unwrap_or_default());
+            }
+        }
+        let mut recent = RecentTraces::default();
+        {
+            let mut rows = conn.prepare("SELECT id, trace_id FROM traces ORDER BY id DESC LIMIT ?1")?;
+            let rows: Vec<(i64, Vec<u8>)> = rows
+                .query_map([RECENT_TRACES as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (row, trace_id) in rows.into_iter().rev() {
+                if let Ok(trace_id) = <[u8; 16]>::try_from(trace_id) {
+                    recent.insert(&trace_id, row);
+                }
+            }
+        }
+        let index = Arc::new(RwLock::new(index));
+        let recent = Arc::new(Mutex::new(recent));
         let counters = Arc::new(StoreCounters::default());
         let mut readers = Vec::new();
         for _ in 0..4 {
@@ -225,7 +264,7 @@ impl Store {
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
-        let mut writer = Writer::new(conn, counters.clone(), live.clone())?;
+        let mut writer = Writer::new(conn, counters.clone(), live.clone(), index.clone(), recent.clone())?;
         writer.replay(progress)?;
         let handle = std::thread::Builder::new()
             .name("skein-store".into())
@@ -239,6 +278,8 @@ impl Store {
             counters,
             config,
             live,
+            index,
+            recent,
         }))
     }
 
@@ -294,7 +335,7 @@ impl Store {
     pub fn enforce_retention(&self) -> Result<(), StoreError> {
         let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
         let mut conn = open_connection(&self.path)?;
-        evict_before(&mut conn, cutoff, &self.counters)?;
+        evict_before(&mut conn, cutoff, &self.counters, &self.index)?;
         loop {
             let size = database_bytes(&conn)?;
             if size <= self.config.max_disk_bytes {
@@ -315,7 +356,7 @@ impl Store {
                 )
                 .optional()?;
             let Some(cut) = cut else { break };
-            evict_before(&mut conn, cut as u64 + 1, &self.counters)?;
+            evict_before(&mut conn, cut as u64 + 1, &self.counters, &self.index)?;
             conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
         }
         Ok(())
@@ -337,6 +378,11 @@ impl Store {
         })
     }
 
+    /// Memory held by the trace-id filters of all stored frames.
+    pub fn trace_index_memory_bytes(&self) -> usize {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).memory_bytes()
+    }
+
     /// Database size on disk, including the write-ahead log.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         self.read(database_bytes)
@@ -345,10 +391,7 @@ impl Store {
     /// One trace with its spans, the traces linking to it and its logs.
     pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Option<TraceView>, StoreError> {
         self.read(|c| {
-            let frames = frames_of_trace(c, trace_id)?;
-            if frames.is_empty() {
-                return Ok(None);
-            }
+            let frames = self.frames_of_trace(c, trace_id)?;
             let mut spans = Vec::new();
             for frame in &frames {
                 for_each_span(frame, |span, resource, scope| {
@@ -356,6 +399,9 @@ impl Store {
                         spans.push(SpanView::new(span, resource, scope));
                     }
                 });
+            }
+            if spans.is_empty() {
+                return Ok(None);
             }
             spans.sort_by_key(|s| (s.start_unix_nano, s.span_id.clone()));
             let linked_from = c
@@ -383,10 +429,7 @@ impl Store {
     /// One trace as OTLP data (resource and scope kept), for the Jaeger v3 API.
     pub fn trace_otlp(&self, trace_id: &[u8; 16]) -> Result<Option<TracesData>, StoreError> {
         self.read(|c| {
-            let frames = frames_of_trace(c, trace_id)?;
-            if frames.is_empty() {
-                return Ok(None);
-            }
+            let frames = self.frames_of_trace(c, trace_id)?;
             let mut out = TracesData::default();
             for frame in frames {
                 for mut rs in frame.resource_spans {
@@ -399,23 +442,61 @@ impl Store {
                     }
                 }
             }
-            Ok(Some(out))
+            Ok((!out.resource_spans.is_empty()).then_some(out))
         })
     }
 
-    /// Summaries of the given traces, in the given order.
-    fn summaries(c: &Connection, ids: &[Vec<u8>]) -> Result<Vec<TraceSummary>, StoreError> {
-        let mut statement = c.prepare_cached(
-            "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
-             FROM traces WHERE trace_id = ?1",
-        )?;
-        let mut out = Vec::new();
+    /// The decoded frames that may hold spans of a trace (a frame may turn out not to).
+    fn frames_of_trace(&self, c: &Connection, trace_id: &[u8; 16]) -> Result<Vec<TracesData>, StoreError> {
+        let ids = self.index.read().unwrap_or_else(|e| e.into_inner()).frames_of(trace_id);
+        let mut statement = c.prepare_cached("SELECT data FROM frames WHERE id = ?1")?;
+        let mut frames = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(s) = statement.query_row([id], summary_row).optional()? {
-                out.push(s);
+            // Retention may have deleted it since.
+            if let Some(data) = statement.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                frames.push(decode_frame(&data)?);
             }
         }
+        Ok(frames)
+    }
+
+    /// Summaries of the given traces, in the given order: the stored row of a recent trace,
+    /// otherwise one computed from its spans.
+    fn summaries(&self, c: &Connection, ids: &[[u8; 16]]) -> Result<Vec<TraceSummary>, StoreError> {
+        let rows: Vec<Option<i64>> = {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            ids.iter().map(|id| recent.get(id)).collect()
+        };
+        let mut out = Vec::new();
+        for (id, row) in ids.iter().zip(rows) {
+            let stored = match row {
+                Some(row) => summary_by_row(c, row, id)?,
+                None => None,
+            };
+            let summary = match stored {
+                Some(summary) => Some(summary),
+                None => self.summary_from_spans(c, id)?,
+            };
+            out.extend(summary);
+        }
         Ok(out)
+    }
+
+    /// A trace's summary worked out from its stored spans.
+    fn summary_from_spans(&self, c: &Connection, trace_id: &[u8; 16]) -> Result<Option<TraceSummary>, StoreError> {
+        let mut prepared = Prepared::default();
+        for frame in self.frames_of_trace(c, trace_id)? {
+            for mut rs in frame.resource_spans {
+                for ss in &mut rs.scope_spans {
+                    ss.spans.retain(|s| s.trace_id == trace_id);
+                }
+                crate::ingest::summarize_resource(&rs, &mut prepared);
+            }
+        }
+        Ok(prepared
+            .traces
+            .get(trace_id)
+            .map(|delta| delta.add_to(empty_summary(trace_id, delta))))
     }
 
     /// Traces matching `query`, newest first.
@@ -425,7 +506,7 @@ impl Store {
                 return search_summaries(c, query);
             }
             let terms = query.terms();
-            let mut found: Vec<Vec<u8>> = Vec::new();
+            let mut found: Vec<[u8; 16]> = Vec::new();
             let mut seen = HashSet::new();
             let mut statement = c.prepare_cached(
                 "SELECT id, filter FROM frames WHERE max_start >= ?1 AND min_start <= ?2 ORDER BY max_start DESC",
@@ -446,12 +527,14 @@ impl Store {
                 let mut matches = Vec::new();
                 for_each_span(&decode_frame(&data)?, |span, resource, _| {
                     if query.matches_span(span, resource) {
-                        matches.push((span.start_time_unix_nano, span.trace_id.clone()));
+                        if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
+                            matches.push((span.start_time_unix_nano, id));
+                        }
                     }
                 });
                 matches.sort_by_key(|m| std::cmp::Reverse(m.0));
                 for (_, id) in matches {
-                    if seen.insert(id.clone()) {
+                    if seen.insert(id) {
                         found.push(id);
                     }
                 }
@@ -459,7 +542,7 @@ impl Store {
                     break;
                 }
             }
-            let mut summaries = Self::summaries(c, &found)?;
+            let mut summaries = self.summaries(c, &found)?;
             summaries.retain(|s| query.matches_trace(s));
             summaries.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
             summaries.truncate(query.limit);
@@ -584,18 +667,6 @@ impl Store {
     }
 }
 
-/// The decoded frames holding spans of a trace.
-fn frames_of_trace(c: &Connection, trace_id: &[u8; 16]) -> Result<Vec<TracesData>, StoreError> {
-    let mut statement =
-        c.prepare_cached("SELECT f.data FROM trace_frames t JOIN frames f ON f.id = t.frame_id WHERE t.trace_id = ?1")?;
-    let rows = statement.query_map([&trace_id[..]], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut frames = Vec::new();
-    for row in rows {
-        frames.push(decode_frame(&row?)?);
-    }
-    Ok(frames)
-}
-
 fn database_bytes(c: &Connection) -> Result<u64, StoreError> {
     let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -605,7 +676,13 @@ fn database_bytes(c: &Connection) -> Result<u64, StoreError> {
 }
 
 /// Deletes frames whose newest span started before `cutoff`, and what only they referenced.
-fn evict_before(conn: &mut Connection, cutoff: u64, counters: &StoreCounters) -> Result<(), StoreError> {
+/// Trace summaries go with the traces that started before `cutoff`.
+fn evict_before(
+    conn: &mut Connection,
+    cutoff: u64,
+    counters: &StoreCounters,
+    index: &RwLock<TraceIndex>,
+) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (frames, spans): (i64, i64) = tx.query_row(
         "SELECT COUNT(*), COALESCE(SUM(span_count), 0) FROM frames WHERE max_start < ?1",
@@ -615,24 +692,24 @@ fn evict_before(conn: &mut Connection, cutoff: u64, counters: &StoreCounters) ->
     if frames == 0 {
         return Ok(());
     }
-    tx.execute(
-        "DELETE FROM trace_frames WHERE frame_id IN (SELECT id FROM frames WHERE max_start < ?1)",
-        [cutoff as i64],
-    )?;
+    let deleted: HashSet<i64> = tx
+        .prepare("SELECT id FROM frames WHERE max_start < ?1")?
+        .query_map([cutoff as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for table in ["frame_traces", "links"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE frame_id IN (SELECT id FROM frames WHERE max_start < ?1)"),
+            [cutoff as i64],
+        )?;
+    }
     tx.execute("DELETE FROM frames WHERE max_start < ?1", [cutoff as i64])?;
-    let traces = tx.execute(
-        "DELETE FROM traces WHERE NOT EXISTS (SELECT 1 FROM trace_frames f WHERE f.trace_id = traces.trace_id)",
-        [],
-    )?;
-    tx.execute(
-        "DELETE FROM links WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = links.source)",
-        [],
-    )?;
+    let traces = tx.execute("DELETE FROM traces WHERE start < ?1", [cutoff as i64])?;
     let minute = minute_of(cutoff);
     tx.execute("DELETE FROM op_minutes WHERE minute < ?1", [minute])?;
     tx.execute("DELETE FROM edges WHERE minute < ?1", [minute])?;
     tx.execute("DELETE FROM logs WHERE time < ?1", [cutoff as i64])?;
     tx.commit()?;
+    index.write().unwrap_or_else(|e| e.into_inner()).remove(&deleted);
     counters.frames_evicted.fetch_add(frames as u64, Ordering::Relaxed);
     counters.spans_evicted.fetch_add(spans as u64, Ordering::Relaxed);
     counters.traces_evicted.fetch_add(traces as u64, Ordering::Relaxed);
@@ -663,15 +740,21 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
 
 /// Searches by trace-level properties only (time, duration, errors), straight from the summaries.
 fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
-    let mut statement = c.prepare_cached(
-        "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
-         FROM traces WHERE start >= ?1 AND start <= ?2 ORDER BY start DESC",
-    )?;
-    let mut out = Vec::new();
+    let mut statement = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM traces WHERE start >= ?1 AND start <= ?2 ORDER BY start DESC"
+    ))?;
+    let mut out: Vec<TraceSummary> = Vec::new();
+    let mut positions = HashMap::new();
     let rows = statement.query_map(params![query.start_min as i64, query.start_max as i64], summary_row)?;
     for row in rows {
         let summary = row?;
+        // A trace whose spans kept arriving long after it started can have a second row.
+        if let Some(&i) = positions.get(&summary.trace_id) {
+            merge_summaries(&mut out[i], summary);
+            continue;
+        }
         if query.matches_trace(&summary) {
+            positions.insert(summary.trace_id.clone(), out.len());
             out.push(summary);
             if out.len() >= query.limit {
                 break;
@@ -679,6 +762,49 @@ fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
         }
     }
     Ok(out)
+}
+
+fn merge_summaries(into: &mut TraceSummary, other: TraceSummary) {
+    into.start_unix_nano = into.start_unix_nano.min(other.start_unix_nano);
+    into.end_unix_nano = into.end_unix_nano.max(other.end_unix_nano);
+    into.duration_nano = into.end_unix_nano.saturating_sub(into.start_unix_nano);
+    into.span_count += other.span_count;
+    into.error_count += other.error_count;
+    if into.root_name.is_none() {
+        into.root_service = other.root_service;
+        into.root_name = other.root_name;
+    }
+    for s in other.services {
+        if !into.services.contains(&s) {
+            into.services.push(s);
+        }
+    }
+    into.services.sort();
+}
+
+const SUMMARY_COLUMNS: &str = "trace_id, start, end, span_count, error_count, root_service, root_name, services";
+
+/// The summary in row `row` if it is the given trace's.
+fn summary_by_row(c: &Connection, row: i64, trace_id: &[u8; 16]) -> Result<Option<TraceSummary>, StoreError> {
+    let found = c
+        .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM traces WHERE id = ?1"))?
+        .query_row([row], summary_row)
+        .optional()?;
+    Ok(found.filter(|s| s.trace_id == model::hex(trace_id)))
+}
+
+fn empty_summary(trace_id: &[u8; 16], delta: &TraceDelta) -> TraceSummary {
+    TraceSummary {
+        trace_id: model::hex(trace_id),
+        start_unix_nano: delta.start,
+        end_unix_nano: delta.end,
+        duration_nano: 0,
+        root_service: None,
+        root_name: None,
+        span_count: 0,
+        error_count: 0,
+        services: Vec::new(),
+    }
 }
 
 /// A trace search.
@@ -892,6 +1018,9 @@ struct Writer {
     live: tokio::sync::broadcast::Sender<TraceSummary>,
     memory: WriterMemory,
     derived: Derived,
+    /// Shared with the readers.
+    index: Arc<RwLock<TraceIndex>>,
+    recent: Arc<Mutex<RecentTraces>>,
 }
 
 /// Figures derived from stored frames (trace summaries, per-minute operation figures, calls
@@ -944,6 +1073,8 @@ impl Writer {
         conn: Connection,
         counters: Arc<StoreCounters>,
         live: tokio::sync::broadcast::Sender<TraceSummary>,
+        index: Arc<RwLock<TraceIndex>>,
+        recent: Arc<Mutex<RecentTraces>>,
     ) -> Result<Self, StoreError> {
         let operations = conn
             .prepare("SELECT service, name, kind FROM operations")?
@@ -962,6 +1093,8 @@ impl Writer {
                 orphan_order: VecDeque::new(),
             },
             derived: Derived::default(),
+            index,
+            recent,
         })
     }
 
@@ -998,7 +1131,7 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        write_derived(&tx, &self.derived, &self.memory)?;
+        write_derived(&tx, &self.derived, &self.memory, &self.recent)?;
         tx.commit()?;
         self.derived.clear();
         Ok(())
@@ -1083,7 +1216,7 @@ impl Writer {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = write_derived(&tx, &self.derived, &self.memory)?;
+            let changed = write_derived(&tx, &self.derived, &self.memory, &self.recent)?;
             tx.commit()?;
             Ok::<_, StoreError>(changed)
         })();
@@ -1105,11 +1238,12 @@ impl Writer {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut spans_total = 0u64;
         let mut logs_total = 0u64;
+        let mut new_frames = Vec::new();
         for write in writes {
             match write {
                 Write::Traces(prepared) => {
                     spans_total += prepared.spans;
-                    if let Some(last) = insert_prepared(&tx, prepared, &mut self.memory)? {
+                    if let Some(last) = insert_prepared(&tx, prepared, &mut self.memory, &mut new_frames)? {
                         self.derived.through_frame = last;
                     }
                 }
@@ -1127,11 +1261,16 @@ impl Writer {
         }
         let result = (|| {
             let changed = if with_derived {
-                write_derived(&tx, &with_group, &self.memory)?
+                write_derived(&tx, &with_group, &self.memory, &self.recent)?
             } else {
                 Vec::new()
             };
             tx.commit()?;
+            // Findable by id once committed.
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            for (frame_id, filter) in &new_frames {
+                index.add(*frame_id, filter);
+            }
             Ok::<_, StoreError>(changed)
         })();
         let changed = match result {
@@ -1167,6 +1306,7 @@ fn write_derived(
     tx: &rusqlite::Transaction<'_>,
     derived: &Derived,
     memory: &WriterMemory,
+    recent: &Mutex<RecentTraces>,
 ) -> Result<Vec<TraceSummary>, StoreError> {
     for ((minute, service, name), delta) in &derived.minutes {
         let existing: Option<(i64, i64, Vec<u8>)> = tx
@@ -1203,27 +1343,30 @@ fn write_derived(
         ])?;
     }
     let mut changed = Vec::with_capacity(derived.traces.len());
+    let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
     for (trace_id, delta) in &derived.traces {
-        changed.push(apply_trace_delta(tx, trace_id, delta)?);
+        changed.push(apply_trace_delta(tx, &mut recent, trace_id, delta)?);
     }
     tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('derived_through_frame', ?1)")?
         .execute([derived.through_frame])?;
     Ok(changed)
 }
 
-/// Inserts a prepared request's frames, trace and link index rows and new operations;
-/// returns the last frame id.
-fn insert_prepared(
+/// Inserts a prepared request's frames with their trace-id filters, link rows and new
+/// operations; returns the last frame id and adds the new frames' filters to `new_frames`.
+fn insert_prepared<'a>(
     tx: &rusqlite::Transaction<'_>,
-    prepared: &Prepared,
+    prepared: &'a Prepared,
     memory: &mut WriterMemory,
+    new_frames: &mut Vec<(i64, &'a [u8])>,
 ) -> Result<Option<i64>, StoreError> {
     let mut insert_frame = tx.prepare_cached(
         "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut insert_trace_frame =
-        tx.prepare_cached("INSERT OR IGNORE INTO trace_frames(trace_id, frame_id) VALUES (?1, ?2)")?;
-    let mut insert_link = tx.prepare_cached("INSERT OR IGNORE INTO links(target, source) VALUES (?1, ?2)")?;
+    let mut insert_trace_filter = tx.prepare_cached("INSERT INTO frame_traces(frame_id, filter) VALUES (?1, ?2)")?;
+    // The latest frame of the linking trace, so the link goes when that frame does.
+    let mut insert_link =
+        tx.prepare_cached("INSERT OR REPLACE INTO links(target, source, frame_id) VALUES (?1, ?2, ?3)")?;
     let mut last = None;
     for frame in &prepared.frames {
         insert_frame.execute(params![
@@ -1235,11 +1378,10 @@ fn insert_prepared(
         ])?;
         let frame_id = tx.last_insert_rowid();
         last = Some(frame_id);
-        for trace_id in &frame.trace_ids {
-            insert_trace_frame.execute(params![&trace_id[..], frame_id])?;
-        }
+        insert_trace_filter.execute(params![frame_id, frame.trace_filter])?;
+        new_frames.push((frame_id, &frame.trace_filter));
         for (target, source) in &frame.links {
-            insert_link.execute(params![&target[..], &source[..]])?;
+            insert_link.execute(params![&target[..], &source[..], frame_id])?;
         }
     }
     for op in &prepared.operations {
@@ -1324,58 +1466,71 @@ impl TraceDelta {
     }
 }
 
-/// Adds a commit's delta to a trace's stored summary.
+/// Adds a commit's delta to a trace's stored summary (a new row for a trace not seen
+/// recently).
 fn apply_trace_delta(
     tx: &rusqlite::Transaction<'_>,
+    recent: &mut RecentTraces,
     trace_id: &[u8; 16],
     delta: &TraceDelta,
 ) -> Result<TraceSummary, StoreError> {
-    let existing = tx
-        .prepare_cached(
-            "SELECT trace_id, start, end, span_count, error_count, root_service, root_name, services
-             FROM traces WHERE trace_id = ?1",
-        )?
-        .query_row([&trace_id[..]], summary_row)
-        .optional()?;
-    let mut summary = existing.unwrap_or(TraceSummary {
-        trace_id: model::hex(trace_id),
-        start_unix_nano: delta.start,
-        end_unix_nano: delta.end,
-        duration_nano: 0,
-        root_service: None,
-        root_name: None,
-        span_count: 0,
-        error_count: 0,
-        services: Vec::new(),
-    });
-    summary.start_unix_nano = summary.start_unix_nano.min(delta.start);
-    summary.end_unix_nano = summary.end_unix_nano.max(delta.end);
-    summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
-    summary.span_count += delta.spans;
-    summary.error_count += delta.errors;
-    if let Some((service, name)) = &delta.root {
-        summary.root_service = Some(service.clone());
-        summary.root_name = Some(name.clone());
-    }
-    for s in &delta.services {
-        if !summary.services.contains(s) {
-            summary.services.push(s.clone());
+    let existing = match recent.get(trace_id) {
+        Some(row) => summary_by_row(tx, row, trace_id)?.map(|s| (row, s)),
+        None => None,
+    };
+    let values = |summary: &TraceSummary| {
+        (
+            summary.start_unix_nano as i64,
+            summary.end_unix_nano as i64,
+            summary.span_count as i64,
+            summary.error_count as i64,
+            summary.root_service.clone(),
+            summary.root_name.clone(),
+            summary.services.join("\n"),
+        )
+    };
+    match existing {
+        Some((row, summary)) => {
+            let summary = delta.add_to(summary);
+            let v = values(&summary);
+            tx.prepare_cached(
+                "UPDATE traces SET start = ?2, end = ?3, span_count = ?4, error_count = ?5, root_service = ?6,
+                 root_name = ?7, services = ?8 WHERE id = ?1",
+            )?
+            .execute(params![row, v.0, v.1, v.2, v.3, v.4, v.5, v.6])?;
+            Ok(summary)
+        }
+        None => {
+            let summary = delta.add_to(empty_summary(trace_id, delta));
+            let v = values(&summary);
+            tx.prepare_cached(&format!(
+                "INSERT INTO traces({SUMMARY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![&trace_id[..], v.0, v.1, v.2, v.3, v.4, v.5, v.6])?;
+            recent.insert(trace_id, tx.last_insert_rowid());
+            Ok(summary)
         }
     }
-    summary.services.sort();
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO traces(trace_id, start, end, span_count, error_count, root_service, root_name, services)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        &trace_id[..],
-        summary.start_unix_nano as i64,
-        summary.end_unix_nano as i64,
-        summary.span_count as i64,
-        summary.error_count as i64,
-        summary.root_service,
-        summary.root_name,
-        summary.services.join("\n"),
-    ])?;
-    Ok(summary)
+}
+
+impl TraceDelta {
+    /// The summary with this delta's spans added.
+    fn add_to(&self, mut summary: TraceSummary) -> TraceSummary {
+        summary.start_unix_nano = summary.start_unix_nano.min(self.start);
+        summary.end_unix_nano = summary.end_unix_nano.max(self.end);
+        summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
+        summary.span_count += self.spans;
+        summary.error_count += self.errors;
+        if let Some((service, name)) = &self.root {
+            summary.root_service = Some(service.clone());
+            summary.root_name = Some(name.clone());
+        }
+        for s in &self.services {
+            if !summary.services.contains(s) {
+                summary.services.push(s.clone());
+            }
+        }
+        summary.services.sort();
+        summary
+    }
 }

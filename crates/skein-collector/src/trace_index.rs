@@ -1,0 +1,220 @@
+//! Finding a trace's frames and its summary row without a B-tree keyed by trace id.
+//!
+//! Trace ids are random, so an index keyed by them takes every new trace to a different page
+//! of the file, and with SQLite's write-ahead log each such page is written in full at every
+//! commit: at ten million spans that was over 2 KB written per span and halved the ingest
+//! rate. Instead every frame carries a small Bloom filter of its trace ids (stored with the
+//! frame, in insertion order, and held in memory: about 4 bytes per trace), and a lookup by
+//! trace id tests the filters of all frames, as Tempo does with its blocks. Trace summaries
+//! are stored in arrival order; the writer remembers where the summaries of the most recent
+//! traces are, so spans that arrive in later requests update the same row.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Bits per trace id: with 10 probes in one 512-bit block, a few false positives in a
+/// million frames (each costs a frame read).
+const BITS_PER_TRACE: usize = 32;
+const PROBES: u32 = 10;
+const BLOCK_WORDS: usize = 8;
+
+/// A well-spread 64-bit hash of a trace id (SDKs do not all generate both halves randomly).
+pub(crate) fn trace_key(trace_id: &[u8; 16]) -> u64 {
+    let a = u64::from_le_bytes(trace_id[..8].try_into().expect("8 bytes"));
+    let b = u64::from_le_bytes(trace_id[8..].try_into().expect("8 bytes"));
+    mix(a ^ mix(b))
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The block and the bit pattern within it for a key: one cache line per test.
+fn probe(key: u64, blocks: usize) -> (usize, [u64; BLOCK_WORDS]) {
+    let block = ((key >> 32).wrapping_mul(blocks as u64) >> 32) as usize;
+    let mut pattern = [0u64; BLOCK_WORDS];
+    // 9 bits per probe: seven from one hash, the rest from another.
+    let mut h = mix(key);
+    for probe in 0..PROBES {
+        if probe == 7 {
+            h = mix(h);
+        }
+        let bit = (h & 511) as usize;
+        pattern[bit / 64] |= 1 << (bit % 64);
+        h >>= 9;
+    }
+    (block, pattern)
+}
+
+/// The Bloom filter of one frame's trace ids, as stored (little-endian 64-bit words).
+pub(crate) fn frame_filter<'a>(trace_ids: impl ExactSizeIterator<Item = &'a [u8; 16]>) -> Vec<u8> {
+    let blocks = (trace_ids.len() * BITS_PER_TRACE).div_ceil(BLOCK_WORDS * 64).max(1);
+    let mut words = vec![0u64; blocks * BLOCK_WORDS];
+    for id in trace_ids {
+        let (block, pattern) = probe(trace_key(id), blocks);
+        for (w, p) in words[block * BLOCK_WORDS..].iter_mut().zip(pattern) {
+            *w |= p;
+        }
+    }
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Every stored frame's trace-id filter, in one block of memory so a lookup streams through
+/// it.
+#[derive(Default)]
+pub(crate) struct TraceIndex {
+    /// (frame id, first word in `words`, number of blocks), in frame id order.
+    frames: Vec<(i64, usize, usize)>,
+    words: Vec<u64>,
+}
+
+impl TraceIndex {
+    /// Adds a frame's stored filter; a filter of the wrong shape is ignored (its frame is then
+    /// found by searches only).
+    pub fn add(&mut self, frame_id: i64, filter: &[u8]) {
+        if filter.is_empty() || filter.len() % (BLOCK_WORDS * 8) != 0 {
+            return;
+        }
+        let start = self.words.len();
+        self.words.extend(
+            filter
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        );
+        self.frames.push((frame_id, start, filter.len() / (BLOCK_WORDS * 8)));
+    }
+
+    /// The frames that may hold spans of the trace, oldest first.
+    pub fn frames_of(&self, trace_id: &[u8; 16]) -> Vec<i64> {
+        let key = trace_key(trace_id);
+        let mut out = Vec::new();
+        let mut last_blocks = 0;
+        let mut last_probe = (0, [0u64; BLOCK_WORDS]);
+        for &(frame_id, start, blocks) in &self.frames {
+            // Frames mostly have the same size, so the probe is mostly reused.
+            if blocks != last_blocks {
+                last_probe = probe(key, blocks);
+                last_blocks = blocks;
+            }
+            let (block, pattern) = &last_probe;
+            let words = &self.words[start + block * BLOCK_WORDS..start + (block + 1) * BLOCK_WORDS];
+            if words.iter().zip(pattern).all(|(w, p)| w & p == *p) {
+                out.push(frame_id);
+            }
+        }
+        out
+    }
+
+    /// Forgets the frames retention deleted.
+    pub fn remove(&mut self, deleted: &std::collections::HashSet<i64>) {
+        if deleted.is_empty() {
+            return;
+        }
+        let old = std::mem::take(self);
+        for (frame_id, start, blocks) in old.frames {
+            if !deleted.contains(&frame_id) {
+                let from = self.words.len();
+                self.words
+                    .extend_from_slice(&old.words[start..start + blocks * BLOCK_WORDS]);
+                self.frames.push((frame_id, from, blocks));
+            }
+        }
+    }
+
+    /// Memory held, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.words.len() * 8 + self.frames.len() * std::mem::size_of::<(i64, usize, usize)>()
+    }
+}
+
+/// How many recent traces' summary rows are remembered (about 30 MB at most). Spans of an
+/// older trace that arrive later start a second summary row, merged with the first when both
+/// show up in one search.
+pub(crate) const RECENT_TRACES: usize = 1 << 20;
+
+/// Where the summaries of recent traces are: trace key → row id.
+#[derive(Default)]
+pub(crate) struct RecentTraces {
+    rows: HashMap<u64, i64>,
+    order: VecDeque<u64>,
+}
+
+impl RecentTraces {
+    pub fn get(&self, trace_id: &[u8; 16]) -> Option<i64> {
+        self.rows.get(&trace_key(trace_id)).copied()
+    }
+
+    pub fn insert(&mut self, trace_id: &[u8; 16], row: i64) {
+        let key = trace_key(trace_id);
+        if self.rows.insert(key, row).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > RECENT_TRACES {
+                if let Some(old) = self.order.pop_front() {
+                    self.rows.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
+    #[test]
+    fn finds_every_frame_of_a_trace_and_few_others() {
+        let mut index = TraceIndex::default();
+        for frame in 0..2000u64 {
+            let ids: Vec<[u8; 16]> = (frame * 64..frame * 64 + 64).map(id).collect();
+            index.add(frame as i64, &frame_filter(ids.iter()));
+        }
+        // A trace in two frames.
+        index.add(5000, &frame_filter([id(70)].iter()));
+        assert_eq!(index.frames_of(&id(70)), vec![1, 5000]);
+        let mut false_positives = 0;
+        for n in 0..1000 {
+            let found = index.frames_of(&id(n * 64 + 3));
+            assert!(found.contains(&(n as i64)));
+            false_positives += found.len() - 1;
+        }
+        // 2000 frames × 1000 lookups: about 0.2 expected per lookup at most.
+        assert!(false_positives < 1000, "{false_positives} false positives");
+        assert!(index.frames_of(&id(10_000_000)).len() <= 2);
+    }
+
+    #[test]
+    fn removing_frames_keeps_the_others_findable() {
+        let mut index = TraceIndex::default();
+        for frame in 0..10u64 {
+            index.add(frame as i64, &frame_filter([id(frame)].iter()));
+        }
+        index.remove(&[2, 3].into_iter().collect());
+        assert!(index.frames_of(&id(2)).is_empty());
+        assert_eq!(index.frames_of(&id(7)), vec![7]);
+    }
+
+    #[test]
+    fn a_damaged_filter_is_ignored() {
+        let mut index = TraceIndex::default();
+        index.add(1, &[1, 2, 3]);
+        assert!(index.frames_of(&id(1)).is_empty());
+    }
+
+    #[test]
+    fn recent_traces_forget_the_oldest() {
+        let mut recent = RecentTraces::default();
+        for n in 0..RECENT_TRACES as u64 + 1 {
+            recent.insert(&id(n), n as i64);
+        }
+        assert_eq!(recent.get(&id(0)), None);
+        assert_eq!(recent.get(&id(5)), Some(5));
+    }
+}
