@@ -531,6 +531,17 @@ async fn otel_sdk_round_trip(protocol: opentelemetry_otlp::Protocol) {
     assert_eq!(child["status"]["code"], "error");
     assert_eq!(child["status"]["message"], "sdk failure");
     assert_eq!(child["events"][0]["attributes"]["k"], "v");
+    // The same trace through the Jaeger API, as Grafana's Jaeger data source reads it.
+    let (status, jaeger) = running.get(&format!("/api/traces/{trace_id}")).await;
+    assert_eq!(status, 200);
+    let spans = jaeger["data"][0]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    let child = spans.iter().find(|s| s["operationName"] == "sdk child").unwrap();
+    assert_eq!(child["references"][0]["refType"], "CHILD_OF");
+    let process = &jaeger["data"][0]["processes"][child["processID"].as_str().unwrap()];
+    assert_eq!(process["serviceName"], "otel-sdk");
+    let (_, services) = running.get("/api/services").await;
+    assert!(services["data"].as_array().unwrap().iter().any(|s| s == "otel-sdk"), "{services}");
     running.collector.shutdown().await;
 }
 
