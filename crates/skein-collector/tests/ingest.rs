@@ -541,7 +541,10 @@ async fn otel_sdk_round_trip(protocol: opentelemetry_otlp::Protocol) {
     let process = &jaeger["data"][0]["processes"][child["processID"].as_str().unwrap()];
     assert_eq!(process["serviceName"], "otel-sdk");
     let (_, services) = running.get("/api/services").await;
-    assert!(services["data"].as_array().unwrap().iter().any(|s| s == "otel-sdk"), "{services}");
+    assert!(
+        services["data"].as_array().unwrap().iter().any(|s| s == "otel-sdk"),
+        "{services}"
+    );
     running.collector.shutdown().await;
 }
 

@@ -1,0 +1,309 @@
+//! The bridge layer: `tracing` spans become activities of a source named after their target.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::RwLock;
+
+use skein::{
+    Activity, ActivityEvent, ActivityKind, ActivityLink, ActivityParent, ActivitySource, ActivityStartOptions,
+    ActivityStatusCode, CurrentGuard, Tag, TagValue,
+};
+use tracing_core::callsite::Identifier;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Interest, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+/// A [`tracing_subscriber::Layer`] that turns `tracing` spans into Skein activities.
+///
+/// Each span's activity comes from the [`ActivitySource`] named after the span's target
+/// (`my_app::orders`, or the module path for `#[instrument]`), so listeners choose by target
+/// as with any source; for a target nobody listens to the layer does nothing more than look
+/// the source up. Fields become tags (typed); `otel.name`, `otel.kind`, `otel.status_code`,
+/// `otel.status_description` and `error` fields set the name, kind and status; `follows_from`
+/// becomes a link; events become activity events (an event with an `error` field sets Error
+/// status). While a span is entered its activity is [`Activity::current`], so Skein
+/// activities started inside it are its children, and a span opened while a Skein activity
+/// is current is that activity's child — both ways, across `.await`s with
+/// `tracing::Instrument`.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let subscriber = tracing_subscriber::registry().with(skein_tracing::SkeinLayer::new());
+/// tracing::subscriber::with_default(subscriber, || {
+///     let span = tracing::info_span!("checkout", order.id = 42);
+///     let _entered = span.enter();
+///     // With a listener for this crate's target, `span` is an activity and current here.
+/// });
+/// ```
+#[derive(Default)]
+pub struct SkeinLayer {
+    sources: RwLock<HashMap<Identifier, &'static ActivitySource>>,
+}
+
+/// The activity of a span, kept in the span's extensions.
+struct SpanActivity(Activity);
+
+thread_local! {
+    /// What was current before each entered span's activity, innermost last.
+    static ENTERED: RefCell<Vec<Option<Activity>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SkeinLayer {
+    /// A layer; add it to a `tracing_subscriber::registry()`.
+    pub fn new() -> Self {
+        SkeinLayer::default()
+    }
+
+    fn source(&self, metadata: &'static Metadata<'static>) -> &'static ActivitySource {
+        let id = metadata.callsite();
+        if let Some(source) = self.sources.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return source;
+        }
+        let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, source);
+        source
+    }
+}
+
+/// The activity of a span or of its nearest ancestor that has one.
+fn nearest_activity<S: for<'a> LookupSpan<'a>>(span: Option<SpanRef<'_, S>>) -> Option<Activity> {
+    span?
+        .scope()
+        .find_map(|s| s.extensions().get::<SpanActivity>().map(|a| a.0.clone()))
+}
+
+fn activity_of<S: Subscriber + for<'a> LookupSpan<'a>>(id: &Id, ctx: &Context<'_, S>) -> Option<Activity> {
+    ctx.span(id)?.extensions().get::<SpanActivity>().map(|a| a.0.clone())
+}
+
+impl<S> tracing_subscriber::Layer<S> for SkeinLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if metadata.is_span() {
+            self.source(metadata);
+        }
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let metadata = attrs.metadata();
+        let source = self.source(metadata);
+        if !source.has_listeners() {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let name = fields.name.take().map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
+        let kind = fields.kind.unwrap_or(ActivityKind::Internal);
+        // An explicit parent (or none) wins; otherwise the current activity, which is the
+        // innermost of the entered spans and the Skein activities started inside them.
+        let explicit_parent = match attrs.parent() {
+            Some(parent) => Some(nearest_activity(ctx.span(parent))),
+            None if attrs.is_root() => Some(None),
+            None => None,
+        };
+        let activity = {
+            let _restore = CurrentGuard::new(Activity::current().as_ref());
+            let _parent = explicit_parent.as_ref().map(|p| CurrentGuard::new(p.as_ref()));
+            source.start_activity_with(
+                name,
+                kind,
+                ActivityStartOptions {
+                    parent: ActivityParent::Current,
+                    tags: std::mem::take(&mut fields.tags),
+                    ..Default::default()
+                },
+            )
+        };
+        let Some(activity) = activity else { return };
+        fields.apply_status(&activity);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanActivity(activity));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(activity) = activity_of(id, &ctx) else { return };
+        if !activity.is_all_data_requested() {
+            return;
+        }
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        for tag in fields.tags.drain(..) {
+            activity.set_tag(tag.key, tag.value);
+        }
+        if let Some(name) = fields.name.take() {
+            activity.set_display_name(name);
+        }
+        fields.apply_status(&activity);
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let (Some(activity), Some(other)) = (activity_of(id, &ctx), activity_of(follows, &ctx)) else {
+            return;
+        };
+        activity.add_link(ActivityLink::new(other.context()));
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let activity = match event.parent() {
+            Some(parent) => nearest_activity(ctx.span(parent)),
+            None if event.is_root() => None,
+            None => Activity::current(),
+        };
+        let Some(activity) = activity else { return };
+        if !activity.is_all_data_requested() {
+            return;
+        }
+        let metadata = event.metadata();
+        let mut fields = Fields {
+            tags: vec![
+                Tag::new("level", metadata.level().as_str()),
+                Tag::new("target", metadata.target()),
+            ],
+            ..Default::default()
+        };
+        event.record(&mut fields);
+        let name = fields.message.take().map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
+        fields.apply_status(&activity);
+        activity.add_event(ActivityEvent::new(name).with_tags(fields.tags));
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(activity) = activity_of(id, &ctx) {
+            let previous = Activity::set_current(Some(&activity));
+            ENTERED.with(|stack| stack.borrow_mut().push(previous));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        let entered = ctx
+            .span(id)
+            .is_some_and(|s| s.extensions().get::<SpanActivity>().is_some());
+        if entered {
+            if let Some(previous) = ENTERED.with(|stack| stack.borrow_mut().pop()) {
+                Activity::set_current(previous.as_ref());
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(SpanActivity(activity)) = span.extensions_mut().remove::<SpanActivity>() else {
+            return;
+        };
+        // Stopping restores what was current when the activity started; this thread's
+        // current activity is not the span's business.
+        let _restore = CurrentGuard::new(Activity::current().as_ref());
+        activity.stop();
+    }
+}
+
+/// Field values collected into tags, with the `otel.*`, `error` and `message` fields taken
+/// out.
+#[derive(Default)]
+struct Fields {
+    tags: Vec<Tag>,
+    name: Option<String>,
+    kind: Option<ActivityKind>,
+    status: Option<ActivityStatusCode>,
+    status_description: Option<String>,
+    message: Option<String>,
+}
+
+impl Fields {
+    fn apply_status(&mut self, activity: &Activity) {
+        if let Some(code) = self.status.take() {
+            activity.set_status(code, self.status_description.take());
+        }
+    }
+
+    fn record(&mut self, field: &Field, value: TagValue) {
+        match field.name() {
+            "otel.name" => self.name = Some(text(value)),
+            "otel.kind" => {
+                self.kind = match text(value).to_ascii_lowercase().as_str() {
+                    "server" => Some(ActivityKind::Server),
+                    "client" => Some(ActivityKind::Client),
+                    "producer" => Some(ActivityKind::Producer),
+                    "consumer" => Some(ActivityKind::Consumer),
+                    "internal" => Some(ActivityKind::Internal),
+                    _ => self.kind,
+                }
+            }
+            "otel.status_code" => {
+                self.status = match text(value).to_ascii_lowercase().as_str() {
+                    "ok" => Some(ActivityStatusCode::Ok),
+                    "error" => Some(ActivityStatusCode::Error),
+                    "unset" => Some(ActivityStatusCode::Unset),
+                    _ => self.status,
+                }
+            }
+            "otel.status_description" | "otel.status_message" => self.status_description = Some(text(value)),
+            "error" => {
+                let description = text(value);
+                self.status = Some(ActivityStatusCode::Error);
+                self.tags.push(Tag::new("exception.message", description.clone()));
+                self.status_description = Some(description);
+            }
+            "message" => self.message = Some(text(value)),
+            name => self.tags.push(Tag::new(name, value)),
+        }
+    }
+}
+
+fn text(value: TagValue) -> String {
+    match value {
+        TagValue::Str(s) => s.into_owned(),
+        other => other.to_string(),
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, TagValue::Str(format!("{value:?}").into()));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, TagValue::Str(value.to_owned().into()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record(field, TagValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        // Beyond i64 the exact digits matter more than the type.
+        let value = i64::try_from(value).map_or_else(|_| TagValue::Str(value.to_string().into()), TagValue::I64);
+        self.record(field, value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.record(field, TagValue::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record(field, TagValue::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // The source chain, as `add_exception` writes it.
+        let mut message = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.record(field, TagValue::Str(message.into()));
+    }
+}
