@@ -173,7 +173,12 @@ where
             ..Default::default()
         };
         event.record(&mut fields);
-        let name = fields.message.take().map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
+        // An event without a message is named after its target (its metadata name is only
+        // the source location).
+        let name = fields
+            .message
+            .take()
+            .map_or(Cow::Borrowed(metadata.target()), Cow::Owned);
         fields.apply_status(&activity);
         activity.add_event(ActivityEvent::new(name).with_tags(fields.tags));
     }
