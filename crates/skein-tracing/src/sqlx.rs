@@ -64,6 +64,19 @@ impl<DB: Database> TracedPool<DB> {
     }
 }
 
+impl<DB: Database> TracedPool<DB> {
+    /// The activity of a query and the query that will describe it to the activity.
+    fn describe_query<E>(&self, query: E) -> (Option<Activity>, Described<E>) {
+        let activity = self.start();
+        let described = Described {
+            inner: query,
+            activity: activity.clone(),
+            keep_literals: self.keep_literals,
+        };
+        (activity, described)
+    }
+}
+
 /// OpenTelemetry's `db.system.name` for a sqlx database.
 fn system_name(sqlx_name: &str) -> &'static str {
     match sqlx_name {
@@ -203,12 +216,7 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        let activity = self.start();
-        let query = Described {
-            inner: query,
-            activity: activity.clone(),
-            keep_literals: self.keep_literals,
-        };
+        let (activity, query) = self.describe_query(query);
         Box::pin(TracedStream {
             inner: self.pool.fetch_many(query),
             activity,
@@ -222,12 +230,7 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        let activity = self.start();
-        let query = Described {
-            inner: query,
-            activity: activity.clone(),
-            keep_literals: self.keep_literals,
-        };
+        let (activity, query) = self.describe_query(query);
         let pool = &self.pool;
         Box::pin(async move {
             // Ends the activity even if the caller drops the future half-way.
