@@ -213,23 +213,29 @@ fn truncate_values(attributes: &mut [KeyValue], max: usize) -> usize {
     cut
 }
 
+/// Refuses a request with more items (spans or log records) than one request may carry.
+fn within_request_limit(total: usize, items: &str, limits: &Limits) -> Result<(), Refusal> {
+    if total > limits.max_spans_per_request {
+        return Err(Refusal::TooLarge(format!(
+            "{total} {items} in one request; the limit is {}",
+            limits.max_spans_per_request
+        )));
+    }
+    Ok(())
+}
+
 /// Drops spans with unusable ids (reported as partially rejected) and cuts over-long values.
 pub fn validate_traces(
     mut request: ExportTraceServiceRequest,
     limits: &Limits,
 ) -> Result<Validated<ExportTraceServiceRequest>, Refusal> {
-    let total: usize = request
+    let total = request
         .resource_spans
         .iter()
         .flat_map(|rs| &rs.scope_spans)
         .map(|ss| ss.spans.len())
         .sum();
-    if total > limits.max_spans_per_request {
-        return Err(Refusal::TooLarge(format!(
-            "{total} spans in one request; the limit is {}",
-            limits.max_spans_per_request
-        )));
-    }
+    within_request_limit(total, "spans", limits)?;
     let mut rejected = 0i64;
     let mut truncated = 0usize;
     for rs in &mut request.resource_spans {
@@ -280,18 +286,13 @@ pub fn validate_logs(
     mut request: ExportLogsServiceRequest,
     limits: &Limits,
 ) -> Result<Validated<ExportLogsServiceRequest>, Refusal> {
-    let total: usize = request
+    let total = request
         .resource_logs
         .iter()
         .flat_map(|rl| &rl.scope_logs)
         .map(|sl| sl.log_records.len())
         .sum();
-    if total > limits.max_spans_per_request {
-        return Err(Refusal::TooLarge(format!(
-            "{total} log records in one request; the limit is {}",
-            limits.max_spans_per_request
-        )));
-    }
+    within_request_limit(total, "log records", limits)?;
     let mut rejected = 0i64;
     for rl in &mut request.resource_logs {
         for sl in &mut rl.scope_logs {
@@ -397,14 +398,15 @@ fn body_of(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Refusa
     }
 }
 
-fn authorized(headers: &HeaderMap, key: Option<&str>) -> bool {
+/// True if no key is required, or the `Authorization: Bearer` or `x-api-key` value is the key.
+fn key_matches(key: Option<&str>, authorization: Option<&str>, api_key: Option<&str>) -> bool {
     let Some(key) = key else { return true };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    bearer == Some(key) || api_key == Some(key)
+    authorization.and_then(|v| v.strip_prefix("Bearer ")) == Some(key) || api_key == Some(key)
+}
+
+fn authorized(headers: &HeaderMap, key: Option<&str>) -> bool {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    key_matches(key, value(header::AUTHORIZATION.as_str()), value("x-api-key"))
 }
 
 /// A `google.rpc.Status` body in the request's format.
@@ -483,20 +485,40 @@ fn encode<T: Message + serde::Serialize>(message: &T, format: Format) -> Respons
     }
 }
 
-async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match format_of(&headers) {
+impl Receiver {
+    /// Validates, limits and stores a traces request; the answer for the client.
+    async fn export_traces(&self, request: ExportTraceServiceRequest) -> Result<ExportTraceServiceResponse, Refusal> {
+        let validated = self.limit_traces(validate_traces(request, &self.limits)?);
+        self.accept_traces(validated.request).await?;
+        Ok(trace_answer(validated.rejected, validated.message))
+    }
+
+    /// Validates and stores a logs request; the answer for the client.
+    async fn export_logs(&self, request: ExportLogsServiceRequest) -> Result<ExportLogsServiceResponse, Refusal> {
+        let validated = validate_logs(request, &self.limits)?;
+        self.accept_logs(validated.request).await?;
+        Ok(logs_answer(validated.rejected, validated.message))
+    }
+}
+
+/// An OTLP/HTTP request: content type, key, body limit and decoding, then `export`; the
+/// answer or the refusal in the request's format.
+async fn http_export<T, R, F>(receiver: &Receiver, headers: &HeaderMap, body: Bytes, export: F) -> Response
+where
+    T: Message + Default + serde::de::DeserializeOwned,
+    R: Message + serde::Serialize,
+    F: AsyncFnOnce(T) -> Result<R, Refusal>,
+{
+    let format = match format_of(headers) {
         Ok(f) => f,
         Err(refusal) => return refusal_response(refusal, Format::Json),
     };
     let result = async {
-        if !authorized(&headers, receiver.api_key.as_deref()) {
+        if !authorized(headers, receiver.api_key.as_deref()) {
             return Err(Refusal::Unauthorized);
         }
-        let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
-        let request: ExportTraceServiceRequest = decode(&body, format)?;
-        let validated = receiver.limit_traces(validate_traces(request, &receiver.limits)?);
-        receiver.accept_traces(validated.request).await?;
-        Ok(trace_answer(validated.rejected, validated.message))
+        let body = body_of(headers, body, receiver.limits.max_body_bytes)?;
+        export(decode(&body, format)?).await
     }
     .await;
     match result {
@@ -505,26 +527,18 @@ async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body:
     }
 }
 
+async fn http_traces(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export(&receiver, &headers, body, async |request| {
+        receiver.export_traces(request).await
+    })
+    .await
+}
+
 async fn http_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match format_of(&headers) {
-        Ok(f) => f,
-        Err(refusal) => return refusal_response(refusal, Format::Json),
-    };
-    let result = async {
-        if !authorized(&headers, receiver.api_key.as_deref()) {
-            return Err(Refusal::Unauthorized);
-        }
-        let body = body_of(&headers, body, receiver.limits.max_body_bytes)?;
-        let request: ExportLogsServiceRequest = decode(&body, format)?;
-        let validated = validate_logs(request, &receiver.limits)?;
-        receiver.accept_logs(validated.request).await?;
-        Ok(logs_answer(validated.rejected, validated.message))
-    }
-    .await;
-    match result {
-        Ok(response) => encode(&response, format),
-        Err(refusal) => refusal_response(refusal, format),
-    }
+    http_export(&receiver, &headers, body, async |request| {
+        receiver.export_logs(request).await
+    })
+    .await
 }
 
 /// The OTLP/HTTP routes.
@@ -556,14 +570,8 @@ fn grpc_status(refusal: Refusal) -> tonic::Status {
 }
 
 fn grpc_authorized<T>(request: &tonic::Request<T>, key: Option<&str>) -> bool {
-    let Some(key) = key else { return true };
-    let metadata = request.metadata();
-    let bearer = metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let api_key = metadata.get("x-api-key").and_then(|v| v.to_str().ok());
-    bearer == Some(key) || api_key == Some(key)
+    let value = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
+    key_matches(key, value("authorization"), value("x-api-key"))
 }
 
 #[tonic::async_trait]
@@ -575,12 +583,8 @@ impl TraceService for Receiver {
         if !grpc_authorized(&request, self.api_key.as_deref()) {
             return Err(grpc_status(Refusal::Unauthorized));
         }
-        let validated = self.limit_traces(validate_traces(request.into_inner(), &self.limits).map_err(grpc_status)?);
-        self.accept_traces(validated.request).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(trace_answer(
-            validated.rejected,
-            validated.message,
-        )))
+        let answer = self.export_traces(request.into_inner()).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(answer))
     }
 }
 
@@ -593,9 +597,8 @@ impl LogsService for Receiver {
         if !grpc_authorized(&request, self.api_key.as_deref()) {
             return Err(grpc_status(Refusal::Unauthorized));
         }
-        let validated = validate_logs(request.into_inner(), &self.limits).map_err(grpc_status)?;
-        self.accept_logs(validated.request).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(logs_answer(validated.rejected, validated.message)))
+        let answer = self.export_logs(request.into_inner()).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(answer))
     }
 }
 
