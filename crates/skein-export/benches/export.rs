@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +18,11 @@ use axum::body::Bytes;
 use axum::routing::post;
 use axum::Router;
 use criterion::Criterion;
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use skein::{ActivityEvent, ActivityKind, ActivitySource, Tag};
+use skein_bench_support::{median_ns, otel_recorded_span};
 use skein_export::otlp::{OtlpHttpExporter, Protocol};
 use skein_export::{BatchConfig, ExportGuard, ExportPipeline, Resource};
 
@@ -138,18 +138,6 @@ fn skein_span() {
     .add_event(ActivityEvent::new("event"));
 }
 
-fn otel_span(tracer: &opentelemetry_sdk::trace::SdkTracer) {
-    let mut span = tracer.start("op");
-    span.set_attributes([
-        KeyValue::new("str", "value"),
-        KeyValue::new("int", 42i64),
-        KeyValue::new("bool", true),
-        KeyValue::new("float", 1.5),
-    ]);
-    span.add_event("event", vec![]);
-    span.end();
-}
-
 fn producer_side(c: &mut Criterion, sink: SocketAddr) {
     let mut group = c.benchmark_group("producer_recorded_4tags_1event");
     let guard = skein_pipeline(sink);
@@ -157,7 +145,9 @@ fn producer_side(c: &mut Criterion, sink: SocketAddr) {
     drop(guard);
     let provider = otel_provider(sink);
     let tracer = provider.tracer("bench");
-    group.bench_function("opentelemetry_sdk", |b| b.iter(|| otel_span(black_box(&tracer))));
+    group.bench_function("opentelemetry_sdk", |b| {
+        b.iter(|| otel_recorded_span(black_box(&tracer)))
+    });
     group.finish();
     let _ = provider.shutdown();
 }
@@ -211,13 +201,6 @@ fn throughput(
     )
 }
 
-fn median_ns(dir: &Path, group: &str, function: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(dir.join(group).join(function).join("new/estimates.json")).ok()?;
-    let median = &text[text.find("\"median\"")?..];
-    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    point[..point.find([',', '}'])?].trim().parse().ok()
-}
-
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-export");
@@ -248,7 +231,7 @@ fn main() {
     let tracer = provider.tracer("bench");
     let (otel_made, otel_arrived) = throughput(
         Duration::from_secs(seconds),
-        move || otel_span(&tracer),
+        move || otel_recorded_span(&tracer),
         || {
             let _ = provider.force_flush();
         },

@@ -10,7 +10,7 @@
 //! ```
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -22,9 +22,9 @@ use http_body_util::BodyExt;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
-use skein::Activity;
-use skein_export::{ActivityExporter, BatchConfig, ExportError, ExportPipeline};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use skein_bench_support::{median_ns, DiscardActivities, DiscardSpans};
+use skein_export::{BatchConfig, ExportPipeline};
 use tower_service::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -52,28 +52,6 @@ fn run(rt: &tokio::runtime::Runtime, router: &mut Router) {
         let response = router.call(request()).await.unwrap();
         black_box(response.into_body().collect().await.unwrap());
     });
-}
-
-/// Skein's side: every finished activity goes through the batch pipeline to this.
-struct Discard;
-impl ActivityExporter for Discard {
-    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-/// The peer's side: the same, for opentelemetry_sdk.
-#[derive(Debug)]
-struct DiscardSpans;
-impl SpanExporter for DiscardSpans {
-    fn export(
-        &self,
-        batch: Vec<SpanData>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        drop(black_box(batch));
-        std::future::ready(Ok(()))
-    }
 }
 
 struct Headers<'a>(&'a http::HeaderMap);
@@ -120,14 +98,6 @@ fn peer_router() -> Router {
     hello().layer(layer)
 }
 
-fn median_ns(dir: &Path, function: &str) -> Option<f64> {
-    let path = dir.join(GROUP).join(function).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let median = &text[text.find("\"median\"")?..];
-    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    point[..point.find([',', '}'])?].trim().parse().ok()
-}
-
 fn main() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-http");
     let mut c = Criterion::default()
@@ -142,7 +112,7 @@ fn main() {
 
     let export = ExportPipeline::new()
         .with_sources(["skein.http.server"])
-        .batch(Discard, BatchConfig::default())
+        .batch(DiscardActivities, BatchConfig::default())
         .install();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(BatchSpanProcessor::builder(DiscardSpans).build())
@@ -164,8 +134,11 @@ fn main() {
     let dropped = export.dropped_count();
     let _ = export.shutdown(Duration::from_secs(5));
     let _ = provider.shutdown();
-    let (Some(bare), Some(ours), Some(theirs)) = (median_ns(&dir, BARE), median_ns(&dir, SKEIN), median_ns(&dir, PEER))
-    else {
+    let (Some(bare), Some(ours), Some(theirs)) = (
+        median_ns(&dir, GROUP, BARE),
+        median_ns(&dir, GROUP, SKEIN),
+        median_ns(&dir, GROUP, PEER),
+    ) else {
         return;
     };
     println!();

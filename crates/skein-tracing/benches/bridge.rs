@@ -8,14 +8,14 @@
 //! ```
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::Criterion;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
-use skein::Activity;
-use skein_export::{ActivityExporter, BatchConfig, ExportError, ExportPipeline};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use skein_bench_support::{median_ns, DiscardActivities, DiscardSpans};
+use skein_export::{BatchConfig, ExportPipeline};
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -23,26 +23,6 @@ const GROUP: &str = "tracing span, 2 fields + 1 event";
 const SKEIN: &str = "skein bridge, recorded";
 const UNHEARD: &str = "skein bridge, no listener for the target";
 const PEER: &str = "tracing-opentelemetry + batch processor";
-
-struct Discard;
-impl ActivityExporter for Discard {
-    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardSpans;
-impl SpanExporter for DiscardSpans {
-    fn export(
-        &self,
-        batch: Vec<SpanData>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        drop(black_box(batch));
-        std::future::ready(Ok(()))
-    }
-}
 
 fn recorded_span(order: u64) {
     let span = tracing::info_span!(target: "shop", "checkout", order.id = order, customer.tier = "gold");
@@ -56,14 +36,6 @@ fn unheard_span(order: u64) {
     tracing::info!(target: "unheard", items = 3, "order accepted");
 }
 
-fn median_ns(dir: &Path, function: &str) -> Option<f64> {
-    let path = dir.join(GROUP).join(function).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let median = &text[text.find("\"median\"")?..];
-    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    point[..point.find([',', '}'])?].trim().parse().ok()
-}
-
 fn main() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-tracing");
     let mut c = Criterion::default()
@@ -74,7 +46,7 @@ fn main() {
 
     let export = ExportPipeline::new()
         .with_sources(["shop"])
-        .batch(Discard, BatchConfig::default())
+        .batch(DiscardActivities, BatchConfig::default())
         .install();
     let skein = Dispatch::new(tracing_subscriber::registry().with(skein_tracing::SkeinLayer::new()));
     let provider = SdkTracerProvider::builder()
@@ -110,9 +82,11 @@ fn main() {
     let dropped = export.dropped_count();
     let _ = export.shutdown(Duration::from_secs(5));
     let _ = provider.shutdown();
-    let (Some(ours), Some(unheard), Some(theirs)) =
-        (median_ns(&dir, SKEIN), median_ns(&dir, UNHEARD), median_ns(&dir, PEER))
-    else {
+    let (Some(ours), Some(unheard), Some(theirs)) = (
+        median_ns(&dir, GROUP, SKEIN),
+        median_ns(&dir, GROUP, UNHEARD),
+        median_ns(&dir, GROUP, PEER),
+    ) else {
         return;
     };
     println!();

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use skein::{
     Activity, ActivityContext, ActivityCreationOptions, ActivityEvent, ActivityKind, ActivityListener,
     ActivitySamplingResult, ActivitySource, Tag,
 };
+use skein_bench_support::{median_ns, otel_recorded_span, DiscardSpans};
 use tracing_subscriber::layer::SubscriberExt;
 
 // ---- skein listeners ------------------------------------------------------------------------
@@ -113,21 +113,9 @@ static RECORDED: ActivitySource = ActivitySource::new("bench.recorded");
 
 // ---- peers' plumbing --------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct NoopExporter;
-impl SpanExporter for NoopExporter {
-    fn export(
-        &self,
-        batch: Vec<SpanData>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        drop(black_box(batch));
-        std::future::ready(Ok(()))
-    }
-}
-
 fn otel_batch_provider() -> SdkTracerProvider {
     SdkTracerProvider::builder()
-        .with_span_processor(BatchSpanProcessor::builder(NoopExporter).build())
+        .with_span_processor(BatchSpanProcessor::builder(DiscardSpans).build())
         .build()
 }
 
@@ -227,19 +215,7 @@ fn recorded(c: &mut Criterion, queue: &Arc<Queue>) {
     });
     let provider = otel_batch_provider();
     let tracer = provider.tracer("bench");
-    g.bench_function(OTEL, |b| {
-        b.iter(|| {
-            let mut span = tracer.start("op");
-            span.set_attributes([
-                KeyValue::new("str", "value"),
-                KeyValue::new("int", 42i64),
-                KeyValue::new("bool", true),
-                KeyValue::new("float", 1.5),
-            ]);
-            span.add_event("event", vec![]);
-            span.end();
-        })
-    });
+    g.bench_function(OTEL, |b| b.iter(|| otel_recorded_span(&tracer)));
     g.bench_function(FASTRACE, |b| {
         b.iter(|| {
             let root = fastrace::Span::root("op", fastrace::prelude::SpanContext::random());
@@ -318,15 +294,6 @@ fn tree(c: &mut Criterion, queue: &Arc<Queue>) {
 }
 
 // ---- the table ------------------------------------------------------------------------------
-
-/// The median (ns) criterion stored for `group/function`.
-fn median_ns(dir: &Path, group: &str, function: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(dir.join(group).join(function).join("new/estimates.json")).ok()?;
-    let median = &text[text.find("\"median\"")?..];
-    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = point.find([',', '}'])?;
-    point[..end].trim().parse().ok()
-}
 
 /// (scenario, peer, the most skein may cost relative to that peer)
 const BARS: &[(&str, &str, f64)] = &[
