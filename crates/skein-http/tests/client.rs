@@ -50,14 +50,12 @@ async fn server() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_requests_continue_into_the_server_as_one_trace() {
     let addr = server().await;
-    let body = common::traced_client()
-        .get(format!("http://user:secret@{addr}/hop/reqwest?token=abc&page=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::text(
+        common::traced_client()
+            .get(format!("http://user:secret@{addr}/hop/reqwest?token=abc&page=2"))
+            .send(),
+    )
+    .await;
     assert_eq!(body, "pong");
     let (client, servers) = hop("/hop/reqwest", 1).await;
     let server = &servers[0];
@@ -225,35 +223,18 @@ async fn two_hops_through_two_servers_are_one_trace_with_baggage_and_trace_state
         .layer(TraceLayer::new());
     let back = common::serve(back).await;
     // Front end: calls the back end with the instrumented client.
-    let front = Router::new()
-        .route(
-            "/chain/front",
-            get(move || async move {
-                common::traced_client()
-                    .get(format!("http://{back}/chain/back"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-            }),
-        )
-        .layer(TraceLayer::new());
-    let front = common::serve(front).await;
+    let front = common::serve_relay("/chain/front", format!("http://{back}/chain/back")).await;
 
     let root = Activity::new("test caller").start();
     root.set_trace_state(TraceState::parse("vendor=7").unwrap());
     root.add_baggage("tier", "gold");
-    let body = common::traced_client()
-        .get(format!("http://{front}/chain/front"))
-        .send()
-        .with_current()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::text(
+        common::traced_client()
+            .get(format!("http://{front}/chain/front"))
+            .send()
+            .with_current(),
+    )
+    .await;
     root.stop();
     assert_eq!(body, "gold|vendor=7", "baggage and trace state reach the second server");
 

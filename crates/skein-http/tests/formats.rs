@@ -39,22 +39,7 @@ async fn proxy_and_back_end() -> SocketAddr {
         )
         .layer(TraceLayer::new());
     let back = common::serve(back).await;
-    let proxy = Router::new()
-        .route(
-            "/fmt/proxy",
-            get(move || async move {
-                common::traced_client()
-                    .get(format!("http://{back}/fmt/back"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-            }),
-        )
-        .layer(TraceLayer::new());
-    common::serve(proxy).await
+    common::serve_relay("/fmt/proxy", format!("http://{back}/fmt/back")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,17 +49,15 @@ async fn pass_through_proxies_and_hierarchical_ids() {
     // A transparent proxy: the back end sees exactly what the proxy received.
     propagation::set_current(PassThroughPropagator);
     const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let seen = reqwest::Client::new()
-        .get(format!("http://{proxy}/fmt/proxy"))
-        .header("traceparent", TP)
-        .header("tracestate", "vendor=1")
-        .header("baggage", "tier=gold")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let seen = common::text(
+        reqwest::Client::new()
+            .get(format!("http://{proxy}/fmt/proxy"))
+            .header("traceparent", TP)
+            .header("tracestate", "vendor=1")
+            .header("baggage", "tier=gold")
+            .send(),
+    )
+    .await;
     assert_eq!(seen, format!("{TP}\nvendor=1\n-\ntier=gold"));
 
     // Hierarchical ids across client → server → client → server.
@@ -91,15 +74,13 @@ async fn pass_through_proxies_and_hierarchical_ids() {
         )
         .unwrap();
     let root_id = root.id().unwrap();
-    let seen = common::traced_client()
-        .get(format!("http://{proxy}/fmt/proxy"))
-        .send()
-        .with_current()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let seen = common::text(
+        common::traced_client()
+            .get(format!("http://{proxy}/fmt/proxy"))
+            .send()
+            .with_current(),
+    )
+    .await;
     root.stop();
     let parts: Vec<&str> = seen.split('\n').collect();
     assert_eq!(parts[0], "-", "no traceparent for hierarchical activities: {seen}");

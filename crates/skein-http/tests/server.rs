@@ -49,18 +49,16 @@ async fn continues_the_callers_trace_with_route_tags_and_baggage() {
         )
         .layer(TraceLayer::new());
     let addr = serve(app).await;
-    let body = reqwest::Client::new()
-        .get(format!("http://{addr}/orders/42"))
-        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-        .header("tracestate", "vendor=1")
-        .header("baggage", "tier=gold")
-        .header("user-agent", "skein-test/1")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::text(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/orders/42"))
+            .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .header("tracestate", "vendor=1")
+            .header("baggage", "tier=gold")
+            .header("user-agent", "skein-test/1")
+            .send(),
+    )
+    .await;
     assert_eq!(body, "GET /orders/{id}|gold");
     let a = &stopped("/orders/", 1).await[0];
     assert_eq!(a.display_name(), "GET /orders/{id}");
@@ -167,12 +165,7 @@ async fn the_activity_lasts_until_the_body_is_sent() {
         )
         .layer(TraceLayer::new());
     let addr = serve(app).await;
-    let body = reqwest::get(format!("http://{addr}/stream/slow"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::text(reqwest::get(format!("http://{addr}/stream/slow"))).await;
     assert_eq!(body, "ab");
     let a = &stopped("/stream/", 1).await[0];
     assert!(

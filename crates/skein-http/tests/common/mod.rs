@@ -58,3 +58,23 @@ pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
+
+/// The body of a sent request as text (a test wants it or fails).
+pub async fn text<E: std::fmt::Debug>(sent: impl std::future::Future<Output = Result<reqwest::Response, E>>) -> String {
+    sent.await.unwrap().text().await.unwrap()
+}
+
+/// Serves a hop at `path` that fetches `target` with the instrumented client and answers with
+/// its body, behind the server layer (a front end or a proxy).
+pub async fn serve_relay(path: &'static str, target: String) -> std::net::SocketAddr {
+    let relay = axum::Router::new()
+        .route(
+            path,
+            axum::routing::get(move || {
+                let target = target.clone();
+                async move { text(traced_client().get(target).send()).await }
+            }),
+        )
+        .layer(skein_http::TraceLayer::new());
+    serve(relay).await
+}
