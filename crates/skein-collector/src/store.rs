@@ -765,21 +765,31 @@ fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
 }
 
 fn merge_summaries(into: &mut TraceSummary, other: TraceSummary) {
-    into.start_unix_nano = into.start_unix_nano.min(other.start_unix_nano);
-    into.end_unix_nano = into.end_unix_nano.max(other.end_unix_nano);
-    into.duration_nano = into.end_unix_nano.saturating_sub(into.start_unix_nano);
-    into.span_count += other.span_count;
-    into.error_count += other.error_count;
     if into.root_name.is_none() {
         into.root_service = other.root_service;
         into.root_name = other.root_name;
     }
-    for s in other.services {
-        if !into.services.contains(&s) {
-            into.services.push(s);
+    add_spans(
+        into,
+        (other.start_unix_nano, other.end_unix_nano),
+        (other.span_count, other.error_count),
+        &other.services,
+    );
+}
+
+/// Widens a summary by more spans of its trace: their time span, counts and services.
+fn add_spans(summary: &mut TraceSummary, (start, end): (u64, u64), (spans, errors): (u64, u64), services: &[String]) {
+    summary.start_unix_nano = summary.start_unix_nano.min(start);
+    summary.end_unix_nano = summary.end_unix_nano.max(end);
+    summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
+    summary.span_count += spans;
+    summary.error_count += errors;
+    for s in services {
+        if !summary.services.contains(s) {
+            summary.services.push(s.clone());
         }
     }
-    into.services.sort();
+    summary.services.sort();
 }
 
 const SUMMARY_COLUMNS: &str = "trace_id, start, end, span_count, error_count, root_service, root_name, services";
@@ -1516,21 +1526,16 @@ fn apply_trace_delta(
 impl TraceDelta {
     /// The summary with this delta's spans added.
     fn add_to(&self, mut summary: TraceSummary) -> TraceSummary {
-        summary.start_unix_nano = summary.start_unix_nano.min(self.start);
-        summary.end_unix_nano = summary.end_unix_nano.max(self.end);
-        summary.duration_nano = summary.end_unix_nano.saturating_sub(summary.start_unix_nano);
-        summary.span_count += self.spans;
-        summary.error_count += self.errors;
         if let Some((service, name)) = &self.root {
             summary.root_service = Some(service.clone());
             summary.root_name = Some(name.clone());
         }
-        for s in &self.services {
-            if !summary.services.contains(s) {
-                summary.services.push(s.clone());
-            }
-        }
-        summary.services.sort();
+        add_spans(
+            &mut summary,
+            (self.start, self.end),
+            (self.spans, self.errors),
+            &self.services,
+        );
         summary
     }
 }
