@@ -21,8 +21,8 @@ use criterion::Criterion;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use skein::{ActivityEvent, ActivityKind, ActivitySource, Tag};
-use skein_bench_support::{median_ns, otel_recorded_span};
+use skein::ActivitySource;
+use skein_bench_support::{median_ns, otel_recorded_span, skein_recorded_activity};
 use skein_export::otlp::{OtlpHttpExporter, Protocol};
 use skein_export::{BatchConfig, ExportGuard, ExportPipeline, Resource};
 
@@ -127,21 +127,10 @@ fn otel_provider(addr: SocketAddr) -> SdkTracerProvider {
         .build()
 }
 
-fn skein_span() {
-    let a = SOURCE.start_activity("op", ActivityKind::Internal).unwrap();
-    a.add_tags([
-        Tag::new("str", "value"),
-        Tag::new("int", 42i64),
-        Tag::new("bool", true),
-        Tag::new("float", 1.5),
-    ])
-    .add_event(ActivityEvent::new("event"));
-}
-
 fn producer_side(c: &mut Criterion, sink: SocketAddr) {
     let mut group = c.benchmark_group("producer_recorded_4tags_1event");
     let guard = skein_pipeline(sink);
-    group.bench_function("skein", |b| b.iter(skein_span));
+    group.bench_function("skein", |b| b.iter(|| skein_recorded_activity(&SOURCE)));
     drop(guard);
     let provider = otel_provider(sink);
     let tracer = provider.tracer("bench");
@@ -218,7 +207,7 @@ fn main() {
     let g = guard.clone();
     let (skein_made, skein_arrived) = throughput(
         Duration::from_secs(seconds),
-        skein_span,
+        || skein_recorded_activity(&SOURCE),
         move || {
             let _ = g.force_flush(Duration::from_secs(10));
         },

@@ -18,10 +18,10 @@ use criterion::Criterion;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use skein::{
-    Activity, ActivityContext, ActivityCreationOptions, ActivityEvent, ActivityKind, ActivityListener,
-    ActivitySamplingResult, ActivitySource, Tag,
+    Activity, ActivityContext, ActivityCreationOptions, ActivityKind, ActivityListener, ActivitySamplingResult,
+    ActivitySource,
 };
-use skein_bench_support::{median_ns, otel_recorded_span, DiscardSpans};
+use skein_bench_support::{median_ns, otel_recorded_span, skein_recorded_activity, DiscardSpans};
 use tracing_subscriber::layer::SubscriberExt;
 
 // ---- skein listeners ------------------------------------------------------------------------
@@ -201,18 +201,7 @@ fn sampled_out(c: &mut Criterion) {
 fn recorded(c: &mut Criterion, queue: &Arc<Queue>) {
     let mut g = c.benchmark_group(RECORDED_4_TAGS_1_EVENT);
     let _listener = ActivitySource::add_activity_listener(queue.clone());
-    g.bench_function(SKEIN, |b| {
-        b.iter(|| {
-            let a = RECORDED.start_activity("op", ActivityKind::Internal).unwrap();
-            a.add_tags([
-                Tag::new("str", "value"),
-                Tag::new("int", 42i64),
-                Tag::new("bool", true),
-                Tag::new("float", 1.5),
-            ])
-            .add_event(ActivityEvent::new("event"));
-        })
-    });
+    g.bench_function(SKEIN, |b| b.iter(|| skein_recorded_activity(&RECORDED)));
     let provider = otel_batch_provider();
     let tracer = provider.tracer("bench");
     g.bench_function(OTEL, |b| b.iter(|| otel_recorded_span(&tracer)));
