@@ -38,6 +38,9 @@ pub struct Api {
     /// Turns true when the collector stops: open live feeds end then, so shutting down does
     /// not wait for the browsers watching them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where OTLP is received, for the dashboard's "send OTLP to …" hints.
+    pub otlp_http: std::net::SocketAddr,
+    pub otlp_grpc: std::net::SocketAddr,
 }
 
 /// An API error: a status and a message, as JSON `{"error": "..."}`.
@@ -331,6 +334,8 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
             "dropped_requests": f.counters.dropped_requests.load(Relaxed),
             "queued_bytes": f.counters.queued_bytes.load(Relaxed),
         })),
+        "otlp_http": api.otlp_http.to_string(),
+        "otlp_grpc": api.otlp_grpc.to_string(),
         "retention_seconds": config.retention.as_secs(),
         "max_disk_bytes": config.max_disk_bytes,
     }))

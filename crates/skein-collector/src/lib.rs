@@ -24,6 +24,7 @@ pub mod model;
 pub mod receiver;
 pub mod store;
 mod trace_index;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -187,6 +188,8 @@ impl Collector {
             token: config.query_token.as_deref().map(Arc::from),
             forwarder,
             stopping: stopped.clone(),
+            otlp_http,
+            otlp_grpc,
         };
         let mut tasks = Vec::new();
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -210,7 +213,7 @@ impl Collector {
                     .await;
             }
         }));
-        let ui_router = api::router(api);
+        let ui_router = api::router(api).merge(ui::router());
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             async move {

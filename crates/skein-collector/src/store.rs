@@ -613,15 +613,14 @@ impl Store {
                 });
                 stats.calls += count as u64;
                 stats.errors += errors as u64;
+                let histogram = Histogram::from_bytes(&histogram);
                 stats.per_minute.push(MinutePoint {
                     minute: minute as u64,
                     calls: count as u64,
                     errors: errors as u64,
+                    p95_nano: histogram.quantile(0.95),
                 });
-                histograms
-                    .entry(key)
-                    .or_default()
-                    .merge(&Histogram::from_bytes(&histogram));
+                histograms.entry(key).or_default().merge(&histogram);
             }
             let mut out: Vec<OperationStats> = by_op
                 .into_iter()
@@ -938,6 +937,8 @@ pub struct MinutePoint {
     pub minute: u64,
     pub calls: u64,
     pub errors: u64,
+    /// The 95th percentile latency of that minute's calls.
+    pub p95_nano: u64,
 }
 
 /// Calls from one service to another.
