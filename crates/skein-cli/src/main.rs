@@ -1,5 +1,8 @@
 //! The `skein` command. `skein dashboard` runs Skein's collector: OTLP in (gRPC and HTTP),
-//! a durable store under `--data`, and the query API and web UI on `--ui`.
+//! a durable store under `--data`, and the query API and web UI on `--ui`. `skein demo` runs
+//! the same with a small distributed system feeding it.
+
+mod demo;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +28,11 @@ struct Cli {
 enum Command {
     /// Receive OTLP traces and logs, store them, and serve the query API and dashboard.
     Dashboard(DashboardArgs),
+    /// The dashboard with a demo system (storefront, orders, catalog, payments, load) feeding it.
+    Demo(demo::DemoArgs),
+    /// One service of the demo (started by `skein demo`).
+    #[command(hide = true)]
+    DemoService(demo::services::ServiceArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,7 +85,7 @@ struct DashboardArgs {
 }
 
 /// `7d`, `12h`, `30m`, `45s`.
-fn parse_age(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = number
@@ -160,7 +168,7 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -193,6 +201,17 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Dashboard(args) => runtime.block_on(dashboard(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::DemoService(args) => {
+            let name = args.service.clone();
+            match runtime.block_on(demo::services::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skein demo: {name}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
