@@ -1116,7 +1116,7 @@
       col.forEach((n, ri) => pos.set(n, { x: 20 + ci * (boxW + colGap), y: offset + ri * (boxH + rowGap) }));
     });
     const svg = s("svg", { class: "dep-map", viewBox: `0 0 ${width} ${height}`, style: { height: `${Math.min(height, 420)}px` } },
-      s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "var(--muted)" }))));
+      s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "8", markerHeight: "8", markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "var(--muted)" }))));
     for (const e of edges) {
       const a = pos.get(e.parent);
       const b = pos.get(e.child);

@@ -61,33 +61,31 @@ pub fn pipeline(endpoint: &str, service: &str) -> (OtlpLogLayer, LogExporter) {
         let mut batch = Vec::with_capacity(BATCH);
         while records.recv_many(&mut batch, BATCH).await > 0 {
             let count = batch.len() as u64;
-            {
-                let request = ExportLogsServiceRequest {
-                    resource_logs: vec![ResourceLogs {
-                        resource: Some(resource.clone()),
-                        scope_logs: vec![ScopeLogs {
-                            scope: Some(InstrumentationScope {
-                                name: "skein.demo".into(),
-                                ..Default::default()
-                            }),
-                            log_records: std::mem::take(&mut batch),
+            let request = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: Some(resource.clone()),
+                    scope_logs: vec![ScopeLogs {
+                        scope: Some(InstrumentationScope {
+                            name: "skein.demo".into(),
                             ..Default::default()
-                        }],
+                        }),
+                        log_records: std::mem::take(&mut batch),
                         ..Default::default()
                     }],
-                };
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(request.encode_to_vec())
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => eprintln!("skein demo: the collector refused logs: {}", r.status()),
-                    Err(e) => eprintln!("skein demo: cannot send logs: {e}"),
-                }
+                    ..Default::default()
+                }],
+            };
+            let sent = client
+                .post(&url)
+                .header("content-type", "application/x-protobuf")
+                .body(request.encode_to_vec())
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => eprintln!("skein demo: the collector refused logs: {}", r.status()),
+                Err(e) => eprintln!("skein demo: cannot send logs: {e}"),
             }
             sent_count.fetch_sub(count, Ordering::AcqRel);
         }
