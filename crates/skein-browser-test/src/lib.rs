@@ -221,9 +221,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Also when a failed test unwinds: neither the driver nor its browser may outlive it.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
+        // SAFETY: kill(2) with a negative pid signals the process group chromedriver leads.
+        unsafe {
+            libc::kill(-(self.driver.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }

@@ -49,7 +49,7 @@ fn int(key: &str, value: i64) -> KeyValue {
 }
 
 /// One span of a fixture: times are milliseconds after the trace's start.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Fixture {
     service: &'static str,
     trace: [u8; 16],
@@ -85,10 +85,7 @@ fn fx(
         kind,
         start_ms,
         end_ms,
-        attributes: Vec::new(),
-        error: None,
-        events: Vec::new(),
-        links: Vec::new(),
+        ..Default::default()
     }
 }
 

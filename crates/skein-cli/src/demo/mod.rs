@@ -80,7 +80,10 @@ async fn spawn_service(name: &'static str, args: &[String], otlp_http: SocketAdd
 /// Asks a service to stop (SIGTERM), waits for it to flush, then kills it if it must.
 async fn stop(mut service: Service) {
     if let Some(pid) = service.child.id() {
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
     }
     drop(service.child.stdin.take());
     if tokio::time::timeout(Duration::from_secs(8), service.child.wait())
