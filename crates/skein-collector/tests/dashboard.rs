@@ -319,14 +319,8 @@ fn story(base: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 async fn post(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}{path}"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{path}");
+    let (status, _, _) = common::post_path(addr, path, "application/x-protobuf", None, body).await;
+    assert_eq!(status, 200, "{path}");
 }
 
 /// Rows in the waterfall as (span id, critical?) for the rendered rows.

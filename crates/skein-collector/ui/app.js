@@ -174,6 +174,9 @@
     }
   }
 
+  /** The status, fetched now if the first poll has not answered yet (empty states need it). */
+  const statusKnown = () => (status ? Promise.resolve() : refreshStatus());
+
   function otlpHint() {
     const http = status ? status.otlp_http : "localhost:4318";
     const grpc = status ? status.otlp_grpc : "localhost:4317";
@@ -409,7 +412,7 @@
   }
 
   async function noTraces(params) {
-    await (status ? Promise.resolve() : refreshStatus());
+    await statusKnown();
     const any = await api("/services").then((r) => r.services.length > 0).catch(() => true);
     if (!any) return h("div", { class: "empty", id: "empty-state" }, h("h3", {}, `No traces yet — send OTLP to ${status ? status.otlp_http : "localhost:4318"}`), otlpHint());
     const filtered = [...params.keys()].some((k) => !["live", "sort", "limit", "range"].includes(k));
@@ -999,7 +1002,7 @@
     if (deps.status === "rejected" || stats.status === "rejected") return;
     const ops = stats.value.operations;
     if (!ops.length && !deps.value.dependencies.length) {
-      await (status ? Promise.resolve() : refreshStatus());
+      await statusKnown();
       const empty = h("div", { class: "empty", id: "empty-state" }, h("h3", {}, `No calls in the last ${label === "custom" ? "range" : label}`), otlpHint());
       statsBox.replaceChildren(empty);
       mapBox.replaceChildren(h("div", { class: "muted" }, "No services yet."));
@@ -1204,7 +1207,7 @@
     }
     $("#log-count").textContent = `${logs.length} record${logs.length === 1 ? "" : "s"}, newest first`;
     if (!logs.length) {
-      await (status ? Promise.resolve() : refreshStatus());
+      await statusKnown();
       const filtered = [...query.keys()].some((k) => k !== "limit");
       results.replaceChildren(h("div", { class: "empty", id: "empty-state" },
         h("h3", {}, filtered ? "No log records match" : `No logs yet — send OTLP logs to ${status ? status.otlp_http : "localhost:4318"}`),

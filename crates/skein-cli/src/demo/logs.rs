@@ -45,15 +45,16 @@ impl LogExporter {
     }
 }
 
-/// A layer and the task exporting what it records to `{endpoint}/v1/logs` as `service`.
-pub fn pipeline(endpoint: &str, service: &str) -> (OtlpLogLayer, LogExporter) {
+/// A layer and the task exporting what it records to `{endpoint}/v1/logs`, under the same
+/// resource as the service's spans.
+pub fn pipeline(endpoint: &str, resource: &skein_export::Resource) -> (OtlpLogLayer, LogExporter) {
     let (queue, mut records) = mpsc::channel::<LogRecord>(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let pending = Arc::new(AtomicU64::new(0));
     let sent_count = pending.clone();
     let url = format!("{}/v1/logs", endpoint.trim_end_matches('/'));
     let resource = Resource {
-        attributes: vec![string("service.name", service)],
+        attributes: skein_export::otlp::attributes(resource.attributes()),
         ..Default::default()
     };
     tokio::spawn(async move {
@@ -98,16 +99,6 @@ pub fn pipeline(endpoint: &str, service: &str) -> (OtlpLogLayer, LogExporter) {
         },
         LogExporter { pending },
     )
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
 }
 
 /// The event's message (the body) and its other fields (attributes).

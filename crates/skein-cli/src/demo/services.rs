@@ -69,7 +69,7 @@ fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Failur
 pub async fn run(args: ServiceArgs) -> Result<(), Failure> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let traces = skein_export::init().map_err(|e| format!("export setup: {e}"))?;
-    let (log_layer, logs) = super::logs::pipeline(&args.endpoint, &args.service);
+    let (log_layer, logs) = super::logs::pipeline(&args.endpoint, &skein_export::Resource::from_env());
     // The services' own lines at info and above (not the libraries' debug chatter, nor the
     // log exporter's own HTTP client).
     let ours = tracing_subscriber::filter::filter_fn(|meta| {

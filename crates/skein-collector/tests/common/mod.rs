@@ -118,8 +118,19 @@ pub async fn post_to(
     encoding: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    post_path(addr, "/v1/traces", content_type, encoding, body).await
+}
+
+/// POSTs `body` to `path` (`/v1/traces`, `/v1/logs`) at `addr`; returns status, headers and body.
+pub async fn post_path(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let mut request = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/traces"))
+        .post(format!("http://{addr}{path}"))
         .header("content-type", content_type)
         .body(body);
     if let Some(e) = encoding {
