@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{from_unix_nanos, now_unix_nanos, to_unix_nanos};
+use crate::clock::Timestamp;
 use crate::context::{format_traceparent, looks_like_w3c_id, parse_traceparent, ActivityContext};
 use crate::current;
 use crate::hierarchical;
@@ -85,7 +85,7 @@ pub struct ActivityEvent {
     /// The event name.
     pub name: Cow<'static, str>,
     /// When it happened.
-    pub timestamp: SystemTime,
+    pub timestamp: Timestamp,
     /// Its tags.
     pub tags: Vec<Tag>,
 }
@@ -96,7 +96,7 @@ impl ActivityEvent {
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         ActivityEvent {
             name: name.into(),
-            timestamp: from_unix_nanos(now_unix_nanos()),
+            timestamp: Timestamp::now(),
             tags: Vec::new(),
         }
     }
@@ -107,9 +107,9 @@ impl ActivityEvent {
         self
     }
 
-    /// Sets the event's timestamp.
-    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
-        self.timestamp = timestamp;
+    /// Sets the event's timestamp (a [`SystemTime`] or a [`Timestamp`]).
+    pub fn with_timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
+        self.timestamp = timestamp.into();
         self
     }
 }
@@ -210,8 +210,8 @@ pub struct ActivityData {
     // Inline room for the common case keeps a typical activity to one allocation.
     tags: InlineVec<Tag, 4>,
     events: InlineVec<ActivityEvent, 1>,
-    start: u64,
-    end: u64,
+    start: Timestamp,
+    end: Timestamp,
     status: ActivityStatusCode,
     stopped: bool,
     previous: Option<Activity>,
@@ -253,11 +253,11 @@ impl ActivityData {
     }
     /// Start time, nanoseconds since the Unix epoch (0 before start).
     pub fn start_time_unix_nanos(&self) -> u64 {
-        self.start
+        self.start.unix_nanos()
     }
     /// End time, nanoseconds since the Unix epoch (0 while running).
     pub fn end_time_unix_nanos(&self) -> u64 {
-        self.end
+        self.end.unix_nanos()
     }
 }
 
@@ -388,9 +388,9 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
     };
     let started_now = matches!(start_with, StartWith::Now);
     let start = match new.start_time {
-        Some(t) => to_unix_nanos(t),
-        None if started_now => now_unix_nanos(),
-        None => 0,
+        Some(t) => Timestamp::from(t),
+        None if started_now => Timestamp::now(),
+        None => Timestamp::UNSET,
     };
     let remote = std::mem::take(&mut new.parent);
     let (pending_remote, pending_root) = if started_now {
@@ -452,7 +452,7 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
         }
         InlineVec::write_empty(addr_of_mut!((*data).events));
         addr_of_mut!((*data).start).write(start);
-        addr_of_mut!((*data).end).write(0);
+        addr_of_mut!((*data).end).write(Timestamp::UNSET);
         addr_of_mut!((*data).status).write(ActivityStatusCode::Unset);
         addr_of_mut!((*data).stopped).write(false);
         addr_of_mut!((*data).previous).write(previous);
@@ -976,12 +976,12 @@ impl Activity {
 
     /// The start time (the Unix epoch before start).
     pub fn start_time(&self) -> SystemTime {
-        from_unix_nanos(self.data().start)
+        self.data().start.to_system_time()
     }
 
     /// Sets the start time (before start, or to correct it afterwards).
     pub fn set_start_time(&self, start: SystemTime) -> &Self {
-        self.data().start = to_unix_nanos(start);
+        self.data().start = start.into();
         self
     }
 
@@ -989,23 +989,23 @@ impl Activity {
     pub fn set_end_time(&self, end: SystemTime) -> &Self {
         let mut data = self.data();
         // An end not after the start still counts as set (1 ns long), as in .NET.
-        data.end = to_unix_nanos(end).max(data.start + 1);
+        data.end = Timestamp::from(end).at_least_after(data.start);
         self
     }
 
     /// The end time, once set or stopped.
     pub fn end_time(&self) -> Option<SystemTime> {
         let end = self.data().end;
-        (end != 0).then(|| from_unix_nanos(end))
+        end.is_set().then(|| end.to_system_time())
     }
 
     /// The duration: end − start once stopped, zero while running.
     pub fn duration(&self) -> Duration {
         let data = self.data();
-        if data.end == 0 {
-            Duration::ZERO
+        if data.end.is_set() {
+            Duration::from_nanos(data.end.unix_nanos().saturating_sub(data.start.unix_nanos()))
         } else {
-            Duration::from_nanos(data.end.saturating_sub(data.start))
+            Duration::ZERO
         }
     }
 
@@ -1135,8 +1135,8 @@ impl Activity {
         self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
         {
             let mut data = self.data();
-            if data.start == 0 {
-                data.start = now_unix_nanos();
+            if !data.start.is_set() {
+                data.start = Timestamp::now();
             }
             data.previous = previous;
         }
@@ -1149,32 +1149,50 @@ impl Activity {
     /// still current, then restores the activity that was current when it started. Stopping
     /// again, or stopping an activity never started, does nothing.
     pub fn stop(&self) {
-        if let Some(previous) = self.mark_stopped() {
+        if let Some(previous) = self.mark_stopped(false) {
             self.inner.source.notify_stopped(self);
             current::set(previous);
         }
     }
 
     /// `stop`, handing this reference to the last listener.
-    fn stop_handing_over(self) {
-        if let Some(previous) = self.mark_stopped() {
+    fn stop_handing_over(mut self) {
+        let unshared = self.unshared();
+        if let Some(previous) = self.mark_stopped(unshared) {
             self.inner.source.notify_stopped_owned(self);
             current::set(previous);
         }
     }
 
+    /// True if no other thread can reach this activity: this reference, held by value (so
+    /// not borrowed anywhere), is the only one, or the only other is this thread's current
+    /// activity slot (the common case: an owner dropped where it was started).
+    #[inline]
+    fn unshared(&mut self) -> bool {
+        match Shared::count(&self.inner) {
+            1 => true,
+            2 => current::holds_other_reference_to(self),
+            _ => false,
+        }
+    }
+
     /// Marks the activity stopped and returns what was current before it, or `None` if it
-    /// was not running.
-    fn mark_stopped(&self) -> Option<Option<Activity>> {
+    /// was not running. `unshared`: as returned by [`unshared`](Self::unshared).
+    fn mark_stopped(&self, unshared: bool) -> Option<Option<Activity>> {
         self.inner.started.get()?;
         let previous = {
-            let mut data = self.data();
+            let mut data = if unshared {
+                // SAFETY: no other thread can reach the activity (see `unshared`).
+                unsafe { self.inner.state.lock_unshared() }
+            } else {
+                self.data()
+            };
             if data.stopped {
                 return None;
             }
             data.stopped = true;
-            if data.end == 0 {
-                data.end = now_unix_nanos().max(data.start + 1);
+            if !data.end.is_set() {
+                data.end = Timestamp::now().at_least_after(data.start);
             }
             data.previous.take()
         };

@@ -53,6 +53,7 @@ mod trace_state;
 pub use activity::{
     Activity, ActivityData, ActivityEvent, ActivityIdFormat, ActivityKind, ActivityLink, ActivityStatusCode,
 };
+pub use clock::Timestamp;
 pub use context::ActivityContext;
 pub use current::{with_current, CurrentGuard, FutureExt, WithActivity};
 pub use id::{set_trace_id_generator, ActivityTraceFlags, ParseError, SpanId, TraceId};

@@ -176,6 +176,14 @@ impl Shared {
     pub(crate) fn ptr_eq(a: &Shared, b: &Shared) -> bool {
         a.block == b.block
     }
+
+    /// The number of references. Acquire ordering: when the caller holds all of them, every
+    /// use made through references dropped meanwhile happened before this returns.
+    #[inline]
+    pub(crate) fn count(this: &Shared) -> usize {
+        // SAFETY: as in `Deref`.
+        unsafe { (*this.block.as_ptr()).count.load(Ordering::Acquire) }
+    }
 }
 
 impl Deref for Shared {
@@ -206,10 +214,15 @@ impl Drop for Shared {
         // SAFETY: as in `Deref`; the release/acquire pair orders every use of the value
         // before it is dropped, as in `Arc`.
         unsafe {
-            if (*self.block.as_ptr()).count.fetch_sub(1, Ordering::Release) != 1 {
-                return;
+            let count = &(*self.block.as_ptr()).count;
+            // The last reference needs no read-modify-write: nobody else can change the count
+            // (the acquire load orders the other references' uses before the drop).
+            if count.load(Ordering::Acquire) != 1 {
+                if count.fetch_sub(1, Ordering::Release) != 1 {
+                    return;
+                }
+                fence(Ordering::Acquire);
             }
-            fence(Ordering::Acquire);
             std::ptr::drop_in_place(std::ptr::addr_of_mut!((*self.block.as_ptr()).value));
         }
         return_block(self.block);

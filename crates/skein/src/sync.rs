@@ -57,6 +57,22 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Takes the lock with plain stores instead of an atomic read-modify-write.
+    ///
+    /// # Safety
+    /// No other thread may be able to reach this lock now: the caller holds every reference
+    /// to its owner on this thread. (Once locked, the lock works as usual: a reference handed
+    /// to another thread meanwhile finds it held and waits for the release store.) Nested use
+    /// on this thread finds it held and waits, as with [`lock`](Self::lock).
+    #[inline]
+    pub(crate) unsafe fn lock_unshared(&self) -> SpinGuard<'_, T> {
+        if self.locked.load(Ordering::Relaxed) {
+            return self.lock();
+        }
+        self.locked.store(true, Ordering::Relaxed);
+        SpinGuard { lock: self }
+    }
+
     #[cold]
     fn lock_contended(&self) {
         let mut spins = 0u32;

@@ -136,7 +136,7 @@ impl Encoder {
             self.attributes(out, 9, data.tags());
             for event in data.events() {
                 self.message(out, 11, |enc, e| {
-                    fixed64(e, 1, super::unix_nanos(event.timestamp));
+                    fixed64(e, 1, event.timestamp.unix_nanos());
                     string(e, 2, &event.name);
                     enc.attributes(e, 3, &event.tags);
                 });

@@ -8,7 +8,6 @@ pub use grpc::OtlpGrpcExporter;
 pub use http::{OtlpHttpExporter, Protocol};
 
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
@@ -69,10 +68,6 @@ fn remote_flags(is_remote: bool) -> u32 {
     CONTEXT_HAS_IS_REMOTE | if is_remote { CONTEXT_IS_REMOTE } else { 0 }
 }
 
-fn unix_nanos(t: std::time::SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The OTLP span for a stopped activity. Baggage is not part of a span and is not exported.
 pub fn span(activity: &Activity) -> Span {
     let parent_span_id = activity.parent_span_id();
@@ -98,7 +93,7 @@ pub fn span(activity: &Activity) -> Span {
             .events()
             .iter()
             .map(|e| span::Event {
-                time_unix_nano: unix_nanos(e.timestamp),
+                time_unix_nano: e.timestamp.unix_nanos(),
                 name: e.name.to_string(),
                 attributes: attributes(&e.tags),
                 dropped_attributes_count: 0,
