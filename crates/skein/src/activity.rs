@@ -14,6 +14,7 @@ use crate::context::{format_traceparent, looks_like_w3c_id, parse_traceparent, A
 use crate::current;
 use crate::hierarchical;
 use crate::id::{new_trace_id, ActivityTraceFlags, SpanId, TraceId};
+use crate::listener::ActivitySamplingResult;
 use crate::shared::Shared;
 use crate::source::ActivitySource;
 use crate::sync::{SetOnce, SpinGuard, SpinLock};
@@ -437,26 +438,21 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
                 preset
             }
         };
-        addr_of_mut!((*p).source).write(new.source);
-        addr_of_mut!((*p).operation_name).write(std::mem::take(&mut new.name));
-        addr_of_mut!((*p).kind).write(new.kind);
-        addr_of_mut!((*p).flags).write(AtomicU8::new(flags));
-        addr_of_mut!((*p).all_data).write(AtomicBool::new(new.all_data));
-        addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(new.trace_state.is_some()));
-        addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
-        let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
-        if new.tags.is_empty() {
-            InlineVec::write_empty(addr_of_mut!((*data).tags));
-        } else {
-            addr_of_mut!((*data).tags).write(InlineVec::from_vec(std::mem::take(&mut new.tags)));
-        }
-        InlineVec::write_empty(addr_of_mut!((*data).events));
-        addr_of_mut!((*data).start).write(start);
-        addr_of_mut!((*data).end).write(Timestamp::UNSET);
-        addr_of_mut!((*data).status).write(ActivityStatusCode::Unset);
-        addr_of_mut!((*data).stopped).write(false);
-        addr_of_mut!((*data).previous).write(previous);
-        addr_of_mut!((*data).extra).write(extra);
+        write_fields(
+            p,
+            Fields {
+                source: new.source,
+                name: std::mem::take(&mut new.name),
+                kind: new.kind,
+                flags,
+                all_data: new.all_data,
+                has_local_trace_state: new.trace_state.is_some(),
+                tags: std::mem::take(&mut new.tags),
+                start,
+                previous,
+                extra,
+            },
+        );
         if started_now {
             let (a, b) = uninit.assume_init_twice();
             (a, Some(b))
@@ -466,8 +462,150 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
     }
 }
 
+/// The fields of a new activity besides its start data.
+struct Fields {
+    source: &'static ActivitySource,
+    name: Cow<'static, str>,
+    kind: ActivityKind,
+    /// The stored flags byte (with `FLAGS_SET`).
+    flags: u8,
+    all_data: bool,
+    has_local_trace_state: bool,
+    tags: Vec<Tag>,
+    start: Timestamp,
+    previous: Option<Activity>,
+    extra: Option<Box<Extra>>,
+}
+
+/// Writes everything but `started` into a new activity's block.
+///
+/// # Safety
+/// `p` must point to an unshared, uninitialised `Inner`.
+#[inline(always)]
+unsafe fn write_fields(p: *mut Inner, fields: Fields) {
+    // SAFETY: guaranteed by the caller; each field is written once.
+    unsafe {
+        addr_of_mut!((*p).source).write(fields.source);
+        addr_of_mut!((*p).operation_name).write(fields.name);
+        addr_of_mut!((*p).kind).write(fields.kind);
+        addr_of_mut!((*p).flags).write(AtomicU8::new(fields.flags));
+        addr_of_mut!((*p).all_data).write(AtomicBool::new(fields.all_data));
+        addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(fields.has_local_trace_state));
+        addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
+        let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
+        if fields.tags.is_empty() {
+            InlineVec::write_empty(addr_of_mut!((*data).tags));
+        } else {
+            addr_of_mut!((*data).tags).write(InlineVec::from_vec(fields.tags));
+        }
+        InlineVec::write_empty(addr_of_mut!((*data).events));
+        addr_of_mut!((*data).start).write(fields.start);
+        addr_of_mut!((*data).end).write(Timestamp::UNSET);
+        addr_of_mut!((*data).status).write(ActivityStatusCode::Unset);
+        addr_of_mut!((*data).stopped).write(false);
+        addr_of_mut!((*data).previous).write(fields.previous);
+        addr_of_mut!((*data).extra).write(fields.extra);
+    }
+}
+
+/// True if an activity started now under the current activity (or as a root when there is
+/// none), with no format requested, gets a W3C id: what [`Activity::start_w3c_under_current`]
+/// handles.
+#[inline]
+pub(crate) fn next_under_current_is_w3c() -> bool {
+    let default_is_w3c = Activity::default_id_format() == ActivityIdFormat::W3C;
+    if Activity::force_default_id_format() {
+        // A forced default applies to every activity, but a parent must still be started.
+        return default_is_w3c && current::with(|c| c.is_none_or(|p| p.inner.started.get().is_some()));
+    }
+    current::with(|c| match c {
+        Some(p) => p.inner.started.get().is_some_and(|s| s.format == ActivityIdFormat::W3C),
+        None => default_is_w3c,
+    })
+}
+
 impl Activity {
     // ---- creation -------------------------------------------------------------------------
+
+    /// The source's hot path: starts a W3C activity under the current activity (or a new
+    /// root), without creation tags, links, an explicit time or sampler output, writing the
+    /// block directly. Only when [`next_under_current_is_w3c`] holds; the general path
+    /// (`build_started`) makes the same activity, with more steps.
+    #[inline(always)]
+    pub(crate) fn start_w3c_under_current(
+        source: &'static ActivitySource,
+        name: Cow<'static, str>,
+        kind: ActivityKind,
+        result: ActivitySamplingResult,
+        root_trace_id: Option<(TraceId, bool)>,
+    ) -> Activity {
+        let previous = current::take();
+        let recorded = result == ActivitySamplingResult::AllDataAndRecorded;
+        let (trace_id, parent_span_id, inherited, inherited_trace_state, random_root) = match &previous {
+            Some(p) => {
+                let s = p.inner.started.get();
+                let (trace_id, span_id) = s.map_or((TraceId::INVALID, SpanId::INVALID), |s| (s.trace_id, s.span_id));
+                (trace_id, span_id, p.trace_flags(), p.trace_state(), false)
+            }
+            None => {
+                let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
+                (id, SpanId::INVALID, ActivityTraceFlags::NONE, TraceState::EMPTY, random)
+            }
+        };
+        // As in `compute_start`: the sampler's choice, else the parent's; the random bit
+        // follows how the trace id was made.
+        let inherited = inherited & ActivityTraceFlags::KNOWN;
+        let mut flags = if recorded {
+            ActivityTraceFlags::RECORDED
+        } else {
+            inherited
+        };
+        if random_root || inherited.is_random() {
+            flags |= ActivityTraceFlags::RANDOM;
+        }
+        let start = Timestamp::now();
+        let uninit = Shared::new_uninit();
+        let p = uninit.as_mut_ptr();
+        // SAFETY: `p` points to the new, unshared block; every field is written once here,
+        // then the block is published with `assume_init_twice`.
+        let (inner, slot) = unsafe {
+            SetOnce::write_set_with(addr_of_mut!((*p).started)).write(Started {
+                format: ActivityIdFormat::W3C,
+                trace_id,
+                span_id: SpanId::random(),
+                parent_span_id,
+                parent: previous.clone(),
+                hierarchical_id: None,
+                inherited_trace_state,
+                remote: RemoteParent::Current,
+                parent_flags: ActivityTraceFlags::NONE,
+            });
+            write_fields(
+                p,
+                Fields {
+                    source,
+                    name,
+                    kind,
+                    flags: flags.bits() | FLAGS_SET,
+                    all_data: result >= ActivitySamplingResult::AllData,
+                    has_local_trace_state: false,
+                    tags: Vec::new(),
+                    start,
+                    previous,
+                    extra: None,
+                },
+            );
+            uninit.assume_init_twice()
+        };
+        current::set(Some(Activity {
+            inner: ManuallyDrop::new(slot),
+            owner: false,
+        }));
+        Activity {
+            inner: ManuallyDrop::new(inner),
+            owner: true,
+        }
+    }
 
     /// A new, not yet started activity from no source (as `new Activity(name)` in .NET): it
     /// requests all data and is reported to listeners of the unnamed source.
@@ -499,10 +637,9 @@ impl Activity {
     }
 
     /// Builds and starts an activity in one go (the source's hot path): the ids are made
-    /// in place before the activity is published.
+    /// in place before the activity is published. The caller notifies the listeners.
     #[inline(always)]
     pub(crate) fn build_started(new: &mut NewActivity) -> Activity {
-        let source = new.source;
         let (inner, slot) = allocate(new, StartWith::Now, current::take());
         let activity = Activity {
             inner: ManuallyDrop::new(inner),
@@ -512,7 +649,6 @@ impl Activity {
             inner: ManuallyDrop::new(inner),
             owner: false,
         }));
-        source.notify_started(&activity);
         activity
     }
 

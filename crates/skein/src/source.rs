@@ -10,7 +10,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
 
-use crate::activity::{Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent};
+use crate::activity::{
+    next_under_current_is_w3c, Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent,
+};
 use crate::context::{parse_traceparent, ActivityContext};
 use crate::current;
 use crate::hierarchical;
@@ -417,42 +419,50 @@ impl ActivitySource {
         if !self.has_listeners() {
             return None;
         }
-        let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-        let (result, (sampling_tags, trace_state, root_trace_id)) = {
-            let mut options = ActivityCreationOptions::new(
-                self,
-                &name,
-                kind,
-                parent_context,
-                &[],
-                &[],
-                ActivityIdFormat::Unknown,
-                None,
-            );
-            let result = self.with_listeners(|listeners| {
+        // One look at the listeners serves sampling and the start notification.
+        self.with_listeners(|listeners| {
+            let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+            let (result, (sampling_tags, trace_state, root_trace_id)) = {
+                let mut options = ActivityCreationOptions::new(
+                    self,
+                    &name,
+                    kind,
+                    parent_context,
+                    &[],
+                    &[],
+                    ActivityIdFormat::Unknown,
+                    None,
+                );
                 let mut result = ActivitySamplingResult::None;
                 for listener in listeners {
                     result = result.max(listener.sample(&options));
                 }
-                result
-            })?;
-            if result == ActivitySamplingResult::None {
-                return None;
+                if result == ActivitySamplingResult::None {
+                    return None;
+                }
+                (result, options.take_results())
+            };
+            let activity = if sampling_tags.is_empty() && trace_state.is_none() && next_under_current_is_w3c() {
+                Activity::start_w3c_under_current(self, name, kind, result, root_trace_id)
+            } else {
+                self.build(
+                    name,
+                    kind,
+                    RemoteParent::Current,
+                    sampling_tags,
+                    Vec::new(),
+                    (None, ActivityIdFormat::Unknown),
+                    result,
+                    trace_state,
+                    root_trace_id,
+                    true,
+                )
+            };
+            for listener in listeners {
+                listener.on_started(&activity);
             }
-            (result, options.take_results())
-        };
-        Some(self.build(
-            name,
-            kind,
-            RemoteParent::Current,
-            sampling_tags,
-            Vec::new(),
-            (None, ActivityIdFormat::Unknown),
-            result,
-            trace_state,
-            root_trace_id,
-            true,
-        ))
+            Some(activity)
+        })?
     }
 
     /// Starts an activity with an explicit parent, tags, links, start time or id format.
@@ -588,7 +598,7 @@ impl ActivitySource {
         }
         let mut tags = tags;
         tags.extend(sampling_tags);
-        Some(self.build(
+        let activity = self.build(
             name,
             kind,
             remote,
@@ -599,7 +609,11 @@ impl ActivitySource {
             sampled_trace_state,
             root_trace_id,
             start,
-        ))
+        );
+        if start {
+            self.notify_started(&activity);
+        }
+        Some(activity)
     }
 
     #[allow(clippy::too_many_arguments)]
