@@ -21,7 +21,7 @@ use crate::sync::{SetOnce, SpinGuard, SpinLock};
 use crate::tag::{IntoTagValue, Tag, TagValue};
 use crate::trace_state::TraceState;
 
-use crate::inline_vec::InlineVec;
+use crate::inline_vec::{InlineVec, OwnsNothing};
 
 /// What role an activity plays (OpenTelemetry span kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -115,6 +115,13 @@ impl ActivityEvent {
     }
 }
 
+impl OwnsNothing for ActivityEvent {
+    #[inline]
+    fn owns_nothing(&self) -> bool {
+        matches!(self.name, Cow::Borrowed(_)) && self.tags.capacity() == 0
+    }
+}
+
 /// A link from an activity to another activity's context, e.g. the connection a request
 /// used or the messages a batch consumed.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,12 +162,9 @@ pub(crate) enum RemoteParent {
     Id(Box<str>),
 }
 
-/// What is fixed when the activity starts.
+/// What is fixed when the activity starts. (Fields that own something first: see `Inner`.)
+#[repr(C)]
 struct Started {
-    format: ActivityIdFormat,
-    trace_id: TraceId,
-    span_id: SpanId,
-    parent_span_id: SpanId,
     parent: Option<Activity>,
     /// The full id of a hierarchical activity.
     hierarchical_id: Option<Box<str>>,
@@ -168,6 +172,10 @@ struct Started {
     inherited_trace_state: TraceState,
     /// The parent given from outside the in-process chain, and its flags.
     remote: RemoteParent,
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: SpanId,
+    format: ActivityIdFormat,
     parent_flags: ActivityTraceFlags,
 }
 
@@ -193,6 +201,11 @@ struct Extra {
     pending: Option<Pending>,
 }
 
+/// An activity's shared state. The layout is fixed so that what starting, stopping and
+/// freeing an activity touch shares a few cache lines at the front (freeing often happens long
+/// after the activity ran, when its memory has gone cold), and the inline room for tags and
+/// events comes last.
+#[repr(C)]
 pub(crate) struct Inner {
     source: &'static ActivitySource,
     operation_name: Cow<'static, str>,
@@ -207,16 +220,17 @@ pub(crate) struct Inner {
 
 /// The mutable data of an activity: read it all at once with [`Activity::with_data`]
 /// (exporters do this once per stopped activity).
+#[repr(C)]
 pub struct ActivityData {
-    // Inline room for the common case keeps a typical activity to one allocation.
-    tags: InlineVec<Tag, 4>,
-    events: InlineVec<ActivityEvent, 1>,
     start: Timestamp,
     end: Timestamp,
-    status: ActivityStatusCode,
-    stopped: bool,
     previous: Option<Activity>,
     extra: Option<Box<Extra>>,
+    status: ActivityStatusCode,
+    stopped: bool,
+    // Inline room for the common case keeps a typical activity to one allocation.
+    events: InlineVec<ActivityEvent, 1>,
+    tags: InlineVec<Tag, 4>,
 }
 
 impl ActivityData {
@@ -1150,16 +1164,6 @@ impl Activity {
     /// only to Skein's own pool. Exporters use it to free such activities on the threads that
     /// allocated them, which keeps threads from contending inside the allocator.
     pub fn owns_heap_memory(&self) -> bool {
-        fn owned_value(value: &TagValue) -> bool {
-            !matches!(
-                value,
-                TagValue::Str(Cow::Borrowed(_)) | TagValue::Bool(_) | TagValue::I64(_) | TagValue::F64(_)
-            )
-        }
-        fn owned_tags(tags: &[Tag]) -> bool {
-            tags.iter()
-                .any(|t| matches!(t.key, Cow::Owned(_)) || owned_value(&t.value))
-        }
         if matches!(self.inner.operation_name, Cow::Owned(_)) {
             return true;
         }
@@ -1177,11 +1181,8 @@ impl Activity {
         data.extra.is_some()
             || data.tags.len() > 4
             || data.events.len() > 1
-            || owned_tags(&data.tags)
-            || data
-                .events
-                .iter()
-                .any(|e| matches!(e.name, Cow::Owned(_)) || e.tags.capacity() > 0)
+            || !data.tags.iter().all(Tag::owns_nothing)
+            || !data.events.iter().all(ActivityEvent::owns_nothing)
     }
 
     /// True once stopped.

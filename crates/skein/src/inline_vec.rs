@@ -6,15 +6,25 @@ use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::addr_of_mut;
 
-pub(crate) struct InlineVec<T, const N: usize> {
-    /// Elements stored inline (`len <= N` and `spill` is empty).
-    len: usize,
-    inline: [MaybeUninit<T>; N],
-    /// Once more than `N` elements were pushed, all of them live here.
-    spill: Vec<T>,
+/// Elements that can say, cheaply, that dropping them would free nothing: an activity's
+/// tags and events usually hold only static strings and numbers, and skipping their drop code
+/// makes freeing an activity markedly cheaper.
+pub(crate) trait OwnsNothing {
+    /// True if dropping `self` would free no memory and run no code.
+    fn owns_nothing(&self) -> bool;
 }
 
-impl<T, const N: usize> InlineVec<T, N> {
+// The two words read on every use come first, the inline room last (see `Inner`'s layout).
+#[repr(C)]
+pub(crate) struct InlineVec<T: OwnsNothing, const N: usize> {
+    /// Elements stored inline (`len <= N` and `spill` is empty).
+    len: usize,
+    /// Once more than `N` elements were pushed, all of them live here.
+    spill: Vec<T>,
+    inline: [MaybeUninit<T>; N],
+}
+
+impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
     /// Initialises an empty vector at `this` without touching the inline room.
     ///
     /// # Safety
@@ -90,7 +100,7 @@ impl<T, const N: usize> InlineVec<T, N> {
     }
 }
 
-impl<T, const N: usize> Deref for InlineVec<T, N> {
+impl<T: OwnsNothing, const N: usize> Deref for InlineVec<T, N> {
     type Target = [T];
     #[inline]
     fn deref(&self) -> &[T] {
@@ -103,7 +113,7 @@ impl<T, const N: usize> Deref for InlineVec<T, N> {
     }
 }
 
-impl<T, const N: usize> DerefMut for InlineVec<T, N> {
+impl<T: OwnsNothing, const N: usize> DerefMut for InlineVec<T, N> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [T] {
         if self.spilled() {
@@ -115,7 +125,7 @@ impl<T, const N: usize> DerefMut for InlineVec<T, N> {
     }
 }
 
-impl<T, const N: usize> Extend<T> for InlineVec<T, N> {
+impl<T: OwnsNothing, const N: usize> Extend<T> for InlineVec<T, N> {
     #[inline]
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
         for value in iter {
@@ -124,18 +134,20 @@ impl<T, const N: usize> Extend<T> for InlineVec<T, N> {
     }
 }
 
-impl<T, const N: usize> Drop for InlineVec<T, N> {
+impl<T: OwnsNothing, const N: usize> Drop for InlineVec<T, N> {
     fn drop(&mut self) {
         if !self.spilled() {
             let len = self.len;
             self.len = 0;
-            // SAFETY: the first `len` inline slots are initialised and dropped once.
-            unsafe {
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                    self.inline.as_mut_ptr().cast::<T>(),
-                    len,
-                ))
-            };
+            for slot in &mut self.inline[..len] {
+                // SAFETY: the first `len` inline slots are initialised and dropped once.
+                unsafe {
+                    let value = slot.assume_init_mut();
+                    if !value.owns_nothing() {
+                        std::ptr::drop_in_place(value);
+                    }
+                }
+            }
         }
     }
 }
@@ -146,7 +158,23 @@ mod tests {
     use std::mem::MaybeUninit;
     use std::rc::Rc;
 
-    fn new<T, const N: usize>() -> InlineVec<T, N> {
+    impl OwnsNothing for Rc<()> {
+        fn owns_nothing(&self) -> bool {
+            false
+        }
+    }
+    impl OwnsNothing for String {
+        fn owns_nothing(&self) -> bool {
+            self.capacity() == 0
+        }
+    }
+    impl OwnsNothing for u8 {
+        fn owns_nothing(&self) -> bool {
+            true
+        }
+    }
+
+    fn new<T: OwnsNothing, const N: usize>() -> InlineVec<T, N> {
         let mut v = MaybeUninit::<InlineVec<T, N>>::uninit();
         // SAFETY: written by `write_empty`.
         unsafe {

@@ -13,6 +13,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use crate::activity::Inner;
 
+#[repr(C)]
 struct Block {
     count: AtomicUsize,
     value: Inner,

@@ -222,6 +222,17 @@ into_tag_value!(
     Vec<f64>,
 );
 
+impl crate::inline_vec::OwnsNothing for Tag {
+    #[inline]
+    fn owns_nothing(&self) -> bool {
+        matches!(self.key, Cow::Borrowed(_))
+            && matches!(
+                self.value,
+                TagValue::Str(Cow::Borrowed(_)) | TagValue::Bool(_) | TagValue::I64(_) | TagValue::F64(_)
+            )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
