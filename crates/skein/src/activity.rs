@@ -218,6 +218,58 @@ pub(crate) struct Inner {
     state: SpinLock<ActivityData>,
 }
 
+/// True if freeing an activity with these fields frees heap memory (see
+/// [`Activity::owns_heap_memory`]); otherwise it holds nothing to drop but references to
+/// other activities.
+fn owns_heap_memory(operation_name: &Cow<'static, str>, started: Option<&Started>, data: &ActivityData) -> bool {
+    if matches!(operation_name, Cow::Owned(_)) {
+        return true;
+    }
+    if let Some(started) = started {
+        let remote = match &started.remote {
+            RemoteParent::Id(_) => true,
+            RemoteParent::Context(context) => !context.trace_state.is_empty(),
+            RemoteParent::Current | RemoteParent::Root => false,
+        };
+        if remote || started.hierarchical_id.is_some() || !started.inherited_trace_state.is_empty() {
+            return true;
+        }
+    }
+    data.extra.is_some()
+        || data.tags.spilled()
+        || data.events.spilled()
+        || !data.tags.iter().all(Tag::owns_nothing)
+        || !data.events.iter().all(ActivityEvent::owns_nothing)
+}
+
+impl Inner {
+    /// Drops the activity at `this`, whose last reference is gone. The usual activity owns no
+    /// heap memory: then only its references to its parent and previous activity are
+    /// released, instead of running the drop code of every field.
+    ///
+    /// # Safety
+    /// `this` must point to an initialised `Inner` that nothing else references; it is left
+    /// dropped.
+    pub(crate) unsafe fn release(this: *mut Inner) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let inner = &mut *this;
+            let mut started = inner.started.get_mut();
+            let data = inner.state.get_mut();
+            if owns_heap_memory(&inner.operation_name, started.as_deref(), data) {
+                std::ptr::drop_in_place(this);
+                return;
+            }
+            // Everything else is static strings, numbers and empty containers, which need no
+            // drop (the check above is what guarantees it).
+            std::ptr::drop_in_place(&mut data.previous);
+            if let Some(started) = started.as_mut() {
+                std::ptr::drop_in_place(&mut started.parent);
+            }
+        }
+    }
+}
+
 /// The mutable data of an activity: read it all at once with [`Activity::with_data`]
 /// (exporters do this once per stopped activity).
 #[repr(C)]
@@ -1164,25 +1216,7 @@ impl Activity {
     /// only to Skein's own pool. Exporters use it to free such activities on the threads that
     /// allocated them, which keeps threads from contending inside the allocator.
     pub fn owns_heap_memory(&self) -> bool {
-        if matches!(self.inner.operation_name, Cow::Owned(_)) {
-            return true;
-        }
-        if let Some(started) = self.inner.started.get() {
-            let remote = match &started.remote {
-                RemoteParent::Id(_) => true,
-                RemoteParent::Context(context) => !context.trace_state.is_empty(),
-                RemoteParent::Current | RemoteParent::Root => false,
-            };
-            if remote || started.hierarchical_id.is_some() || !started.inherited_trace_state.is_empty() {
-                return true;
-            }
-        }
-        let data = self.data();
-        data.extra.is_some()
-            || data.tags.len() > 4
-            || data.events.len() > 1
-            || !data.tags.iter().all(Tag::owns_nothing)
-            || !data.events.iter().all(ActivityEvent::owns_nothing)
+        owns_heap_memory(&self.inner.operation_name, self.inner.started.get(), &self.data())
     }
 
     /// True once stopped.

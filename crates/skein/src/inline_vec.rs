@@ -37,7 +37,8 @@ impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
         }
     }
 
-    fn spilled(&self) -> bool {
+    /// True if the elements live in the heap (more than `N` were pushed at some point).
+    pub(crate) fn spilled(&self) -> bool {
         self.spill.capacity() != 0
     }
 

@@ -224,7 +224,7 @@ impl Drop for Shared {
                 }
                 fence(Ordering::Acquire);
             }
-            std::ptr::drop_in_place(std::ptr::addr_of_mut!((*self.block.as_ptr()).value));
+            Inner::release(std::ptr::addr_of_mut!((*self.block.as_ptr()).value));
         }
         return_block(self.block);
     }

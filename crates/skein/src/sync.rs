@@ -73,6 +73,11 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// The value, through exclusive access (no locking needed).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     #[cold]
     fn lock_contended(&self) {
         let mut spins = 0u32;
@@ -169,6 +174,16 @@ impl<T> SetOnce<T> {
         if self.state.load(Ordering::Acquire) == READY {
             // SAFETY: READY means the value was fully written and is never written again.
             Some(unsafe { (*self.value.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// The value, if set, through exclusive access.
+    pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
+        if *self.state.get_mut() == READY {
+            // SAFETY: READY means initialised; `&mut self` means no reader remains.
+            Some(unsafe { self.value.get_mut().assume_init_mut() })
         } else {
             None
         }
