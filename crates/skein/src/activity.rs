@@ -221,8 +221,8 @@ pub(crate) struct Inner {
 /// True if freeing an activity with these fields frees heap memory (see
 /// [`Activity::owns_heap_memory`]); otherwise it holds nothing to drop but references to
 /// other activities.
-fn owns_heap_memory(operation_name: &Cow<'static, str>, started: Option<&Started>, data: &ActivityData) -> bool {
-    if matches!(operation_name, Cow::Owned(_)) {
+fn owns_heap_memory(operation_name_is_owned: bool, started: Option<&Started>, data: &ActivityData) -> bool {
+    if operation_name_is_owned {
         return true;
     }
     if let Some(started) = started {
@@ -256,7 +256,7 @@ impl Inner {
             let inner = &mut *this;
             let mut started = inner.started.get_mut();
             let data = inner.state.get_mut();
-            if owns_heap_memory(&inner.operation_name, started.as_deref(), data) {
+            if owns_heap_memory(matches!(inner.operation_name, Cow::Owned(_)), started.as_deref(), data) {
                 std::ptr::drop_in_place(this);
                 return;
             }
@@ -1216,7 +1216,11 @@ impl Activity {
     /// only to Skein's own pool. Exporters use it to free such activities on the threads that
     /// allocated them, which keeps threads from contending inside the allocator.
     pub fn owns_heap_memory(&self) -> bool {
-        owns_heap_memory(&self.inner.operation_name, self.inner.started.get(), &self.data())
+        owns_heap_memory(
+            matches!(self.inner.operation_name, Cow::Owned(_)),
+            self.inner.started.get(),
+            &self.data(),
+        )
     }
 
     /// True once stopped.
