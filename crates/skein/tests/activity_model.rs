@@ -583,3 +583,155 @@ fn owns_heap_memory_tells_static_data_from_allocated() {
         "its pre-start choices are boxed"
     );
 }
+
+/// Samples with a fixed answer and, when `tag` is set, adds a sampling tag: that sends the
+/// start through the general path instead of the direct one for plain children of the
+/// current activity. Both must make the same activity.
+struct FixedSampler {
+    source: &'static str,
+    result: ActivitySamplingResult,
+    tag: bool,
+}
+
+impl ActivityListener for FixedSampler {
+    fn should_listen_to(&self, s: &ActivitySource) -> bool {
+        s.name() == self.source
+    }
+    fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        if self.tag {
+            options.add_sampling_tag("sampler", "fixed");
+        }
+        self.result
+    }
+}
+
+#[test]
+fn children_of_the_current_activity_are_the_same_on_both_start_paths() {
+    static DIRECT: ActivitySource = ActivitySource::new("model.paths.direct");
+    static GENERAL: ActivitySource = ActivitySource::new("model.paths.general");
+    static PARENTS: ActivitySource = ActivitySource::new("model.paths.parents");
+    let _parents = ActivitySource::add_activity_listener(FixedSampler {
+        source: "model.paths.parents",
+        result: ActivitySamplingResult::AllDataAndRecorded,
+        tag: false,
+    });
+    let parent_context = |recorded: bool, trace_state: &str| {
+        ActivityContext::new(
+            TraceId::random(),
+            SpanId::random(),
+            if recorded {
+                ActivityTraceFlags::RECORDED | ActivityTraceFlags::RANDOM
+            } else {
+                ActivityTraceFlags::NONE
+            },
+            TraceState::parse(trace_state).unwrap(),
+            true,
+        )
+    };
+    for result in [
+        ActivitySamplingResult::PropagationData,
+        ActivitySamplingResult::AllData,
+        ActivitySamplingResult::AllDataAndRecorded,
+    ] {
+        let _direct = ActivitySource::add_activity_listener(FixedSampler {
+            source: "model.paths.direct",
+            result,
+            tag: false,
+        });
+        let _general = ActivitySource::add_activity_listener(FixedSampler {
+            source: "model.paths.general",
+            result,
+            tag: true,
+        });
+        // No parent, a recorded remote parent with trace state, an unrecorded one, and a
+        // parent whose own trace state was set after start.
+        let parents: Vec<Option<Activity>> = vec![
+            None,
+            Some(start_under(&PARENTS, parent_context(true, "a=1"))),
+            Some(start_under(&PARENTS, parent_context(false, ""))),
+            Some({
+                let p = PARENTS.start_activity("local state", ActivityKind::Internal).unwrap();
+                p.set_trace_state(TraceState::parse("local=2").unwrap());
+                p
+            }),
+        ];
+        for parent in &parents {
+            let _current = CurrentGuard::new(parent.as_ref());
+            let direct = DIRECT.start_activity("child", ActivityKind::Client).unwrap();
+            let direct_view = view(&direct);
+            drop(direct);
+            let general = GENERAL.start_activity("child", ActivityKind::Client).unwrap();
+            let general_view = view(&general);
+            assert_eq!(general.tag("sampler").unwrap().to_string(), "fixed");
+            drop(general);
+            assert_eq!(
+                direct_view.same_as(parent),
+                general_view.same_as(parent),
+                "{result:?} {parent:?}"
+            );
+            assert_eq!(direct_view.flags, general_view.flags, "{result:?} {parent:?}");
+            assert_eq!(direct_view.rest, general_view.rest, "{result:?} {parent:?}");
+        }
+    }
+}
+
+fn start_under(source: &'static ActivitySource, context: ActivityContext) -> Activity {
+    let activity = source
+        .start_activity_with(
+            "parent",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Context(context),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // Started here only to serve as a parent: not current.
+    Activity::set_current(activity.parent().as_ref());
+    activity
+}
+
+/// What both paths must agree on.
+struct View {
+    trace_id: TraceId,
+    parent_span_id: SpanId,
+    parent: Option<Activity>,
+    flags: ActivityTraceFlags,
+    rest: (String, ActivityIdFormat, bool, bool, bool, bool, Option<usize>),
+}
+
+impl View {
+    /// (same trace as the parent, parent span id is the parent's, `parent()` is the parent)
+    fn same_as(&self, parent: &Option<Activity>) -> (bool, bool, bool) {
+        match parent {
+            Some(p) => (
+                self.trace_id == p.trace_id(),
+                self.parent_span_id == p.span_id(),
+                self.parent.as_ref().is_some_and(|a| a.ptr_eq(p)),
+            ),
+            None => (
+                self.trace_id.is_valid(),
+                self.parent_span_id == SpanId::INVALID,
+                self.parent.is_none(),
+            ),
+        }
+    }
+}
+
+fn view(a: &Activity) -> View {
+    View {
+        trace_id: a.trace_id(),
+        parent_span_id: a.parent_span_id(),
+        parent: a.parent(),
+        flags: a.trace_flags(),
+        rest: (
+            a.trace_state().header().to_owned(),
+            a.id_format(),
+            a.is_all_data_requested(),
+            a.recorded(),
+            a.has_remote_parent(),
+            Activity::current().is_some_and(|c| c.ptr_eq(a)),
+            a.id().map(|id| id.len()),
+        ),
+    }
+}

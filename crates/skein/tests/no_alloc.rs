@@ -1,5 +1,6 @@
-//! An activity nobody records costs no heap allocation. A counting global allocator watches
-//! this thread only, so other test threads cannot disturb the count.
+//! An activity nobody records costs no heap allocation, and freeing a recorded one frees all
+//! it allocated. A counting global allocator watches this thread only, so other test threads
+//! cannot disturb the count.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -11,6 +12,7 @@ struct Counting;
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static DEALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -23,6 +25,11 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = COUNTING.try_with(|c| {
+            if c.get() {
+                DEALLOCATIONS.with(|a| a.set(a.get() + 1));
+            }
+        });
         unsafe { System.dealloc(ptr, layout) }
     }
 }
@@ -31,11 +38,16 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocations_during(f: impl FnOnce()) -> usize {
+    allocations_and_frees_during(f).0
+}
+
+fn allocations_and_frees_during(f: impl FnOnce()) -> (usize, usize) {
     ALLOCATIONS.with(|a| a.set(0));
+    DEALLOCATIONS.with(|a| a.set(0));
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(|a| a.get())
+    (ALLOCATIONS.with(|a| a.get()), DEALLOCATIONS.with(|a| a.get()))
 }
 
 struct Decline;
@@ -102,4 +114,87 @@ fn unsampled_activities_do_not_allocate() {
         a.set_tag("owned", String::from("value"));
     });
     assert!(n > 0);
+}
+
+/// Activities of every shape, each stopped and freed before the next: static strings only
+/// (freed by releasing their references alone), and owned names, tags, arrays, spilled tags,
+/// events with tags, links, baggage, extra fields, hierarchical ids and remote parents.
+fn activities_of_every_shape(source: &'static ActivitySource) {
+    let plain = source.start_activity("plain", ActivityKind::Internal).unwrap();
+    plain.add_tag("k", 1).add_event(ActivityEvent::new("event"));
+    let child = source.start_activity("child", ActivityKind::Internal).unwrap();
+    drop(child);
+    drop(plain);
+
+    let owned = source
+        .start_activity(String::from("owned name"), ActivityKind::Server)
+        .unwrap();
+    owned.add_tag(String::from("owned.key"), String::from("owned value"));
+    owned.add_tag("array", vec![1i64, 2, 3]);
+    for i in 0..6 {
+        owned.add_tag("spilled", i);
+    }
+    owned.add_event(ActivityEvent::new(String::from("owned event")).with_tags([Tag::new("t", "v")]));
+    owned.add_event(ActivityEvent::new("second event"));
+    owned.add_link(ActivityLink::new(ActivityContext::new(
+        TraceId::random(),
+        SpanId::random(),
+        ActivityTraceFlags::RECORDED,
+        TraceState::parse("a=b").unwrap(),
+        true,
+    )));
+    owned.add_baggage("key", String::from("value"));
+    owned.set_display_name(String::from("display"));
+    owned.set_status(ActivityStatusCode::Error, Some(String::from("failed")));
+    owned.set_custom_property("property", Some(std::sync::Arc::new(5u8)));
+    drop(owned);
+
+    let hierarchical = source
+        .start_activity_with(
+            "hierarchical",
+            ActivityKind::Internal,
+            ActivityStartOptions {
+                id_format: ActivityIdFormat::Hierarchical,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drop(source.start_activity("hierarchical child", ActivityKind::Internal));
+    drop(hierarchical);
+
+    let remote = source
+        .start_activity_with(
+            "remote",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                trace_state: Some("vendor=value"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drop(remote);
+    drop(source.start_activity_with(
+        "request id",
+        ActivityKind::Server,
+        ActivityStartOptions {
+            parent: ActivityParent::Id("|abc.1."),
+            ..Default::default()
+        },
+    ));
+}
+
+#[test]
+fn freeing_recorded_activities_frees_what_they_allocated() {
+    static RECORDED: ActivitySource = ActivitySource::new("alloc.recorded");
+    let _r = ActivitySource::add_activity_listener(Record);
+    // The first round fills this thread's pool of activity blocks, which is kept for reuse.
+    activities_of_every_shape(&RECORDED);
+    let (allocations, frees) = allocations_and_frees_during(|| {
+        for _ in 0..10 {
+            activities_of_every_shape(&RECORDED);
+        }
+    });
+    assert!(allocations > 100, "the shapes allocate ({allocations})");
+    assert_eq!(allocations, frees, "every allocation is freed");
 }
