@@ -93,15 +93,25 @@ impl ActivityListener for Queue {
             let mut pending = pending.borrow_mut();
             pending.push(activity);
             if pending.len() == BATCH {
-                let batch = std::mem::replace(&mut *pending, Vec::with_capacity(BATCH));
-                if let Err(TrySendError::Full(batch)) = self.tx.try_send(batch) {
-                    self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
+                let batch = std::mem::take(&mut *pending);
+                // The next batch reuses a buffer: a dropped batch's, else a returned one's.
+                let mut buffer = match self.tx.try_send(batch) {
+                    Ok(()) => None,
+                    Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
+                        self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        Some(batch)
+                    }
+                };
                 if let Ok(returned) = self.returned.try_lock() {
                     while let Ok(batch) = returned.try_recv() {
-                        drop(batch);
+                        if buffer.is_none() {
+                            buffer = Some(batch);
+                        }
                     }
                 }
+                let mut buffer = buffer.unwrap_or_else(|| Vec::with_capacity(BATCH));
+                buffer.clear();
+                *pending = buffer;
             }
         });
     }
