@@ -574,20 +574,17 @@ unsafe fn write_fields(p: *mut Inner, fields: Fields) {
     }
 }
 
-/// True if an activity started now under the current activity (or as a root when there is
-/// none), with no format requested, gets a W3C id: what [`Activity::start_w3c_under_current`]
-/// handles.
+/// True if an activity started now under `current` (or as a root when there is none), with
+/// no format requested, gets a W3C id: what [`Activity::start_w3c_under_current`] handles.
 #[inline]
-pub(crate) fn next_under_current_is_w3c() -> bool {
+pub(crate) fn next_under_is_w3c(current: Option<&Activity>) -> bool {
     let default_is_w3c = Activity::default_id_format() == ActivityIdFormat::W3C;
-    if Activity::force_default_id_format() {
+    match current {
         // A forced default applies to every activity, but a parent must still be started.
-        return default_is_w3c && current::with(|c| c.is_none_or(|p| p.inner.started.get().is_some()));
-    }
-    current::with(|c| match c {
+        Some(p) if Activity::force_default_id_format() => default_is_w3c && p.inner.started.get().is_some(),
         Some(p) => p.inner.started.get().is_some_and(|s| s.format == ActivityIdFormat::W3C),
         None => default_is_w3c,
-    })
+    }
 }
 
 impl Activity {
@@ -595,7 +592,7 @@ impl Activity {
 
     /// The source's hot path: starts a W3C activity under the current activity (or a new
     /// root), without creation tags, links, an explicit time or sampler output, writing the
-    /// block directly. Only when [`next_under_current_is_w3c`] holds; the general path
+    /// block directly. Only when [`next_under_is_w3c`] holds for the current activity; the general path
     /// (`build_started`) makes the same activity, with more steps.
     #[inline(always)]
     pub(crate) fn start_w3c_under_current(

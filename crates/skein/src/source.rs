@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 
 use crate::activity::{
-    next_under_current_is_w3c, Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent,
+    next_under_is_w3c, Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent,
 };
 use crate::context::{parse_traceparent, ActivityContext};
 use crate::current;
@@ -421,7 +421,8 @@ impl ActivitySource {
         }
         // One look at the listeners serves sampling and the start notification.
         self.with_listeners(|listeners| {
-            let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+            let (parent_context, w3c) =
+                current::with(|c| (c.map(Activity::context).unwrap_or_default(), next_under_is_w3c(c)));
             let (result, (sampling_tags, trace_state, root_trace_id)) = {
                 let mut options = ActivityCreationOptions::new(
                     self,
@@ -442,7 +443,7 @@ impl ActivitySource {
                 }
                 (result, options.take_results())
             };
-            let activity = if sampling_tags.is_empty() && trace_state.is_none() && next_under_current_is_w3c() {
+            let activity = if w3c && sampling_tags.is_empty() && trace_state.is_none() {
                 Activity::start_w3c_under_current(self, name, kind, result, root_trace_id)
             } else {
                 self.build(
