@@ -89,9 +89,11 @@ impl ActivityListener for Queue {
         self.on_stopped_owned(activity.clone());
     }
     fn on_stopped_owned(&self, activity: Activity) {
+        // Captured by reference: the closure then takes one pointer, not the activity itself.
+        let mut activity = Some(activity);
         PENDING.with(|pending| {
             let mut pending = pending.borrow_mut();
-            pending.push(activity);
+            pending.extend(activity.take());
             if pending.len() == BATCH {
                 let batch = std::mem::take(&mut *pending);
                 // The next batch reuses a buffer: a dropped batch's, else a returned one's.
