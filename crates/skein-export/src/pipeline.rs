@@ -1,8 +1,8 @@
 //! The listener that feeds exporters: sampling, the bounded queue, the export thread.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ use crate::{ActivityExporter, ExportError};
 /// specification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Most activities waiting for export; more are dropped and counted (default 2048).
+    /// Most activities waiting for export from one application thread; more are dropped and
+    /// counted (default 2048). Each thread queues into a ring of its own, so the memory held
+    /// grows with the number of threads that stop recorded activities.
     pub max_queue_size: usize,
     /// Longest wait between two exports (default 5 s).
     pub scheduled_delay: Duration,
@@ -319,8 +321,15 @@ impl Returned {
 }
 
 /// The application side of the batch processor.
+///
+/// Each application thread queues into a ring of its own (single producer, single consumer:
+/// the export thread), so queuing an activity writes a slot and publishes it with a release
+/// store. A queue shared by all threads would make every push a read-modify-write on cache
+/// lines that the other producers and the export thread keep taking away.
 struct Queue {
-    activities: SyncSender<Activity>,
+    /// Tells this pipeline's rings apart in the threads' ring lists.
+    id: u64,
+    rings: Arc<Rings>,
     returned: Arc<Returned>,
     worker: Thread,
     wake: Arc<AtomicBool>,
@@ -329,40 +338,156 @@ struct Queue {
     batch_size: usize,
 }
 
+/// The export thread's ends of the application threads' rings.
+struct Rings {
+    consumers: Mutex<Vec<rtrb::Consumer<Activity>>>,
+    /// Activities queued while their thread was exiting (its ring is gone by then).
+    orphans: Mutex<Vec<Activity>>,
+    /// Each ring's room: the most activities one thread has waiting for export.
+    capacity: usize,
+}
+
+impl Rings {
+    fn new(capacity: usize) -> Self {
+        Rings {
+            consumers: Mutex::new(Vec::new()),
+            orphans: Mutex::new(Vec::new()),
+            capacity,
+        }
+    }
+
+    /// Moves queued activities into `batch` until it holds `max`, taking from each thread's
+    /// ring in turn; rings whose thread has exited are dropped once empty.
+    fn drain_into(&self, batch: &mut Vec<Activity>, max: usize) {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let room = max.saturating_sub(batch.len()).min(orphans.len());
+        batch.extend(orphans.drain(..room));
+        drop(orphans);
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let before = batch.len();
+            for consumer in consumers.iter_mut() {
+                // A share per ring and round, so one busy thread cannot starve the others;
+                // taken as one chunk, which hands the slots back with one store.
+                let share = (max.saturating_sub(batch.len()) / 4).max(1).min(consumer.slots());
+                if let Ok(chunk) = consumer.read_chunk(share) {
+                    batch.extend(chunk);
+                }
+            }
+            if batch.len() >= max || batch.len() == before {
+                break;
+            }
+        }
+        consumers.retain(|c| !(c.is_abandoned() && c.is_empty()));
+    }
+}
+
+/// The rings this thread queues into, one per installed pipeline.
+struct ThreadRing {
+    queue: u64,
+    ring: rtrb::Producer<Activity>,
+    /// Activities queued since this thread last woke the export thread: waking once per
+    /// batch instead of once per activity keeps the instrumented thread away from system
+    /// calls.
+    since_wake: usize,
+}
+
 thread_local! {
-    /// Activities this thread queued since it last woke the worker: waking once per batch
-    /// instead of once per activity keeps the instrumented thread away from system calls.
-    static QUEUED_SINCE_WAKE: Cell<usize> = const { Cell::new(0) };
+    static RINGS: RefCell<Vec<ThreadRing>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_QUEUE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What pushing into this thread's ring did.
+enum Pushed {
+    /// Queued; the count since the export thread was last woken by this thread.
+    Queued(usize),
+    /// The ring was full.
+    Full(Activity),
 }
 
 impl Queue {
     fn push(&self, activity: Activity) {
-        match self.activities.try_send(activity) {
-            Ok(()) => {
-                let queued = QUEUED_SINCE_WAKE
-                    .try_with(|n| {
-                        let queued = n.get() + 1;
-                        n.set(if queued >= self.batch_size { 0 } else { queued });
-                        queued
-                    })
-                    .unwrap_or(0);
-                if queued >= self.batch_size && !self.wake.swap(true, Ordering::AcqRel) {
+        // Taken by reference into the closure, and dropped (if it must be) outside the
+        // thread's ring list: freeing an activity may run arbitrary drop code.
+        let mut activity = Some(activity);
+        let pushed = RINGS.try_with(|rings| {
+            let mut rings = rings.borrow_mut();
+            let index = match rings.iter().position(|r| r.queue == self.id) {
+                Some(index) => index,
+                None => self.add_ring(&mut rings),
+            };
+            let thread_ring = &mut rings[index];
+            match thread_ring.ring.push(activity.take()?) {
+                Ok(()) => {
+                    thread_ring.since_wake += 1;
+                    let since_wake = thread_ring.since_wake;
+                    if since_wake >= self.batch_size {
+                        thread_ring.since_wake = 0;
+                    }
+                    Some(Pushed::Queued(since_wake))
+                }
+                Err(rtrb::PushError::Full(activity)) => Some(Pushed::Full(activity)),
+            }
+        });
+        match pushed {
+            Ok(Some(Pushed::Queued(since_wake))) => {
+                if since_wake >= self.batch_size && !self.wake.swap(true, Ordering::AcqRel) {
                     self.worker.unpark();
                 }
-                let release_turn = queued % RELEASE_EVERY == 0 || queued >= self.batch_size;
+                let release_turn = since_wake % RELEASE_EVERY == 0 || since_wake >= self.batch_size;
                 if release_turn && self.returned.len.load(Ordering::Relaxed) > 0 {
                     self.returned.release_some();
                 }
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.dropped_warned.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "skein-export: the export queue is full; activities are being dropped \
-                         (see ExportGuard::dropped_count; raise OTEL_BSP_MAX_QUEUE_SIZE or check the backend)"
-                    );
-                }
+            Ok(Some(Pushed::Full(activity))) => {
+                drop(activity);
+                self.count_dropped();
             }
+            // The thread is exiting and its ring list is gone.
+            Ok(None) | Err(_) => match activity {
+                Some(activity) => {
+                    let mut orphans = self.rings.orphans.lock().unwrap_or_else(|e| e.into_inner());
+                    if orphans.len() < self.rings.capacity {
+                        orphans.push(activity);
+                    } else {
+                        drop(orphans);
+                        drop(activity);
+                        self.count_dropped();
+                    }
+                }
+                None => self.count_dropped(),
+            },
+        }
+    }
+
+    /// Gives this thread a ring into this pipeline (and forgets rings of pipelines that are
+    /// gone); returns its index.
+    #[cold]
+    fn add_ring(&self, rings: &mut Vec<ThreadRing>) -> usize {
+        rings.retain(|r| !r.ring.is_abandoned());
+        let (producer, consumer) = rtrb::RingBuffer::new(self.rings.capacity);
+        self.rings
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(consumer);
+        rings.push(ThreadRing {
+            queue: self.id,
+            ring: producer,
+            since_wake: 0,
+        });
+        rings.len() - 1
+    }
+
+    fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        // A plain load first: the swap's read-modify-write only until the warning is out.
+        if !self.dropped_warned.load(Ordering::Relaxed) && !self.dropped_warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "skein-export: the export queue is full; activities are being dropped \
+                 (see ExportGuard::dropped_count; raise OTEL_BSP_MAX_QUEUE_SIZE or check the backend)"
+            );
         }
     }
 }
@@ -377,7 +502,8 @@ struct Worker {
 
 impl Worker {
     fn spawn(mut exporter: Box<dyn ActivityExporter>, config: BatchConfig) -> (Queue, Worker) {
-        let (activities_tx, activities_rx) = mpsc::sync_channel::<Activity>(config.max_queue_size);
+        let rings = Arc::new(Rings::new(config.max_queue_size));
+        let worker_rings = rings.clone();
         let (control_tx, control_rx) = mpsc::channel::<Control>();
         let wake = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -392,7 +518,7 @@ impl Worker {
                 run(
                     exporter,
                     config,
-                    activities_rx,
+                    &worker_rings,
                     control_rx,
                     worker_wake,
                     worker_returned,
@@ -400,7 +526,8 @@ impl Worker {
             })
             .expect("spawning the export thread");
         let queue = Queue {
-            activities: activities_tx,
+            id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
+            rings,
             returned,
             worker: thread.thread().clone(),
             wake: wake.clone(),
@@ -432,7 +559,7 @@ impl Worker {
 fn run(
     mut exporter: Box<dyn ActivityExporter>,
     config: BatchConfig,
-    activities: Receiver<Activity>,
+    rings: &Rings,
     control: Receiver<Control>,
     wake: Arc<AtomicBool>,
     returned: Arc<Returned>,
@@ -440,12 +567,7 @@ fn run(
     let mut batch: Vec<Activity> = Vec::with_capacity(config.max_export_batch_size);
     let mut failed_reported = false;
     let mut export_all = |exporter: &mut Box<dyn ActivityExporter>, only_full: bool| loop {
-        while batch.len() < config.max_export_batch_size {
-            match activities.try_recv() {
-                Ok(a) => batch.push(a),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            }
-        }
+        rings.drain_into(&mut batch, config.max_export_batch_size);
         if batch.is_empty() || (only_full && batch.len() < config.max_export_batch_size) {
             return;
         }
