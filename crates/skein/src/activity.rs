@@ -235,11 +235,7 @@ fn owns_heap_memory(operation_name_is_owned: bool, started: Option<&Started>, da
             return true;
         }
     }
-    data.extra.is_some()
-        || data.tags.spilled()
-        || data.events.spilled()
-        || !data.tags.iter().all(Tag::owns_nothing)
-        || !data.events.iter().all(ActivityEvent::owns_nothing)
+    data.extra.is_some() || !data.tags.owns_nothing() || !data.events.owns_nothing()
 }
 
 impl Inner {

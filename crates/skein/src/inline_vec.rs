@@ -19,6 +19,10 @@ pub(crate) trait OwnsNothing {
 pub(crate) struct InlineVec<T: OwnsNothing, const N: usize> {
     /// Elements stored inline (`len <= N` and `spill` is empty).
     len: usize,
+    /// Set once an element that owns something was stored inline, or the elements were lent
+    /// out mutably (which could store one); never cleared. While it is false, the inline
+    /// elements need no drop at all.
+    may_own: bool,
     /// Once more than `N` elements were pushed, all of them live here.
     spill: Vec<T>,
     inline: [MaybeUninit<T>; N],
@@ -33,18 +37,27 @@ impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
         // SAFETY: guaranteed by the caller; `inline` may stay uninitialised.
         unsafe {
             addr_of_mut!((*this).len).write(0);
+            addr_of_mut!((*this).may_own).write(false);
             addr_of_mut!((*this).spill).write(Vec::new());
         }
     }
 
     /// True if the elements live in the heap (more than `N` were pushed at some point).
-    pub(crate) fn spilled(&self) -> bool {
+    fn spilled(&self) -> bool {
         self.spill.capacity() != 0
+    }
+
+    /// True if dropping this vector would free nothing (elements inline, none owning
+    /// anything): one check instead of one per element.
+    #[inline]
+    pub(crate) fn owns_nothing(&self) -> bool {
+        !self.may_own && !self.spilled()
     }
 
     #[inline(always)]
     pub(crate) fn push(&mut self, value: T) {
         if !self.spilled() && self.len < N {
+            self.may_own |= !value.owns_nothing();
             self.inline[self.len].write(value);
             self.len += 1;
         } else {
@@ -87,6 +100,7 @@ impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
     pub(crate) fn from_vec(vec: Vec<T>) -> Self {
         let mut out = InlineVec {
             len: 0,
+            may_own: false,
             inline: [const { MaybeUninit::uninit() }; N],
             spill: Vec::new(),
         };
@@ -120,6 +134,7 @@ impl<T: OwnsNothing, const N: usize> DerefMut for InlineVec<T, N> {
         if self.spilled() {
             &mut self.spill
         } else {
+            self.may_own = true;
             // SAFETY: as in `deref`, and `&mut self` is exclusive.
             unsafe { &mut *(std::ptr::slice_from_raw_parts_mut(self.inline.as_mut_ptr().cast::<T>(), self.len)) }
         }
@@ -137,7 +152,7 @@ impl<T: OwnsNothing, const N: usize> Extend<T> for InlineVec<T, N> {
 
 impl<T: OwnsNothing, const N: usize> Drop for InlineVec<T, N> {
     fn drop(&mut self) {
-        if !self.spilled() {
+        if self.may_own && !self.spilled() {
             let len = self.len;
             self.len = 0;
             for slot in &mut self.inline[..len] {
