@@ -333,18 +333,27 @@ struct Queue {
     returned: Arc<Returned>,
     worker: Thread,
     wake: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
     dropped_warned: AtomicBool,
     batch_size: usize,
 }
 
 /// The export thread's ends of the application threads' rings.
 struct Rings {
-    consumers: Mutex<Vec<rtrb::Consumer<Activity>>>,
+    consumers: Mutex<Vec<ConsumerEnd>>,
     /// Activities queued while their thread was exiting (its ring is gone by then).
     orphans: Mutex<Vec<Activity>>,
     /// Each ring's room: the most activities one thread has waiting for export.
     capacity: usize,
+    /// Activities dropped by threads that are gone, or that were exiting.
+    dropped_elsewhere: AtomicU64,
+}
+
+/// The export thread's end of one thread's ring.
+struct ConsumerEnd {
+    ring: rtrb::Consumer<Activity>,
+    /// What the thread dropped, the ring being full. Only that thread writes it, so counting
+    /// is a plain store, not a read-modify-write.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Rings {
@@ -353,7 +362,15 @@ impl Rings {
             consumers: Mutex::new(Vec::new()),
             orphans: Mutex::new(Vec::new()),
             capacity,
+            dropped_elsewhere: AtomicU64::new(0),
         }
+    }
+
+    /// Activities dropped so far because a ring was full.
+    fn dropped(&self) -> u64 {
+        let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        consumers.iter().map(|c| c.dropped.load(Ordering::Relaxed)).sum::<u64>()
+            + self.dropped_elsewhere.load(Ordering::Relaxed)
     }
 
     /// Moves queued activities into `batch` until it holds `max`, taking from each thread's
@@ -369,8 +386,8 @@ impl Rings {
             for consumer in consumers.iter_mut() {
                 // A share per ring and round, so one busy thread cannot starve the others;
                 // taken as one chunk, which hands the slots back with one store.
-                let share = (max.saturating_sub(batch.len()) / 4).max(1).min(consumer.slots());
-                if let Ok(chunk) = consumer.read_chunk(share) {
+                let share = (max.saturating_sub(batch.len()) / 4).max(1).min(consumer.ring.slots());
+                if let Ok(chunk) = consumer.ring.read_chunk(share) {
                     batch.extend(chunk);
                 }
             }
@@ -378,7 +395,15 @@ impl Rings {
                 break;
             }
         }
-        consumers.retain(|c| !(c.is_abandoned() && c.is_empty()));
+        consumers.retain(|c| {
+            let gone = c.ring.is_abandoned() && c.ring.is_empty();
+            if gone {
+                // The thread has exited: its count moves to the total of gone threads.
+                let dropped = c.dropped.load(Ordering::Relaxed);
+                self.dropped_elsewhere.fetch_add(dropped, Ordering::Relaxed);
+            }
+            !gone
+        });
     }
 }
 
@@ -390,6 +415,8 @@ struct ThreadRing {
     /// batch instead of once per activity keeps the instrumented thread away from system
     /// calls.
     since_wake: usize,
+    /// What this thread dropped (see `ConsumerEnd::dropped`).
+    dropped: Arc<AtomicU64>,
 }
 
 thread_local! {
@@ -427,7 +454,11 @@ impl Queue {
                     }
                     Some(Pushed::Queued(since_wake))
                 }
-                Err(rtrb::PushError::Full(activity)) => Some(Pushed::Full(activity)),
+                Err(rtrb::PushError::Full(activity)) => {
+                    let dropped = &thread_ring.dropped;
+                    dropped.store(dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    Some(Pushed::Full(activity))
+                }
             }
         });
         match pushed {
@@ -442,7 +473,7 @@ impl Queue {
             }
             Ok(Some(Pushed::Full(activity))) => {
                 drop(activity);
-                self.count_dropped();
+                self.warn_dropped();
             }
             // The thread is exiting and its ring list is gone.
             Ok(None) | Err(_) => match activity {
@@ -453,10 +484,10 @@ impl Queue {
                     } else {
                         drop(orphans);
                         drop(activity);
-                        self.count_dropped();
+                        self.count_dropped_while_exiting();
                     }
                 }
-                None => self.count_dropped(),
+                None => self.count_dropped_while_exiting(),
             },
         }
     }
@@ -467,21 +498,30 @@ impl Queue {
     fn add_ring(&self, rings: &mut Vec<ThreadRing>) -> usize {
         rings.retain(|r| !r.ring.is_abandoned());
         let (producer, consumer) = rtrb::RingBuffer::new(self.rings.capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
         self.rings
             .consumers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(consumer);
+            .push(ConsumerEnd {
+                ring: consumer,
+                dropped: dropped.clone(),
+            });
         rings.push(ThreadRing {
             queue: self.id,
             ring: producer,
             since_wake: 0,
+            dropped,
         });
         rings.len() - 1
     }
 
-    fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn count_dropped_while_exiting(&self) {
+        self.rings.dropped_elsewhere.fetch_add(1, Ordering::Relaxed);
+        self.warn_dropped();
+    }
+
+    fn warn_dropped(&self) {
         // A plain load first: the swap's read-modify-write only until the warning is out.
         if !self.dropped_warned.load(Ordering::Relaxed) && !self.dropped_warned.swap(true, Ordering::Relaxed) {
             eprintln!(
@@ -497,7 +537,7 @@ struct Worker {
     control: Sender<Control>,
     thread: Option<JoinHandle<()>>,
     wake: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
+    rings: Arc<Rings>,
 }
 
 impl Worker {
@@ -506,7 +546,6 @@ impl Worker {
         let worker_rings = rings.clone();
         let (control_tx, control_rx) = mpsc::channel::<Control>();
         let wake = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
         let worker_wake = wake.clone();
         exporter.set_export_timeout(config.export_timeout);
         let config_batch_size = config.max_export_batch_size;
@@ -527,11 +566,10 @@ impl Worker {
             .expect("spawning the export thread");
         let queue = Queue {
             id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
-            rings,
+            rings: rings.clone(),
             returned,
             worker: thread.thread().clone(),
             wake: wake.clone(),
-            dropped: dropped.clone(),
             dropped_warned: AtomicBool::new(false),
             batch_size: config_batch_size,
         };
@@ -539,7 +577,7 @@ impl Worker {
             control: control_tx,
             thread: Some(thread),
             wake,
-            dropped,
+            rings,
         };
         (queue, worker)
     }
@@ -641,7 +679,7 @@ impl ExportGuard {
 
     /// Activities dropped because the queue was full.
     pub fn dropped_count(&self) -> u64 {
-        self.worker.as_ref().map_or(0, |w| w.dropped.load(Ordering::Relaxed))
+        self.worker.as_ref().map_or(0, |w| w.rings.dropped())
     }
 
     /// Stops listening, exports what is queued and stops the export thread, waiting up to
