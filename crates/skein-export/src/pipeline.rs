@@ -334,7 +334,8 @@ struct Queue {
     worker: Thread,
     wake: Arc<AtomicBool>,
     dropped_warned: AtomicBool,
-    batch_size: usize,
+    /// Activities a thread queues between two wake-ups of the export thread.
+    wake_every: usize,
 }
 
 /// The export thread's ends of the application threads' rings.
@@ -449,7 +450,7 @@ impl Queue {
                 Ok(()) => {
                     thread_ring.since_wake += 1;
                     let since_wake = thread_ring.since_wake;
-                    if since_wake >= self.batch_size {
+                    if since_wake >= self.wake_every {
                         thread_ring.since_wake = 0;
                     }
                     Some(Pushed::Queued(since_wake))
@@ -463,10 +464,10 @@ impl Queue {
         });
         match pushed {
             Ok(Some(Pushed::Queued(since_wake))) => {
-                if since_wake >= self.batch_size && !self.wake.swap(true, Ordering::AcqRel) {
+                if since_wake >= self.wake_every && !self.wake.swap(true, Ordering::AcqRel) {
                     self.worker.unpark();
                 }
-                let release_turn = since_wake % RELEASE_EVERY == 0 || since_wake >= self.batch_size;
+                let release_turn = since_wake % RELEASE_EVERY == 0 || since_wake >= self.wake_every;
                 if release_turn && self.returned.len.load(Ordering::Relaxed) > 0 {
                     self.returned.release_some();
                 }
@@ -548,7 +549,11 @@ impl Worker {
         let wake = Arc::new(AtomicBool::new(false));
         let worker_wake = wake.clone();
         exporter.set_export_timeout(config.export_timeout);
-        let config_batch_size = config.max_export_batch_size;
+        // A thread wakes the export thread once it has queued a batch, or three quarters of
+        // its ring if that is more: a wake-up is a system call and, in a virtual machine, an
+        // interrupt to another CPU, worth a few microseconds; the rest of the ring absorbs the
+        // activities queued while the export thread gets going.
+        let wake_every = config.max_export_batch_size.max(config.max_queue_size / 4 * 3).max(1);
         let returned = Arc::new(Returned::new());
         let worker_returned = returned.clone();
         let thread = std::thread::Builder::new()
@@ -571,7 +576,7 @@ impl Worker {
             worker: thread.thread().clone(),
             wake: wake.clone(),
             dropped_warned: AtomicBool::new(false),
-            batch_size: config_batch_size,
+            wake_every,
         };
         let worker = Worker {
             control: control_tx,
