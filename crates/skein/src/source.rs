@@ -419,51 +419,71 @@ impl ActivitySource {
         if !self.has_listeners() {
             return None;
         }
-        // One look at the listeners serves sampling and the start notification.
-        self.with_listeners(|listeners| {
-            let (parent_context, w3c) =
-                current::with(|c| (c.map(Activity::context).unwrap_or_default(), next_under_is_w3c(c)));
-            let (result, (sampling_tags, trace_state, root_trace_id)) = {
-                let mut options = ActivityCreationOptions::new(
-                    self,
-                    &name,
-                    kind,
-                    parent_context,
-                    &[],
-                    &[],
-                    ActivityIdFormat::Unknown,
-                    None,
-                );
+        let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+        let (result, (sampling_tags, trace_state, root_trace_id)) = {
+            let mut options = ActivityCreationOptions::new(
+                self,
+                &name,
+                kind,
+                parent_context,
+                &[],
+                &[],
+                ActivityIdFormat::Unknown,
+                None,
+            );
+            // Sampling alone in this closure: declining stays as cheap as it can be.
+            let result = self.with_listeners(|listeners| {
                 let mut result = ActivitySamplingResult::None;
                 for listener in listeners {
                     result = result.max(listener.sample(&options));
                 }
-                if result == ActivitySamplingResult::None {
-                    return None;
-                }
-                (result, options.take_results())
-            };
-            let activity = if w3c && sampling_tags.is_empty() && trace_state.is_none() {
-                Activity::start_w3c_under_current(self, name, kind, result, root_trace_id)
-            } else {
-                self.build(
-                    name,
-                    kind,
-                    RemoteParent::Current,
-                    sampling_tags,
-                    Vec::new(),
-                    (None, ActivityIdFormat::Unknown),
-                    result,
-                    trace_state,
-                    root_trace_id,
-                    true,
-                )
-            };
-            for listener in listeners {
-                listener.on_started(&activity);
+                result
+            })?;
+            if result == ActivitySamplingResult::None {
+                return None;
             }
-            Some(activity)
-        })?
+            (result, options.take_results())
+        };
+        self.with_listeners(|listeners| {
+            self.start_sampled(listeners, name, kind, result, sampling_tags, trace_state, root_trace_id)
+        })
+    }
+
+    /// The rest of `start_under_current` once a listener wants the activity: build, then
+    /// notify `listeners`. Kept out of line, so that declining costs only the sampling.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn start_sampled(
+        &'static self,
+        listeners: &[Attached],
+        name: Cow<'static, str>,
+        kind: ActivityKind,
+        result: ActivitySamplingResult,
+        sampling_tags: Vec<Tag>,
+        trace_state: Option<TraceState>,
+        root_trace_id: Option<(crate::id::TraceId, bool)>,
+    ) -> Activity {
+        let direct = sampling_tags.is_empty() && trace_state.is_none() && current::with(next_under_is_w3c);
+        let activity = if direct {
+            Activity::start_w3c_under_current(self, name, kind, result, root_trace_id)
+        } else {
+            self.build(
+                name,
+                kind,
+                RemoteParent::Current,
+                sampling_tags,
+                Vec::new(),
+                (None, ActivityIdFormat::Unknown),
+                result,
+                trace_state,
+                root_trace_id,
+                true,
+            )
+        };
+        for listener in listeners {
+            listener.on_started(&activity);
+        }
+        activity
     }
 
     /// Starts an activity with an explicit parent, tags, links, start time or id format.
