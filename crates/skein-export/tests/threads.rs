@@ -1,0 +1,96 @@
+//! The batch pipeline's per-thread rings: whatever threads stop recorded activities, and
+//! whether they are still alive when the export thread gets to them, every activity is either
+//! exported or counted as dropped.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use skein::{Activity, ActivityKind, ActivitySource};
+use skein_export::{ActivityExporter, BatchConfig, ExportError, ExportPipeline};
+
+static SOURCE: ActivitySource = ActivitySource::new("export.threads");
+
+/// Counts what it exports; its first export waits until the test opens the gate, so the
+/// application threads fill their rings meanwhile.
+struct Gated {
+    exported: Arc<Mutex<usize>>,
+    first_export: Option<Sender<()>>,
+    gate: Option<Receiver<()>>,
+}
+
+impl ActivityExporter for Gated {
+    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
+        if let (Some(started), Some(gate)) = (self.first_export.take(), self.gate.take()) {
+            let _ = started.send(());
+            let _ = gate.recv();
+        }
+        *self.exported.lock().unwrap() += batch.len();
+        Ok(())
+    }
+}
+
+#[test]
+fn activities_of_exited_threads_are_exported_or_counted_as_dropped() {
+    let exported = Arc::new(Mutex::new(0));
+    let (first_export_tx, first_export) = channel();
+    let (open_gate, gate) = channel();
+    let guard = ExportPipeline::new()
+        .with_sources([SOURCE.name()])
+        .batch(
+            Gated {
+                exported: exported.clone(),
+                first_export: Some(first_export_tx),
+                gate: Some(gate),
+            },
+            BatchConfig {
+                max_queue_size: 8,
+                max_export_batch_size: 8,
+                scheduled_delay: Duration::from_secs(60),
+                ..BatchConfig::default()
+            },
+        )
+        .install();
+
+    // A thread queues a full batch (waking the export thread, whose export then waits at the
+    // gate), then far more than its ring holds, and exits.
+    let per_thread = 40;
+    std::thread::spawn(move || {
+        for _ in 0..per_thread {
+            drop(SOURCE.start_activity("work", ActivityKind::Internal));
+        }
+    })
+    .join()
+    .unwrap();
+    first_export
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the export thread was woken");
+    // Two more threads while the export still waits: their rings fill and overflow too.
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..per_thread {
+                    drop(SOURCE.start_activity("work", ActivityKind::Internal));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(guard.dropped_count() > 0, "full rings drop and count");
+
+    open_gate.send(()).unwrap();
+    guard.force_flush(Duration::from_secs(10)).unwrap();
+    let exported = *exported.lock().unwrap();
+    let dropped = guard.dropped_count();
+    assert!(
+        exported >= 8 * 3,
+        "each exited thread's ring was drained ({exported} exported)"
+    );
+    assert_eq!(
+        exported as u64 + dropped,
+        3 * per_thread as u64,
+        "{exported} exported, {dropped} dropped"
+    );
+}
