@@ -37,6 +37,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The tests here add and remove listeners, which makes every thread's listener cache drop
+/// the sets it held (a free on the counting thread): they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn allocations_during(f: impl FnOnce()) -> usize {
     allocations_and_frees_during(f).0
 }
@@ -72,6 +76,7 @@ impl ActivityListener for Record {
 
 #[test]
 fn unsampled_activities_do_not_allocate() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static NOBODY: ActivitySource = ActivitySource::new("alloc.nobody");
     static DECLINED: ActivitySource = ActivitySource::new("alloc.declined");
     static RECORDED: ActivitySource = ActivitySource::new("alloc.recorded");
@@ -186,6 +191,7 @@ fn activities_of_every_shape(source: &'static ActivitySource) {
 
 #[test]
 fn freeing_recorded_activities_frees_what_they_allocated() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static RECORDED: ActivitySource = ActivitySource::new("alloc.recorded");
     let _r = ActivitySource::add_activity_listener(Record);
     // The first round fills this thread's pool of activity blocks, which is kept for reuse.
