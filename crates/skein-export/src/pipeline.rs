@@ -476,9 +476,10 @@ impl Queue {
                 drop(activity);
                 self.warn_dropped();
             }
-            // The thread is exiting and its ring list is gone.
-            Ok(None) | Err(_) => match activity {
-                Some(activity) => {
+            // The thread is exiting and its ring list is gone (the closure did not run, so
+            // the activity is still here).
+            Ok(None) | Err(_) => {
+                if let Some(activity) = activity {
                     let mut orphans = self.rings.orphans.lock().unwrap_or_else(|e| e.into_inner());
                     if orphans.len() < self.rings.capacity {
                         orphans.push(activity);
@@ -488,8 +489,7 @@ impl Queue {
                         self.count_dropped_while_exiting();
                     }
                 }
-                None => self.count_dropped_while_exiting(),
-            },
+            }
         }
     }
 

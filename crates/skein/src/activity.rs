@@ -570,6 +570,23 @@ unsafe fn write_fields(p: *mut Inner, fields: Fields) {
     }
 }
 
+/// The trace flags of an activity starting now: the sampler's (or caller's) `preset` made
+/// before start, else the parent's `inherited` ones; the level-2 random bit always follows how
+/// the trace id was made (`random_root`, or the parent's bit).
+#[inline(always)]
+fn start_flags(
+    inherited: ActivityTraceFlags,
+    preset: Option<ActivityTraceFlags>,
+    random_root: bool,
+) -> ActivityTraceFlags {
+    let inherited = inherited & ActivityTraceFlags::KNOWN;
+    let mut flags = preset.map_or(inherited, |p| p & ActivityTraceFlags::KNOWN);
+    if random_root || inherited.is_random() {
+        flags |= ActivityTraceFlags::RANDOM;
+    }
+    flags
+}
+
 /// True if an activity started now under `current` (or as a root when there is none), with
 /// no format requested, gets a W3C id: what [`Activity::start_w3c_under_current`] handles.
 #[inline]
@@ -588,8 +605,8 @@ impl Activity {
 
     /// The source's hot path: starts a W3C activity under the current activity (or a new
     /// root), without creation tags, links, an explicit time or sampler output, writing the
-    /// block directly. Only when [`next_under_is_w3c`] holds for the current activity; the general path
-    /// (`build_started`) makes the same activity, with more steps.
+    /// block directly. Only when [`next_under_is_w3c`] holds for the current activity; the
+    /// general path (`build_started`) makes the same activity, with more steps.
     #[inline(always)]
     pub(crate) fn start_w3c_under_current(
         source: &'static ActivitySource,
@@ -611,17 +628,8 @@ impl Activity {
                 (id, SpanId::INVALID, ActivityTraceFlags::NONE, TraceState::EMPTY, random)
             }
         };
-        // As in `compute_start`: the sampler's choice, else the parent's; the random bit
-        // follows how the trace id was made.
-        let inherited = inherited & ActivityTraceFlags::KNOWN;
-        let mut flags = if recorded {
-            ActivityTraceFlags::RECORDED
-        } else {
-            inherited
-        };
-        if random_root || inherited.is_random() {
-            flags |= ActivityTraceFlags::RANDOM;
-        }
+        // `build` presets `recorded` for AllDataAndRecorded (the general path does the same).
+        let flags = start_flags(inherited, recorded.then_some(ActivityTraceFlags::RECORDED), random_root);
         let start = Timestamp::now();
         let uninit = Shared::new_uninit();
         let p = uninit.as_mut_ptr();
@@ -656,8 +664,15 @@ impl Activity {
             );
             uninit.assume_init_twice()
         };
-        current::set(Some(Activity {
-            inner: ManuallyDrop::new(slot),
+        Activity::publish_started(inner, Some(slot))
+    }
+
+    /// The owner's handle of a just-built activity, after making `slot` (its second
+    /// reference, if it was started) the thread's current activity.
+    #[inline(always)]
+    fn publish_started(inner: Shared, slot: Option<Shared>) -> Activity {
+        current::set(slot.map(|inner| Activity {
+            inner: ManuallyDrop::new(inner),
             owner: false,
         }));
         Activity {
@@ -700,15 +715,7 @@ impl Activity {
     #[inline(always)]
     pub(crate) fn build_started(new: &mut NewActivity) -> Activity {
         let (inner, slot) = allocate(new, StartWith::Now, current::take());
-        let activity = Activity {
-            inner: ManuallyDrop::new(inner),
-            owner: true,
-        };
-        current::set(slot.map(|inner| Activity {
-            inner: ManuallyDrop::new(inner),
-            owner: false,
-        }));
-        activity
+        Activity::publish_started(inner, slot)
     }
 
     #[inline]
@@ -1339,7 +1346,10 @@ impl Activity {
     fn unshared(&mut self) -> bool {
         match Shared::count(&self.inner) {
             1 => true,
-            2 => current::holds_other_reference_to(self),
+            2 => {
+                let this: &Activity = self;
+                current::with(|c| c.is_some_and(|c| c.ptr_eq(this) && !std::ptr::eq(c, this)))
+            }
             _ => false,
         }
     }
@@ -1428,17 +1438,12 @@ unsafe fn compute_start(
         }
     };
 
-    // Flags: the sampler's (or caller's) choice made before start, else the parent's. The
-    // level-2 random bit always follows how the trace id was made.
     let inherited = match (&parent, &remote) {
         (Some(p), _) => p.trace_flags(),
         (None, RemoteParent::Context(ctx)) if ctx.is_valid() => parent_flags,
         _ => ActivityTraceFlags::NONE,
-    } & ActivityTraceFlags::KNOWN;
-    let mut flags = preset.map_or(inherited, |p| p & ActivityTraceFlags::KNOWN);
-    if random_root || inherited.is_random() {
-        flags |= ActivityTraceFlags::RANDOM;
-    }
+    };
+    let flags = start_flags(inherited, preset, random_root);
 
     let (hierarchical_id, span_id) = match format {
         ActivityIdFormat::Hierarchical => {

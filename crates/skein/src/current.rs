@@ -66,19 +66,6 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&Activity>) -> R) -> R {
         .unwrap_or_else(|| f.take().map_or_else(|| unreachable!("called once"), |f| f(None)))
 }
 
-/// True if this thread's current activity is `activity`'s, held through another reference
-/// than `activity` itself.
-#[inline]
-pub(crate) fn holds_other_reference_to(activity: &Activity) -> bool {
-    CURRENT
-        .try_with(|slot| {
-            // SAFETY: as in `with`; nothing here replaces the slot.
-            let current = unsafe { &*slot.as_ptr() };
-            matches!(current, Some(c) if c.ptr_eq(activity) && !std::ptr::eq(c, activity))
-        })
-        .unwrap_or(false)
-}
-
 pub(crate) fn get() -> Option<Activity> {
     with(|c| c.cloned())
 }
