@@ -135,13 +135,13 @@ id_type!(
 
 impl TraceId {
     /// A new random trace id from the per-thread generator (never the invalid id).
+    #[inline]
     pub fn random() -> Self {
         let hi = next_nonzero();
         let lo = next_nonzero();
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&hi.to_be_bytes());
-        bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        TraceId(bytes)
+        // Built as one integer: two 8-byte stores read back as one 16-byte load would stall
+        // the caller's copy of the id (no store forwarding across the halves).
+        TraceId::from_u128((u128::from(hi) << 64) | u128::from(lo))
     }
 
     /// The id as a big-endian integer.
@@ -331,18 +331,21 @@ pub fn set_trace_id_generator(generator: Option<Box<dyn Fn() -> TraceId + Send +
 }
 
 /// A trace id for a new root, and whether it is random (for the level-2 flag).
-#[inline]
+#[inline(always)]
 pub(crate) fn new_trace_id() -> (TraceId, bool) {
     if HAS_GENERATOR.load(Ordering::Acquire) {
-        let generator = GENERATOR.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(generator) = generator {
-            let id = generator();
-            if id.is_valid() {
-                return (id, false);
-            }
+        if let Some(id) = generated_trace_id() {
+            return (id, false);
         }
     }
     (TraceId::random(), true)
+}
+
+/// The installed generator's id, if there is one and it made a valid id.
+#[cold]
+fn generated_trace_id() -> Option<TraceId> {
+    let generator = GENERATOR.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+    Some(generator()).filter(TraceId::is_valid)
 }
 
 #[cfg(test)]
