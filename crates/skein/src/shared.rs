@@ -47,11 +47,21 @@ fn spare() -> std::sync::MutexGuard<'static, Vec<FreeBlock>> {
     SPARE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Pool(UnsafeCell<Vec<FreeBlock>>);
+/// This thread's free blocks. The bottom `cold` ones came from the shared spare list: freed
+/// on another thread (typically the export thread, after reading them), their cache lines
+/// are in that core's cache, and the first write to each line waits for it to be taken
+/// back. Before such a block is used, the next one is prefetched for writing, so that wait
+/// overlaps the current activity's work instead of stalling the next start.
+struct PoolBlocks {
+    blocks: Vec<FreeBlock>,
+    cold: usize,
+}
+
+struct Pool(UnsafeCell<PoolBlocks>);
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let blocks = std::mem::take(self.0.get_mut());
+        let blocks = std::mem::take(&mut self.0.get_mut().blocks);
         let mut spare = spare();
         for block in blocks {
             if spare.len() < SPARE_CAPACITY {
@@ -64,7 +74,12 @@ impl Drop for Pool {
 }
 
 thread_local! {
-    static POOL: Pool = const { Pool(UnsafeCell::new(Vec::new())) };
+    static POOL: Pool = const {
+        Pool(UnsafeCell::new(PoolBlocks {
+            blocks: Vec::new(),
+            cold: 0,
+        }))
+    };
 }
 
 fn take_block() -> NonNull<Block> {
@@ -72,12 +87,21 @@ fn take_block() -> NonNull<Block> {
         .try_with(|pool| {
             // SAFETY: the pool is only touched here and in `return_block`, never re-entrantly.
             let pool = unsafe { &mut *pool.0.get() };
-            if pool.is_empty() {
+            if pool.blocks.is_empty() {
                 let mut spare = spare();
                 let from = spare.len().saturating_sub(TRANSFER);
-                pool.extend(spare.drain(from..));
+                pool.blocks.extend(spare.drain(from..));
+                pool.cold = pool.blocks.len();
             }
-            pool.pop()
+            let block = pool.blocks.pop();
+            let left = pool.blocks.len();
+            if left < pool.cold {
+                pool.cold = left;
+                if let Some(next) = pool.blocks.last() {
+                    prefetch_for_write(next.0);
+                }
+            }
+            block
         })
         .ok()
         .flatten();
@@ -91,27 +115,62 @@ fn take_block() -> NonNull<Block> {
     }
 }
 
+/// Asks for every cache line of `block` in a writable state (x86 `PREFETCHW`, where the CPU
+/// has it; elsewhere nothing).
+#[inline]
+fn prefetch_for_write(block: NonNull<Block>) {
+    #[cfg(target_arch = "x86_64")]
+    if has_prefetchw() {
+        let base = block.as_ptr().cast::<u8>();
+        for offset in (0..LAYOUT.size()).step_by(64) {
+            // SAFETY: the address is inside the block; a prefetch reads and writes nothing
+            // and cannot fault.
+            unsafe {
+                std::arch::asm!("prefetchw [{0}]", in(reg) base.add(offset), options(nostack, preserves_flags, readonly));
+            }
+        }
+    }
+}
+
+/// CPUID leaf 0x8000_0001, ECX bit 8 (`PREFETCHW`), read once.
+#[cfg(target_arch = "x86_64")]
+fn has_prefetchw() -> bool {
+    use std::sync::atomic::AtomicU8;
+    static KNOWN: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
+    match KNOWN.load(Ordering::Relaxed) {
+        0 => {
+            use std::arch::x86_64::__cpuid;
+            // The extended leaf is asked for only if the CPU has it.
+            let yes = __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0;
+            KNOWN.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
+        known => known == 2,
+    }
+}
+
 fn return_block(block: NonNull<Block>) {
     let mut block = Some(FreeBlock(block));
     let _ = POOL.try_with(|pool| {
         // SAFETY: see `take_block`.
         let pool = unsafe { &mut *pool.0.get() };
-        if pool.len() >= POOL_CAPACITY {
+        if pool.blocks.len() >= POOL_CAPACITY {
             // Hand a share to the other threads.
             let mut spare = spare();
-            let keep = pool.len() - TRANSFER;
-            for extra in pool.drain(keep..) {
+            let keep = pool.blocks.len() - TRANSFER;
+            for extra in pool.blocks.drain(keep..) {
                 if spare.len() < SPARE_CAPACITY {
                     spare.push(extra);
                 } else {
                     free(extra);
                 }
             }
+            pool.cold = pool.cold.min(keep);
         }
-        if pool.capacity() == 0 {
-            pool.reserve_exact(POOL_CAPACITY);
+        if pool.blocks.capacity() == 0 {
+            pool.blocks.reserve_exact(POOL_CAPACITY);
         }
-        pool.extend(block.take());
+        pool.blocks.extend(block.take());
     });
     // Still here if the thread is exiting and its pool is gone.
     if let Some(block) = block {
