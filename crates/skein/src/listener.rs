@@ -233,28 +233,61 @@ pub trait ActivityListener: Send + Sync + 'static {
 
     /// Called by [`Activity::add_exception`] before the event is added, to add tags.
     fn on_exception(&self, _activity: &Activity, _error: &(dyn Error + '_), _tags: &mut Vec<Tag>) {}
+
+    /// The listener as the shared handle the sources keep. Not for implementations to
+    /// override: the one for `Arc` hands over the `Arc` itself, so that a listener registered
+    /// as an `Arc` is called directly instead of through a second pointer and a forwarding call.
+    #[doc(hidden)]
+    fn into_shared(self) -> Arc<dyn ActivityListener>
+    where
+        Self: Sized,
+    {
+        Arc::new(self)
+    }
 }
 
-impl<T: ActivityListener + ?Sized> ActivityListener for Arc<T> {
-    fn should_listen_to(&self, source: &ActivitySource) -> bool {
-        (**self).should_listen_to(source)
+/// Forwards every callback; see [`ActivityListener::into_shared`].
+macro_rules! forward_listener {
+    () => {
+        fn should_listen_to(&self, source: &ActivitySource) -> bool {
+            (**self).should_listen_to(source)
+        }
+        fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            (**self).sample(options)
+        }
+        fn sample_using_parent_id(
+            &self,
+            options: &ActivityCreationOptions<'_, &str>,
+        ) -> Option<ActivitySamplingResult> {
+            (**self).sample_using_parent_id(options)
+        }
+        fn on_started(&self, activity: &Activity) {
+            (**self).on_started(activity)
+        }
+        fn on_stopped(&self, activity: &Activity) {
+            (**self).on_stopped(activity)
+        }
+        fn on_stopped_owned(&self, activity: Activity) {
+            (**self).on_stopped_owned(activity)
+        }
+        fn on_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
+            (**self).on_exception(activity, error, tags)
+        }
+    };
+}
+
+impl<T: ActivityListener> ActivityListener for Arc<T> {
+    forward_listener!();
+
+    fn into_shared(self) -> Arc<dyn ActivityListener> {
+        self
     }
-    fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-        (**self).sample(options)
-    }
-    fn sample_using_parent_id(&self, options: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {
-        (**self).sample_using_parent_id(options)
-    }
-    fn on_started(&self, activity: &Activity) {
-        (**self).on_started(activity)
-    }
-    fn on_stopped(&self, activity: &Activity) {
-        (**self).on_stopped(activity)
-    }
-    fn on_stopped_owned(&self, activity: Activity) {
-        (**self).on_stopped_owned(activity)
-    }
-    fn on_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
-        (**self).on_exception(activity, error, tags)
+}
+
+impl ActivityListener for Arc<dyn ActivityListener> {
+    forward_listener!();
+
+    fn into_shared(self) -> Arc<dyn ActivityListener> {
+        self
     }
 }

@@ -94,11 +94,41 @@ impl Sampler for TraceIdRatioSampler {
 /// `None`: the activity still exists to carry the trace's ids (and the "not recorded" flag)
 /// to downstream services, so they do not start unrelated traces of their own.
 pub struct ParentBasedSampler {
-    root: Box<dyn Sampler>,
-    remote_parent_sampled: Box<dyn Sampler>,
-    remote_parent_not_sampled: Box<dyn Sampler>,
-    local_parent_sampled: Box<dyn Sampler>,
-    local_parent_not_sampled: Box<dyn Sampler>,
+    root: Delegate,
+    remote_parent_sampled: Delegate,
+    remote_parent_not_sampled: Delegate,
+    local_parent_sampled: Delegate,
+    local_parent_not_sampled: Delegate,
+}
+
+/// One of the parent-based sampler's choices. The built-in constant samplers are answered
+/// inline: they are the defaults, asked for every activity.
+enum Delegate {
+    AlwaysOn,
+    AlwaysOff,
+    Other(Box<dyn Sampler>),
+}
+
+impl Delegate {
+    fn new<S: Sampler + 'static>(sampler: S) -> Self {
+        let any: &dyn std::any::Any = &sampler;
+        if any.is::<AlwaysOnSampler>() {
+            Delegate::AlwaysOn
+        } else if any.is::<AlwaysOffSampler>() {
+            Delegate::AlwaysOff
+        } else {
+            Delegate::Other(Box::new(sampler))
+        }
+    }
+
+    #[inline]
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        match self {
+            Delegate::AlwaysOn => ActivitySamplingResult::AllDataAndRecorded,
+            Delegate::AlwaysOff => ActivitySamplingResult::None,
+            Delegate::Other(sampler) => sampler.should_sample(options),
+        }
+    }
 }
 
 impl fmt::Debug for ParentBasedSampler {
@@ -112,32 +142,32 @@ impl ParentBasedSampler {
     /// unrecorded ones (the OpenTelemetry defaults).
     pub fn new(root: impl Sampler + 'static) -> Self {
         ParentBasedSampler {
-            root: Box::new(root),
-            remote_parent_sampled: Box::new(AlwaysOnSampler),
-            remote_parent_not_sampled: Box::new(AlwaysOffSampler),
-            local_parent_sampled: Box::new(AlwaysOnSampler),
-            local_parent_not_sampled: Box::new(AlwaysOffSampler),
+            root: Delegate::new(root),
+            remote_parent_sampled: Delegate::AlwaysOn,
+            remote_parent_not_sampled: Delegate::AlwaysOff,
+            local_parent_sampled: Delegate::AlwaysOn,
+            local_parent_not_sampled: Delegate::AlwaysOff,
         }
     }
 
     /// Replaces the sampler for recorded remote parents.
     pub fn with_remote_parent_sampled(mut self, s: impl Sampler + 'static) -> Self {
-        self.remote_parent_sampled = Box::new(s);
+        self.remote_parent_sampled = Delegate::new(s);
         self
     }
     /// Replaces the sampler for unrecorded remote parents.
     pub fn with_remote_parent_not_sampled(mut self, s: impl Sampler + 'static) -> Self {
-        self.remote_parent_not_sampled = Box::new(s);
+        self.remote_parent_not_sampled = Delegate::new(s);
         self
     }
     /// Replaces the sampler for recorded local parents.
     pub fn with_local_parent_sampled(mut self, s: impl Sampler + 'static) -> Self {
-        self.local_parent_sampled = Box::new(s);
+        self.local_parent_sampled = Delegate::new(s);
         self
     }
     /// Replaces the sampler for unrecorded local parents.
     pub fn with_local_parent_not_sampled(mut self, s: impl Sampler + 'static) -> Self {
-        self.local_parent_not_sampled = Box::new(s);
+        self.local_parent_not_sampled = Delegate::new(s);
         self
     }
 }

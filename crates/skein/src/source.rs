@@ -311,7 +311,7 @@ impl ActivitySource {
     /// Attaches a listener to every source it wants, now and in the future. It stays attached
     /// while the returned registration lives.
     pub fn add_activity_listener(listener: impl ActivityListener) -> ListenerRegistration {
-        let listener: Arc<dyn ActivityListener> = Arc::new(listener);
+        let listener = listener.into_shared();
         let mut reg = registry();
         reg.listeners.push(listener.clone());
         let _callbacks = RegistryCallbacks::enter();
