@@ -226,6 +226,10 @@ impl ActivityListener for PipelineListener {
         self.on_stopped_owned(activity.clone());
     }
 
+    fn keeps_stopped_activities(&self) -> bool {
+        true
+    }
+
     fn on_stopped_owned(&self, activity: Activity) {
         if !activity.recorded() {
             return; // propagation-only and unrecorded activities are never exported

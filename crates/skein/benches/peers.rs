@@ -88,6 +88,9 @@ impl ActivityListener for Queue {
     fn on_stopped(&self, activity: &Activity) {
         self.on_stopped_owned(activity.clone());
     }
+    fn keeps_stopped_activities(&self) -> bool {
+        true
+    }
     fn on_stopped_owned(&self, activity: Activity) {
         // Captured by reference: the closure then takes one pointer, not the activity itself.
         let mut activity = Some(activity);

@@ -1334,8 +1334,22 @@ impl Activity {
     fn stop_handing_over(mut self) {
         let unshared = self.unshared();
         if let Some(previous) = self.mark_stopped(unshared) {
-            self.inner.source.notify_stopped_owned(self);
-            current::set(previous);
+            self.inner.source.notify_stopped_owned(self, previous);
+        }
+    }
+
+    /// Makes `previous` current again, taking this activity out of the current slot if it is
+    /// there: that reference is merged into this one, without an atomic update when the two
+    /// are the only references.
+    pub(crate) fn restore_previous(&self, previous: Option<Activity>) {
+        match current::replace(previous) {
+            Some(slot) if slot.ptr_eq(self) => {
+                let mut slot = ManuallyDrop::new(slot);
+                // SAFETY: `slot` is never used again (and never dropped as an `Activity`).
+                let reference = unsafe { ManuallyDrop::take(&mut slot.inner) };
+                Shared::merge(&self.inner, reference);
+            }
+            other => drop(other),
         }
     }
 

@@ -231,6 +231,18 @@ pub trait ActivityListener: Send + Sync + 'static {
         self.on_stopped(&activity)
     }
 
+    /// True if this listener keeps the activities [`on_stopped_owned`] gives it (queues them
+    /// for export, say) and has no use for the stopped activity being current while it runs.
+    /// `on_stopped_owned` is then called just after the activity that was current before it
+    /// is restored, which saves an atomic reference-count update per activity; otherwise (the
+    /// default) it runs while the stopped activity is still current, as `on_stopped` does.
+    /// Asked once, when the listener is attached.
+    ///
+    /// [`on_stopped_owned`]: ActivityListener::on_stopped_owned
+    fn keeps_stopped_activities(&self) -> bool {
+        false
+    }
+
     /// Called by [`Activity::add_exception`] before the event is added, to add tags.
     fn on_exception(&self, _activity: &Activity, _error: &(dyn Error + '_), _tags: &mut Vec<Tag>) {}
 
@@ -269,6 +281,9 @@ macro_rules! forward_listener {
         }
         fn on_stopped_owned(&self, activity: Activity) {
             (**self).on_stopped_owned(activity)
+        }
+        fn keeps_stopped_activities(&self) -> bool {
+            (**self).keeps_stopped_activities()
         }
         fn on_exception(&self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
             (**self).on_exception(activity, error, tags)

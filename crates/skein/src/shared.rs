@@ -246,6 +246,23 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Releases `other`, a second reference to the same activity as `keep`. When these two
+    /// are the only references, the count is set to one with a plain store: the caller holds
+    /// both, so no other thread can be changing it.
+    #[inline]
+    pub(crate) fn merge(keep: &Shared, other: Shared) {
+        debug_assert!(Shared::ptr_eq(keep, &other));
+        if Shared::count(keep) == 2 {
+            // SAFETY: as in `Deref`.
+            unsafe { (*keep.block.as_ptr()).count.store(1, Ordering::Relaxed) };
+            std::mem::forget(other);
+        } else {
+            drop(other);
+        }
+    }
+}
+
 impl Deref for Shared {
     type Target = Inner;
     #[inline]

@@ -65,6 +65,8 @@ const HAS_LISTENERS: u8 = 2;
 pub(crate) struct Attached {
     listener: *const dyn ActivityListener,
     keep: Arc<dyn ActivityListener>,
+    /// [`ActivityListener::keeps_stopped_activities`], asked once.
+    pub(crate) keeps_stopped: bool,
 }
 
 // SAFETY: `listener` points into `keep`, which is `Send + Sync` and lives as long as `self`.
@@ -75,6 +77,7 @@ impl Attached {
     fn new(keep: Arc<dyn ActivityListener>) -> Self {
         Attached {
             listener: Arc::as_ptr(&keep),
+            keeps_stopped: keep.keeps_stopped_activities(),
             keep,
         }
     }
@@ -699,17 +702,36 @@ impl ActivitySource {
         });
     }
 
-    /// `notify_stopped`, giving `activity` (a reference nobody else will use) to the last
-    /// listener.
-    pub(crate) fn notify_stopped_owned(&'static self, activity: Activity) {
-        self.with_listeners(move |listeners| {
-            if let Some((last, rest)) = listeners.split_last() {
-                for listener in rest {
-                    listener.on_stopped(&activity);
+    /// `notify_stopped`, then makes `previous` current again; `activity` (a reference nobody
+    /// else will use) goes to the last listener. A last listener that keeps stopped activities
+    /// gets it after `previous` is restored, which lets the current slot's reference be
+    /// merged into this one without an atomic update.
+    pub(crate) fn notify_stopped_owned(&'static self, activity: Activity, previous: Option<Activity>) {
+        let mut state = Some((activity, previous));
+        self.with_listeners(|listeners| {
+            let Some((activity, previous)) = state.take() else {
+                return;
+            };
+            match listeners.split_last() {
+                Some((last, rest)) => {
+                    for listener in rest {
+                        listener.on_stopped(&activity);
+                    }
+                    if last.keeps_stopped {
+                        activity.restore_previous(previous);
+                        last.on_stopped_owned(activity);
+                    } else {
+                        last.on_stopped_owned(activity);
+                        current::set(previous);
+                    }
                 }
-                last.on_stopped_owned(activity);
+                None => activity.restore_previous(previous),
             }
         });
+        // Every listener detached meanwhile.
+        if let Some((activity, previous)) = state {
+            activity.restore_previous(previous);
+        }
     }
 
     pub(crate) fn notify_exception(&'static self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {

@@ -735,3 +735,85 @@ fn view(a: &Activity) -> View {
         ),
     }
 }
+
+/// Queues what it is given, as an exporter's listener does.
+struct Keeper {
+    kept: std::sync::Mutex<Vec<(Activity, Option<String>)>>,
+}
+
+impl ActivityListener for Keeper {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name() == "model.keeper"
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        AllDataAndRecorded
+    }
+    fn keeps_stopped_activities(&self) -> bool {
+        true
+    }
+    fn on_stopped_owned(&self, activity: Activity) {
+        let current = Activity::current().map(|c| c.operation_name().to_owned());
+        self.kept.lock().unwrap().push((activity, current));
+    }
+}
+
+/// Notes whether each stopping activity is current, keeping no reference to it.
+struct Watcher(std::sync::Mutex<Vec<bool>>);
+
+impl ActivityListener for Watcher {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name() == "model.keeper"
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        AllData
+    }
+    fn on_stopped(&self, activity: &Activity) {
+        let current = Activity::current().is_some_and(|c| c.ptr_eq(activity));
+        self.0.lock().unwrap().push(current);
+    }
+}
+
+#[test]
+fn a_listener_that_keeps_stopped_activities_gets_them_after_the_previous_is_restored() {
+    static S: ActivitySource = ActivitySource::new("model.keeper");
+    let watcher = Arc::new(Watcher(Default::default()));
+    let _first = ActivitySource::add_activity_listener(watcher.clone());
+    let keeper = Arc::new(Keeper {
+        kept: Default::default(),
+    });
+    let _last = ActivitySource::add_activity_listener(keeper.clone());
+    // Alive as long as an activity holding it is.
+    let marker: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
+
+    let a = S.start_activity("a", ActivityKind::Server).unwrap();
+    let b = S.start_activity("b", ActivityKind::Internal).unwrap();
+    b.set_custom_property("marker", Some(marker.clone()));
+    drop(b); // the only other reference is the current slot's: the two are merged
+    let c = S.start_activity("c", ActivityKind::Internal).unwrap();
+    c.set_custom_property("marker", Some(marker.clone()));
+    let c_clone = c.clone();
+    drop(c); // a clone is out: the slot's reference is released the usual way
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+
+    // Listeners before the last still see the stopping activity current.
+    assert_eq!(watcher.0.lock().unwrap().as_slice(), [true, true]);
+    {
+        let kept = keeper.kept.lock().unwrap();
+        let seen: Vec<_> = kept
+            .iter()
+            .map(|(activity, current)| (activity.operation_name().to_owned(), current.clone()))
+            .collect();
+        assert_eq!(seen, [("b".into(), Some("a".into())), ("c".into(), Some("a".into()))]);
+        assert!(kept.iter().all(|(activity, _)| activity.is_stopped()));
+    }
+    assert_eq!(Arc::strong_count(&marker), 3, "both kept activities are alive");
+    drop(c_clone);
+    assert_eq!(Arc::strong_count(&marker), 3, "the listener's references keep them");
+    keeper.kept.lock().unwrap().clear();
+    assert_eq!(
+        Arc::strong_count(&marker),
+        1,
+        "both were freed with the listener's references"
+    );
+    drop(a);
+}
