@@ -142,8 +142,21 @@ impl<T: OwnsNothing, const N: usize> DerefMut for InlineVec<T, N> {
 }
 
 impl<T: OwnsNothing, const N: usize> Extend<T> for InlineVec<T, N> {
-    #[inline]
+    #[inline(always)]
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        let mut iter = iter.into_iter();
+        if !self.spilled() {
+            // The inline room is filled with the length and flag kept in registers, stored
+            // once at the end instead of once per element.
+            let (mut len, mut may_own) = (self.len, self.may_own);
+            while len < N {
+                let Some(value) = iter.next() else { break };
+                may_own |= !value.owns_nothing();
+                self.inline[len].write(value);
+                len += 1;
+            }
+            (self.len, self.may_own) = (len, may_own);
+        }
         for value in iter {
             self.push(value);
         }
