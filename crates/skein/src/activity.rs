@@ -1340,14 +1340,14 @@ impl Activity {
 
     /// Makes `previous` current again, taking this activity out of the current slot if it is
     /// there: that reference is merged into this one, without an atomic update when the two
-    /// are the only references.
-    pub(crate) fn restore_previous(&self, previous: Option<Activity>) {
+    /// are the only references (`&mut self`: this handle is borrowed nowhere else).
+    pub(crate) fn restore_previous(&mut self, previous: Option<Activity>) {
         match current::replace(previous) {
             Some(slot) if slot.ptr_eq(self) => {
                 let mut slot = ManuallyDrop::new(slot);
                 // SAFETY: `slot` is never used again (and never dropped as an `Activity`).
                 let reference = unsafe { ManuallyDrop::take(&mut slot.inner) };
-                Shared::merge(&self.inner, reference);
+                Shared::merge(&mut self.inner, reference);
             }
             other => drop(other),
         }

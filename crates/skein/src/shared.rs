@@ -130,6 +130,8 @@ fn prefetch_for_write(block: NonNull<Block>) {
             }
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = block;
 }
 
 /// CPUID leaf 0x8000_0001, ECX bit 8 (`PREFETCHW`), read once.
@@ -249,9 +251,9 @@ impl Shared {
 impl Shared {
     /// Releases `other`, a second reference to the same activity as `keep`. When these two
     /// are the only references, the count is set to one with a plain store: the caller holds
-    /// both, so no other thread can be changing it.
+    /// both exclusively, so no other thread can be changing it.
     #[inline]
-    pub(crate) fn merge(keep: &Shared, other: Shared) {
+    pub(crate) fn merge(keep: &mut Shared, other: Shared) {
         debug_assert!(Shared::ptr_eq(keep, &other));
         if Shared::count(keep) == 2 {
             // SAFETY: as in `Deref`.

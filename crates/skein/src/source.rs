@@ -709,7 +709,7 @@ impl ActivitySource {
     pub(crate) fn notify_stopped_owned(&'static self, activity: Activity, previous: Option<Activity>) {
         let mut state = Some((activity, previous));
         self.with_listeners(|listeners| {
-            let Some((activity, previous)) = state.take() else {
+            let Some((mut activity, previous)) = state.take() else {
                 return;
             };
             match listeners.split_last() {
@@ -729,7 +729,7 @@ impl ActivitySource {
             }
         });
         // Every listener detached meanwhile.
-        if let Some((activity, previous)) = state {
+        if let Some((mut activity, previous)) = state {
             activity.restore_previous(previous);
         }
     }
