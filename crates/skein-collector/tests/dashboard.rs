@@ -92,7 +92,6 @@ fn fx(
 /// One OTLP request with a resource per service.
 fn traces_request(base: u64, spans: &[Fixture]) -> Vec<u8> {
     let mut services: Vec<&str> = spans.iter().map(|s| s.service).collect();
-    services.dedup();
     services.sort();
     services.dedup();
     let resource_spans = services

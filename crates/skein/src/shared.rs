@@ -246,9 +246,7 @@ impl Shared {
         // SAFETY: as in `Deref`.
         unsafe { (*this.block.as_ptr()).count.load(Ordering::Acquire) }
     }
-}
 
-impl Shared {
     /// Releases `other`, a second reference to the same activity as `keep`. When these two
     /// are the only references, the count is set to one with a plain store: the caller holds
     /// both exclusively, so no other thread can be changing it.
