@@ -817,3 +817,66 @@ fn a_listener_that_keeps_stopped_activities_gets_them_after_the_previous_is_rest
     );
     drop(a);
 }
+
+/// Wants every activity of one source and keeps none.
+struct Wants(&'static str);
+
+impl ActivityListener for Wants {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name() == self.0
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        AllData
+    }
+}
+
+#[test]
+fn a_parent_lives_exactly_as_long_as_its_last_reference_however_many_children_it_had() {
+    static S: ActivitySource = ActivitySource::new("model.many_children");
+    let _listener = ActivitySource::add_activity_listener(Wants("model.many_children"));
+    // Alive as long as the parent is.
+    let marker: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
+    let parent = S.start_activity("parent", ActivityKind::Server).unwrap();
+    parent.set_custom_property("marker", Some(marker.clone()));
+
+    // Many children, on both start paths and on another thread, each holding its parent.
+    let mut children: Vec<Activity> = (0..40)
+        .map(|_| {
+            let child = S.start_activity("child", ActivityKind::Internal).unwrap();
+            child.stop();
+            child
+        })
+        .collect();
+    let created = S
+        .create_activity("created", ActivityKind::Internal, ActivityStartOptions::default())
+        .unwrap()
+        .start();
+    created.stop();
+    children.push(created);
+    let elsewhere = std::thread::spawn(skein::with_current(|| {
+        (0..20)
+            .map(|_| {
+                let child = S.start_activity("elsewhere", ActivityKind::Internal).unwrap();
+                child.stop();
+                child
+            })
+            .collect::<Vec<_>>()
+    }))
+    .join()
+    .unwrap();
+    assert!(children
+        .iter()
+        .chain(&elsewhere)
+        .all(|c| c.parent().unwrap().ptr_eq(&parent)));
+    assert!(Activity::current().unwrap().ptr_eq(&parent));
+
+    drop(parent);
+    assert!(Activity::current().is_none());
+    assert_eq!(Arc::strong_count(&marker), 2, "the children keep their parent");
+    drop(elsewhere);
+    let last = children.remove(7);
+    drop(children);
+    assert_eq!(Arc::strong_count(&marker), 2, "one child keeps its parent");
+    drop(last);
+    assert_eq!(Arc::strong_count(&marker), 1, "freed with the last child");
+}
