@@ -230,6 +230,10 @@ impl ActivityListener for PipelineListener {
         true
     }
 
+    fn wants_started_activities(&self) -> bool {
+        false
+    }
+
     fn on_stopped_owned(&self, activity: Activity) {
         if !activity.recorded() {
             return; // propagation-only and unrecorded activities are never exported

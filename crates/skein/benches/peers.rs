@@ -91,6 +91,9 @@ impl ActivityListener for Queue {
     fn keeps_stopped_activities(&self) -> bool {
         true
     }
+    fn wants_started_activities(&self) -> bool {
+        false
+    }
     fn on_stopped_owned(&self, activity: Activity) {
         // Captured by reference: the closure then takes one pointer, not the activity itself.
         let mut activity = Some(activity);

@@ -216,8 +216,17 @@ pub trait ActivityListener: Send + Sync + 'static {
         None
     }
 
-    /// Called when an attached source's activity starts (it is already current).
+    /// Called when an attached source's activity starts (it is already current), if
+    /// [`wants_started_activities`](ActivityListener::wants_started_activities) says so.
     fn on_started(&self, _activity: &Activity) {}
+
+    /// False if this listener has no use for [`on_started`](ActivityListener::on_started)
+    /// (as a .NET listener that leaves `ActivityStarted` unset): it is then never called, and
+    /// when no listener of a source wants it, starting an activity skips the pass over the
+    /// listeners that calls it. Asked once, when the listener is attached. Default: true.
+    fn wants_started_activities(&self) -> bool {
+        true
+    }
 
     /// Called when an attached source's activity stops (it is still current).
     fn on_stopped(&self, _activity: &Activity) {}
@@ -281,6 +290,9 @@ macro_rules! forward_listener {
         }
         fn on_stopped_owned(&self, activity: Activity) {
             (**self).on_stopped_owned(activity)
+        }
+        fn wants_started_activities(&self) -> bool {
+            (**self).wants_started_activities()
         }
         fn keeps_stopped_activities(&self) -> bool {
             (**self).keeps_stopped_activities()

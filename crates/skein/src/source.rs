@@ -67,6 +67,8 @@ pub(crate) struct Attached {
     keep: Arc<dyn ActivityListener>,
     /// [`ActivityListener::keeps_stopped_activities`], asked once.
     pub(crate) keeps_stopped: bool,
+    /// [`ActivityListener::wants_started_activities`], asked once.
+    wants_started: bool,
 }
 
 // SAFETY: `listener` points into `keep`, which is `Send + Sync` and lives as long as `self`.
@@ -78,6 +80,7 @@ impl Attached {
         Attached {
             listener: Arc::as_ptr(&keep),
             keeps_stopped: keep.keeps_stopped_activities(),
+            wants_started: keep.wants_started_activities(),
             keep,
         }
     }
@@ -423,7 +426,7 @@ impl ActivitySource {
             return None;
         }
         let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-        let (result, (sampling_tags, trace_state, root_trace_id)) = {
+        let (result, wants_started, (sampling_tags, trace_state, root_trace_id)) = {
             let mut options = ActivityCreationOptions::new(
                 self,
                 &name,
@@ -435,18 +438,24 @@ impl ActivitySource {
                 None,
             );
             // Sampling alone in this closure: declining stays as cheap as it can be.
-            let result = self.with_listeners(|listeners| {
+            let (result, wants_started) = self.with_listeners(|listeners| {
                 let mut result = ActivitySamplingResult::None;
+                let mut wants_started = false;
                 for listener in listeners {
                     result = result.max(listener.sample(&options));
+                    wants_started |= listener.wants_started;
                 }
-                result
+                (result, wants_started)
             })?;
             if result == ActivitySamplingResult::None {
                 return None;
             }
-            (result, options.take_results())
+            (result, wants_started, options.take_results())
         };
+        if !wants_started {
+            // Nobody to tell: no second pass over the listeners.
+            return Some(self.start_sampled(&[], name, kind, result, sampling_tags, trace_state, root_trace_id));
+        }
         self.with_listeners(|listeners| {
             self.start_sampled(listeners, name, kind, result, sampling_tags, trace_state, root_trace_id)
         })
@@ -483,7 +492,7 @@ impl ActivitySource {
                 true,
             )
         };
-        for listener in listeners {
+        for listener in listeners.iter().filter(|l| l.wants_started) {
             listener.on_started(&activity);
         }
         activity
@@ -688,7 +697,7 @@ impl ActivitySource {
 
     pub(crate) fn notify_started(&'static self, activity: &Activity) {
         self.with_listeners(|listeners| {
-            for listener in listeners {
+            for listener in listeners.iter().filter(|l| l.wants_started) {
                 listener.on_started(activity);
             }
         });

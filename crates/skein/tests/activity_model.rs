@@ -880,3 +880,57 @@ fn a_parent_lives_exactly_as_long_as_its_last_reference_however_many_children_it
     drop(last);
     assert_eq!(Arc::strong_count(&marker), 1, "freed with the last child");
 }
+
+/// Counts `on_started` calls, and says whether it wants them.
+struct StartCounter {
+    wants: bool,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl ActivityListener for StartCounter {
+    fn should_listen_to(&self, source: &ActivitySource) -> bool {
+        source.name().starts_with("model.starts")
+    }
+    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        AllData
+    }
+    fn on_started(&self, _: &Activity) {
+        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn wants_started_activities(&self) -> bool {
+        self.wants
+    }
+}
+
+#[test]
+fn on_started_goes_only_to_listeners_that_want_it_on_every_start_path() {
+    static ONE: ActivitySource = ActivitySource::new("model.starts.one");
+    static BOTH: ActivitySource = ActivitySource::new("model.starts.both");
+    let counter = |wants| {
+        Arc::new(StartCounter {
+            wants,
+            started: Default::default(),
+        })
+    };
+    let (wants, declines) = (counter(true), counter(false));
+    let _declines = ActivitySource::add_activity_listener(declines.clone());
+    let start_three_ways = |source: &'static ActivitySource| {
+        let a = source.start_activity("plain", ActivityKind::Internal).unwrap();
+        let b = source
+            .start_activity_with("with options", ActivityKind::Internal, ActivityStartOptions::default())
+            .unwrap();
+        let c = source
+            .create_activity("created", ActivityKind::Internal, ActivityStartOptions::default())
+            .unwrap()
+            .start();
+        // Started all the same, each under the one before.
+        assert!(c.parent().unwrap().ptr_eq(&b) && b.parent().unwrap().ptr_eq(&a));
+    };
+
+    start_three_ways(&ONE); // only a listener that declines starts
+    let _wants = ActivitySource::add_activity_listener(wants.clone());
+    start_three_ways(&BOTH);
+    let count = |c: &StartCounter| c.started.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(count(&declines), 0);
+    assert_eq!(count(&wants), 3);
+}
