@@ -818,22 +818,15 @@ fn a_listener_that_keeps_stopped_activities_gets_them_after_the_previous_is_rest
     drop(a);
 }
 
-/// Wants every activity of one source and keeps none.
-struct Wants(&'static str);
-
-impl ActivityListener for Wants {
-    fn should_listen_to(&self, source: &ActivitySource) -> bool {
-        source.name() == self.0
-    }
-    fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-        AllData
-    }
-}
-
 #[test]
 fn a_parent_lives_exactly_as_long_as_its_last_reference_however_many_children_it_had() {
     static S: ActivitySource = ActivitySource::new("model.many_children");
-    let _listener = ActivitySource::add_activity_listener(Wants("model.many_children"));
+    // Keeps no reference to what it samples.
+    let _listener = ActivitySource::add_activity_listener(FixedSampler {
+        source: "model.many_children",
+        result: AllData,
+        tag: false,
+    });
     // Alive as long as the parent is.
     let marker: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
     let parent = S.start_activity("parent", ActivityKind::Server).unwrap();
