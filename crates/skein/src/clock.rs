@@ -7,9 +7,52 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn anchor() -> &'static fastant::Anchor {
-    static ANCHOR: OnceLock<fastant::Anchor> = OnceLock::new();
-    ANCHOR.get_or_init(fastant::Anchor::new)
+#[cfg(not(miri))]
+use fastant::{Anchor, Instant};
+
+/// Under Miri (which cannot run the TSC calibration's CPUID) the clock is `std::time`.
+#[cfg(miri)]
+mod std_clock {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub(super) struct Anchor {
+        instant: std::time::Instant,
+        unix_nanos: u64,
+    }
+
+    impl Anchor {
+        pub(super) fn new() -> Self {
+            Anchor {
+                instant: std::time::Instant::now(),
+                unix_nanos: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub(super) struct Instant(std::time::Instant);
+
+    impl Instant {
+        pub(super) fn now() -> Self {
+            Instant(std::time::Instant::now())
+        }
+
+        pub(super) fn as_unix_nanos(self, anchor: &Anchor) -> u64 {
+            match self.0.checked_duration_since(anchor.instant) {
+                Some(after) => anchor.unix_nanos + after.as_nanos() as u64,
+                None => anchor.unix_nanos - anchor.instant.duration_since(self.0).as_nanos() as u64,
+            }
+        }
+    }
+}
+#[cfg(miri)]
+use std_clock::{Anchor, Instant};
+
+fn anchor() -> &'static Anchor {
+    static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+    ANCHOR.get_or_init(Anchor::new)
 }
 
 /// A point in wall-clock time, as activities and events record it.
@@ -36,7 +79,7 @@ pub struct Timestamp(Repr);
 #[derive(Clone, Copy)]
 enum Repr {
     /// A reading of the process's monotonic clock.
-    Clock(fastant::Instant),
+    Clock(Instant),
     /// Nanoseconds since the Unix epoch (0: not set).
     Unix(u64),
 }
@@ -48,7 +91,7 @@ impl Timestamp {
     /// Now.
     #[inline]
     pub fn now() -> Timestamp {
-        Timestamp(Repr::Clock(fastant::Instant::now()))
+        Timestamp(Repr::Clock(Instant::now()))
     }
 
     /// The time `nanos` nanoseconds after the Unix epoch.

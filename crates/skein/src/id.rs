@@ -325,9 +325,14 @@ static GENERATOR: RwLock<Option<Generator>> = RwLock::new(None);
 /// set_trace_id_generator(None);
 /// ```
 pub fn set_trace_id_generator(generator: Option<Box<dyn Fn() -> TraceId + Send + Sync>>) {
-    let mut slot = GENERATOR.write().unwrap_or_else(|e| e.into_inner());
-    HAS_GENERATOR.store(generator.is_some(), Ordering::Release);
-    *slot = generator.map(Arc::from);
+    let previous = {
+        let mut slot = GENERATOR.write().unwrap_or_else(|e| e.into_inner());
+        HAS_GENERATOR.store(generator.is_some(), Ordering::Release);
+        std::mem::replace(&mut *slot, generator.map(Arc::from))
+    };
+    // The previous generator's `Drop` is user code (it may start activities or install
+    // another generator): it runs with the lock released.
+    drop(previous);
 }
 
 /// A trace id for a new root, and whether it is random (for the level-2 flag).

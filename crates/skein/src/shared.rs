@@ -116,10 +116,10 @@ fn take_block() -> NonNull<Block> {
 }
 
 /// Asks for every cache line of `block` in a writable state (x86 `PREFETCHW`, where the CPU
-/// has it; elsewhere nothing).
+/// has it; elsewhere, and under Miri, which runs no inline assembly, nothing).
 #[inline]
 fn prefetch_for_write(block: NonNull<Block>) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     if has_prefetchw() {
         let base = block.as_ptr().cast::<u8>();
         for offset in (0..LAYOUT.size()).step_by(64) {
@@ -130,12 +130,12 @@ fn prefetch_for_write(block: NonNull<Block>) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     let _ = block;
 }
 
 /// CPUID leaf 0x8000_0001, ECX bit 8 (`PREFETCHW`), read once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 fn has_prefetchw() -> bool {
     use std::sync::atomic::AtomicU8;
     static KNOWN: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes

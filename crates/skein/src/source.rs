@@ -58,6 +58,8 @@ impl Drop for DepthGuard<'_> {
 const UNREGISTERED: u8 = 0;
 const NO_LISTENERS: u8 = 1;
 const HAS_LISTENERS: u8 = 2;
+/// In the registry; its listeners are being asked whether they want it.
+const REGISTERING: u8 = 3;
 
 /// An attached listener, with its trait-object pointer resolved once (calling through an
 /// `Arc<dyn _>` recomputes where the value sits from the vtable on every call).
@@ -187,27 +189,8 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     listeners: Vec::new(),
 });
 
-thread_local! {
-    /// Set while this thread runs `should_listen_to` callbacks under the registry lock: a
-    /// callback that starts an activity must not try to register a source (it would deadlock).
-    static IN_REGISTRY: Cell<bool> = const { Cell::new(false) };
-}
-
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct RegistryCallbacks;
-impl RegistryCallbacks {
-    fn enter() -> Self {
-        IN_REGISTRY.with(|f| f.set(true));
-        RegistryCallbacks
-    }
-}
-impl Drop for RegistryCallbacks {
-    fn drop(&mut self) {
-        IN_REGISTRY.with(|f| f.set(false));
-    }
 }
 
 /// Keeps a listener attached; dropping it detaches the listener from every source.
@@ -318,11 +301,22 @@ impl ActivitySource {
     /// while the returned registration lives.
     pub fn add_activity_listener(listener: impl ActivityListener) -> ListenerRegistration {
         let listener = listener.into_shared();
-        let mut reg = registry();
-        reg.listeners.push(listener.clone());
-        let _callbacks = RegistryCallbacks::enter();
-        for source in &reg.sources {
-            if listener.should_listen_to(source) {
+        let sources = {
+            let mut reg = registry();
+            reg.listeners.push(listener.clone());
+            reg.sources.clone()
+        };
+        // `should_listen_to` is user code: asked with no lock held, so it may start
+        // activities, create sources and add or remove listeners. A source registered from
+        // now on asks this listener itself (it is in the registry already), so nothing is
+        // attached twice.
+        let wanted: Vec<&'static ActivitySource> = sources
+            .into_iter()
+            .filter(|source| listener.should_listen_to(source))
+            .collect();
+        {
+            let _reg = registry();
+            for source in wanted {
                 source.update_listeners(|set| set.push(Attached::new(listener.clone())));
             }
         }
@@ -344,23 +338,40 @@ impl ActivitySource {
     /// Registers on first use; returns whether listeners are attached.
     #[cold]
     fn register(&'static self) -> bool {
-        if IN_REGISTRY.with(|f| f.get()) {
-            return false; // asked from a should_listen_to callback: try again next time
-        }
-        let mut reg = registry();
-        if self.state.load(Ordering::Acquire) == UNREGISTERED {
+        let listeners = {
+            let mut reg = registry();
+            if self.state.load(Ordering::Acquire) != UNREGISTERED {
+                // Registered, or being registered by another call (which attaches its
+                // listeners soon): nothing to do here.
+                return self.state.load(Ordering::Acquire) == HAS_LISTENERS;
+            }
             self.index
                 .store(NEXT_INDEX.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            self.state.store(REGISTERING, Ordering::Release);
             reg.sources.push(self);
-            let _callbacks = RegistryCallbacks::enter();
-            let wanted: ListenerSet = reg
-                .listeners
+            reg.listeners.clone()
+        };
+        // `should_listen_to` is user code: asked with no lock held. A listener added from
+        // now on asks this source itself (it is in the registry already).
+        let wanted: Vec<Arc<dyn ActivityListener>> = listeners
+            .iter()
+            .filter(|listener| listener.should_listen_to(self))
+            .cloned()
+            .collect();
+        {
+            let reg = registry();
+            // Listeners removed meanwhile are not attached.
+            let attach: ListenerSet = wanted
                 .iter()
-                .filter(|l| l.should_listen_to(self))
+                .filter(|l| reg.listeners.iter().any(|r| Arc::ptr_eq(r, l)))
                 .map(|l| Attached::new(l.clone()))
                 .collect();
-            self.update_listeners(|set| *set = wanted);
+            self.update_listeners(|set| set.extend(attach));
         }
+        // `listeners` and `wanted` may hold the last references to listeners removed
+        // meanwhile: they are dropped here, with no lock held (their `Drop` is user code).
+        drop(wanted);
+        drop(listeners);
         self.state.load(Ordering::Acquire) == HAS_LISTENERS
     }
 
@@ -374,12 +385,20 @@ impl ActivitySource {
             let depth = cache.depth.get();
             let sets = cache.sets.get();
             if depth == 0 {
-                // SAFETY: at depth 0 no set is lent out, and only this thread reaches `sets`.
-                let sets = unsafe { &mut *sets };
                 if cache.generation.get() != generation {
-                    sets.clear();
+                    // Dropping stale sets may drop the last reference to a detached listener,
+                    // whose `Drop` is user code that may start activities and so re-enter
+                    // this cache: take the vector out first and drop it with no borrow held.
+                    // SAFETY: at depth 0 no set is lent out, only this thread reaches `sets`,
+                    // and the `&mut` ends with the `take`.
+                    let stale = std::mem::take(unsafe { &mut *sets });
                     cache.generation.set(generation);
+                    drop(stale);
                 }
+                // SAFETY: at depth 0 no set is lent out and only this thread reaches `sets`.
+                // Nothing below runs user code while this borrow lives: loading a set,
+                // growing the vector with `None`s and writing into an empty slot drop nothing.
+                let sets = unsafe { &mut *sets };
                 if sets.get(index).is_none_or(Option::is_none) {
                     let set = self.listeners.load_full()?;
                     if index >= sets.len() {

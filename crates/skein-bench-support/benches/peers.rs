@@ -3,7 +3,7 @@
 //! library; criterion measures, and the end prints a table of medians and ratios with the
 //! bars from the core issue.
 //!
-//! Run: `cargo bench -p skein --bench peers` (add `-- --quick` for a rough pass).
+//! Run: `cargo bench -p skein-bench-support --bench peers` (add `-- --quick` for a rough pass).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
