@@ -228,6 +228,7 @@ impl Collector {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(interval) => {}
+                        _ = store.retention_due.notified() => {}
                         _ = stopped.wait_for(|s| *s) => return,
                     }
                     let store = store.clone();

@@ -113,6 +113,11 @@ pub struct Store {
     recent: Arc<Mutex<RecentTraces>>,
     /// Sends each newly seen trace summary to live subscribers.
     pub live: tokio::sync::broadcast::Sender<TraceSummary>,
+    /// Bytes stored since the size limit was last checked.
+    written_since_check: AtomicU64,
+    /// Woken when that many bytes came in that the size limit should be checked now rather
+    /// than at the next retention interval.
+    pub retention_due: tokio::sync::Notify,
 }
 
 fn now_nanos() -> u64 {
@@ -280,6 +285,8 @@ impl Store {
             live,
             index,
             recent,
+            written_since_check: AtomicU64::new(0),
+            retention_due: tokio::sync::Notify::new(),
         }))
     }
 
@@ -295,6 +302,26 @@ impl Store {
 
     /// Queues a write and waits until it is committed. `Busy` at once when the queue is full.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        let bytes = match &write {
+            Write::Traces(prepared) => prepared
+                .frames
+                .iter()
+                .map(|f| (f.data.len() + f.filter.len()) as u64)
+                .sum(),
+            Write::Logs(request) => request.encoded_len() as u64,
+        };
+        self.commit_write(write).await?;
+        // A burst must not overshoot the size limit by much before the next retention pass:
+        // one eighth of the limit written calls for a check now.
+        let written = self.written_since_check.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if written >= self.config.max_disk_bytes / 8 {
+            self.written_since_check.store(0, Ordering::Relaxed);
+            self.retention_due.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn commit_write(&self, write: Write) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -331,35 +358,44 @@ impl Store {
     }
 
     /// Deletes what retention says must go: traces older than the retention period, then the
-    /// oldest frames while the database is over its size limit.
+    /// oldest frames while the live data is over the size limit (only as many as bring it
+    /// under), and gives the freed space back to the file system.
     pub fn enforce_retention(&self) -> Result<(), StoreError> {
         let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
         let mut conn = open_connection(&self.path)?;
         evict_before(&mut conn, cutoff, &self.counters, &self.index)?;
-        loop {
-            let size = database_bytes(&conn)?;
-            if size <= self.config.max_disk_bytes {
+        // Once over the limit, the live data is brought to 7/8 of it: a check is due after
+        // each eighth of the limit written (see `write`), so the file stays under the limit
+        // until then. Each round evicts at least one frame; a few correct the estimate.
+        let limit = self.config.max_disk_bytes;
+        let target = limit - limit / 8;
+        let over = live_bytes(&conn)? > limit;
+        for _ in 0..16 {
+            let live = live_bytes(&conn)?;
+            if !over || live <= target {
                 break;
             }
-            // Drop the oldest tenth of the frames (at least one) and look again.
-            let (count, oldest): (i64, Option<i64>) =
-                conn.query_row("SELECT COUNT(*), MIN(max_start) FROM frames", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let Some(_) = oldest else { break };
-            let skip = (count / 10).max(1);
+            let frames: i64 = conn.query_row("SELECT COUNT(*) FROM frames", [], |r| r.get(0))?;
+            if frames == 0 {
+                break;
+            }
+            // Every frame's share of the file: its spans, and the summaries, histograms,
+            // links and logs of its time. Evicting `excess / share` of the oldest frames
+            // brings the live data under the limit.
+            let share = (live / frames as u64).max(1);
+            let excess = live - target;
+            let evict = excess.div_ceil(share).clamp(1, frames as u64);
             let cut: Option<i64> = conn
                 .query_row(
                     "SELECT max_start FROM frames ORDER BY max_start LIMIT 1 OFFSET ?1",
-                    [skip - 1],
+                    [evict as i64 - 1],
                     |r| r.get(0),
                 )
                 .optional()?;
             let Some(cut) = cut else { break };
             evict_before(&mut conn, cut as u64 + 1, &self.counters, &self.index)?;
-            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
         }
-        Ok(())
+        reclaim_free_pages(&conn)
     }
 
     /// The oldest start time still stored (unix nanoseconds).
@@ -664,6 +700,27 @@ impl Store {
     pub fn logs(&self, query: &LogQuery) -> Result<Vec<LogView>, StoreError> {
         self.read(|c| query_logs(c, query))
     }
+}
+
+/// The bytes the data itself takes: the database's pages less its free ones. The
+/// write-ahead log is left out: evicting writes to it, so counting it would evict more
+/// the more is evicted (it is emptied after each retention pass).
+fn live_bytes(c: &Connection) -> Result<u64, StoreError> {
+    let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok((pages.saturating_sub(free) * size) as u64)
+}
+
+/// Gives the database's free pages back to the file system and empties the write-ahead log.
+/// `incremental_vacuum` frees one page per step of its statement, so it is stepped to the end.
+fn reclaim_free_pages(c: &Connection) -> Result<(), StoreError> {
+    let mut vacuum = c.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = vacuum.query([])?;
+    while rows.next()?.is_some() {}
+    drop(rows);
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    Ok(())
 }
 
 fn database_bytes(c: &Connection) -> Result<u64, StoreError> {

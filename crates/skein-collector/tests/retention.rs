@@ -114,3 +114,101 @@ async fn the_size_limit_evicts_the_oldest_first() {
     assert!((1..40).contains(&evicted), "some, not all, traces evicted: {evicted}");
     collector.shutdown().await;
 }
+
+/// Issue: once over `--max-disk`, every pass evicted the oldest tenth again, because free
+/// pages counted as used and the file never shrank, until nothing was left. Now a pass evicts
+/// what brings the live data under the limit, gives the space back, and the passes after it
+/// evict nothing more, new data included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_limit_evicts_only_what_it_must_and_the_file_shrinks() {
+    let running = common::start_with(|c| {
+        c.retention_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let base = now() - 3600 * 1_000_000_000;
+    for t in 1..=40u8 {
+        send(
+            &running,
+            common::bulky_spans_request(t, base + u64::from(t) * 1_000_000_000, 100),
+        )
+        .await;
+    }
+    running.trace(&"28".repeat(16), 100).await;
+    running.collector.store().checkpoint().unwrap();
+    let full = running.collector.store().disk_bytes().unwrap();
+    let dir = running.dir.path().to_path_buf();
+    running.collector.shutdown().await;
+
+    let limit = full * 3 / 4;
+    let mut config = common::config(&dir);
+    config.max_disk_bytes = limit;
+    config.retention_interval = Duration::from_millis(100);
+    let collector = skein_collector::Collector::start(config).await.unwrap();
+    let store = collector.store().clone();
+    let evicted = || store.counters.traces_evicted.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..100 {
+        if evicted() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Many more passes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_passes = evicted();
+    assert!(
+        (1..=20).contains(&after_passes),
+        "a quarter over the limit evicts about a quarter of the traces, not {after_passes} of 40"
+    );
+    store.checkpoint().unwrap();
+    let size = store.disk_bytes().unwrap();
+    assert!(size <= limit, "the file shrank under the limit: {size} > {limit}");
+    assert!(store.trace(&[40; 16]).unwrap().is_some(), "the newest stays");
+
+    // New data that fits is kept through later passes.
+    let addr = collector.otlp_http_addr();
+    for t in 100..=102u8 {
+        let body = request(t, now(), 5);
+        let (status, _, _) = common::post_to(addr, "application/x-protobuf", None, body).await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(evicted(), after_passes, "no further evictions");
+    for t in 100..=102u8 {
+        assert!(store.trace(&[t; 16]).unwrap().is_some(), "new trace {t} kept");
+    }
+    collector.shutdown().await;
+}
+
+/// Issue: the size limit was checked once a minute, so a burst could overshoot it many
+/// times before the first check. Bytes written now call for a check (here the interval is an
+/// hour, so only that can evict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_checked_against_the_size_limit_as_it_comes_in() {
+    const LIMIT: u64 = 4 << 20;
+    let running = common::start_with(|c| {
+        c.max_disk_bytes = LIMIT;
+        c.retention_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let store = running.collector.store().clone();
+    let base = now() - 600 * 1_000_000_000;
+    let mut largest = 0;
+    for t in 0..=255u8 {
+        send(
+            &running,
+            common::bulky_spans_request(t, base + u64::from(t) * 1_000_000_000, 200),
+        )
+        .await;
+        largest = largest.max(store.disk_bytes().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store.checkpoint().unwrap();
+    let size = store.disk_bytes().unwrap();
+    let evicted = store.counters.traces_evicted.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("largest {largest} final {size} evicted {evicted}");
+    assert!(evicted > 0, "the burst was checked without waiting for the interval");
+    assert!(size <= LIMIT, "{size} > {LIMIT}");
+    assert!(largest <= 3 * LIMIT, "overshot the limit 3x: {largest}");
+    assert!(store.trace(&[255; 16]).unwrap().is_some(), "the newest stays");
+    running.collector.shutdown().await;
+}

@@ -158,3 +158,32 @@ impl Running {
         self.post("application/x-protobuf", None, body).await.0
     }
 }
+
+/// [`spans_request`] with a 256-character attribute of pseudo-random hex on every span, so
+/// that compression cannot make the data much smaller than it is (as real ids and values).
+pub fn bulky_spans_request(trace: u8, start: u64, count: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use prost::Message;
+    let mut request = ExportTraceServiceRequest::decode(&spans_request(trace, start, count, "bulky")[..]).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(trace);
+    for span in &mut request.resource_spans[0].scope_spans[0].spans {
+        let payload: String = (0..32)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{state:016x}")
+            })
+            .collect::<String>()[..256]
+            .to_owned();
+        span.attributes.push(KeyValue {
+            key: "payload".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(payload)),
+            }),
+            ..Default::default()
+        });
+    }
+    request.encode_to_vec()
+}
