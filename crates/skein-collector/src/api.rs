@@ -24,6 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::incident;
 use crate::model;
 use crate::store::{LogQuery, SearchQuery, Store, StoreError};
 
@@ -48,13 +49,24 @@ pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        if e.is_transient() {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        } else {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, incident::report(&e.to_string()))
+        }
     }
 }
 
@@ -201,7 +213,7 @@ pub(crate) async fn blocking<R: Send + 'static>(
     let store = store.clone();
     tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, incident::report(&e.to_string())))?
         .map_err(ApiError::from)
 }
 

@@ -17,6 +17,7 @@ pub mod api;
 mod bloom;
 pub mod forward;
 mod histogram;
+mod incident;
 pub mod ingest;
 pub mod jaeger;
 mod logs;
@@ -208,6 +209,9 @@ impl Collector {
             async move {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
                 let _ = tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(
+                        receiver::oversized_is_resource_exhausted,
+                    ))
                     .add_routes(grpc)
                     .serve_with_incoming_shutdown(incoming, stop)
                     .await;

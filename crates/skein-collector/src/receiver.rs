@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 
+use crate::incident;
 use crate::store::{Store, StoreError, Write};
 
 /// What the receiver accepts.
@@ -71,6 +72,9 @@ pub struct TraceSpanCounts {
 
 const COUNTED_TRACES: usize = 1 << 20;
 
+/// Spans counted per trace for one request.
+pub type Admitted = std::collections::HashMap<[u8; 16], u32>;
+
 impl Default for TraceSpanCounts {
     fn default() -> Self {
         TraceSpanCounts {
@@ -80,13 +84,15 @@ impl Default for TraceSpanCounts {
 }
 
 impl TraceSpanCounts {
-    /// Removes the spans of traces already at `limit`; returns how many were removed.
-    pub fn admit(&self, request: &mut ExportTraceServiceRequest, limit: u32) -> i64 {
+    /// Removes the spans of traces already at `limit`; returns how many were removed, and
+    /// what was counted for each trace (to [`release`](Self::release) if it is not stored).
+    pub fn admit(&self, request: &mut ExportTraceServiceRequest, limit: u32) -> (i64, Admitted) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() > COUNTED_TRACES {
             counts.clear();
         }
         let mut rejected = 0;
+        let mut admitted = Admitted::new();
         for ss in request
             .resource_spans
             .iter_mut()
@@ -102,11 +108,24 @@ impl TraceSpanCounts {
                     false
                 } else {
                     *count += 1;
+                    *admitted.entry(id).or_insert(0) += 1;
                     true
                 }
             });
         }
-        rejected
+        (rejected, admitted)
+    }
+
+    /// Takes back what [`admit`](Self::admit) counted for a request that was not stored
+    /// (refused while the store was behind): only stored spans count against the limit, so
+    /// a client retrying the same request is not turned away.
+    pub fn release(&self, admitted: &Admitted) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, n) in admitted {
+            if let Some(count) = counts.get_mut(id) {
+                *count = count.saturating_sub(*n);
+            }
+        }
     }
 }
 
@@ -122,9 +141,12 @@ impl Receiver {
         Ok(())
     }
 
-    /// Applies the spans-per-trace limit.
-    fn limit_traces(&self, mut v: Validated<ExportTraceServiceRequest>) -> Validated<ExportTraceServiceRequest> {
-        let over = self.trace_spans.admit(&mut v.request, self.limits.max_spans_per_trace);
+    /// Applies the spans-per-trace limit; also returns what it counted.
+    fn limit_traces(
+        &self,
+        mut v: Validated<ExportTraceServiceRequest>,
+    ) -> (Validated<ExportTraceServiceRequest>, Admitted) {
+        let (over, admitted) = self.trace_spans.admit(&mut v.request, self.limits.max_spans_per_trace);
         if over > 0 {
             v.rejected += over;
             add_note(
@@ -135,7 +157,7 @@ impl Receiver {
                 ),
             );
         }
-        v
+        (v, admitted)
     }
 
     /// Stores a validated logs request (and forwards it once stored).
@@ -165,7 +187,7 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => Refusal::Busy,
-            StoreError::Closed => Refusal::Unavailable(e.to_string()),
+            StoreError::Closed | StoreError::Unavailable(_) => Refusal::Unavailable(e.to_string()),
             other => Refusal::Internal(other.to_string()),
         }
     }
@@ -453,7 +475,7 @@ fn refusal_response(refusal: Refusal, format: Format) -> Response {
             format,
         ),
         Refusal::Unavailable(m) => status_response(StatusCode::SERVICE_UNAVAILABLE, 14, m, format),
-        Refusal::Internal(m) => status_response(StatusCode::INTERNAL_SERVER_ERROR, 13, m, format),
+        Refusal::Internal(m) => status_response(StatusCode::INTERNAL_SERVER_ERROR, 13, incident::report(&m), format),
     }
 }
 
@@ -488,8 +510,11 @@ fn encode<T: Message + serde::Serialize>(message: &T, format: Format) -> Respons
 impl Receiver {
     /// Validates, limits and stores a traces request; the answer for the client.
     async fn export_traces(&self, request: ExportTraceServiceRequest) -> Result<ExportTraceServiceResponse, Refusal> {
-        let validated = self.limit_traces(validate_traces(request, &self.limits)?);
-        self.accept_traces(validated.request).await?;
+        let (validated, admitted) = self.limit_traces(validate_traces(request, &self.limits)?);
+        if let Err(refusal) = self.accept_traces(validated.request).await {
+            self.trace_spans.release(&admitted);
+            return Err(refusal);
+        }
         Ok(trace_answer(validated.rejected, validated.message))
     }
 
@@ -564,8 +589,12 @@ fn grpc_status(refusal: Refusal) -> tonic::Status {
             "the store is behind; retry later",
             ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
         ),
-        Refusal::Unavailable(m) => tonic::Status::unavailable(m),
-        Refusal::Internal(m) => tonic::Status::internal(m),
+        Refusal::Unavailable(m) => tonic::Status::with_error_details(
+            tonic::Code::Unavailable,
+            m,
+            ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+        ),
+        Refusal::Internal(m) => tonic::Status::internal(incident::report(&m)),
     }
 }
 
@@ -600,6 +629,21 @@ impl LogsService for Receiver {
         let answer = self.export_logs(request.into_inner()).await.map_err(grpc_status)?;
         Ok(tonic::Response::new(answer))
     }
+}
+
+/// tonic refuses a message over the size limit with OUT_OF_RANGE, which the OTLP
+/// specification lists as retryable: a compliant exporter would send the same message again
+/// forever. The answer is RESOURCE_EXHAUSTED (not retryable without RetryInfo) instead.
+/// Nothing else here answers OUT_OF_RANGE, and tonic sends a refused request's status in the
+/// response headers (a trailers-only response), so the header is the one to change.
+pub fn oversized_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: &str = "8";
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").is_some_and(|v| v == OUT_OF_RANGE) {
+        headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
+    }
+    response
 }
 
 /// The OTLP/gRPC services (gzip accepted, messages limited like HTTP bodies).

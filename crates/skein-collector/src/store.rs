@@ -35,12 +35,15 @@ pub const FRAME_SPANS: usize = 1024;
 const GROUP_MAX_REQUESTS: usize = 64;
 
 /// Why the store could not do something.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum StoreError {
     /// The write queue is full: the client should retry later.
     Busy,
     /// The store is shutting down.
     Closed,
+    /// Storage trouble that may pass (the database locked past the busy timeout, a full
+    /// disk, an I/O error, no file descriptors left): the client should retry later.
+    Unavailable(String),
     /// SQLite or the file system failed.
     Storage(String),
     /// The data directory cannot be used.
@@ -52,6 +55,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Busy => f.write_str("the store is behind; retry later"),
             StoreError::Closed => f.write_str("the store is shutting down"),
+            StoreError::Unavailable(e) => write!(f, "storage temporarily unavailable: {e}"),
             StoreError::Storage(e) => write!(f, "storage error: {e}"),
             StoreError::DataDir(e) => write!(f, "unusable data directory: {e}"),
         }
@@ -62,7 +66,25 @@ impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Storage(e.to_string())
+        use rusqlite::ErrorCode::*;
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
+                ) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Storage(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// True for what may succeed if tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy | StoreError::Closed | StoreError::Unavailable(_))
     }
 }
 
@@ -1257,7 +1279,7 @@ impl Writer {
             for job in group {
                 let _ = job.done.send(match &result {
                     Ok(_) => Ok(()),
-                    Err(e) => Err(StoreError::Storage(e.to_string())),
+                    Err(e) => Err(e.clone()),
                 });
             }
             if let Ok(changed) = result {
