@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::incident;
 use crate::model;
+use crate::secret;
 use crate::store::{LogQuery, SearchQuery, Store, StoreError};
 
 /// What the query routes share.
@@ -390,14 +391,10 @@ async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(token) = token {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = token.as_deref() {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let params = parameters(&raw);
-        let in_query = first(&params, "token");
-        if bearer != Some(&*token) && in_query != Some(&*token) {
+        if !secret::presented(Some(token), authorization, first(&params, "token")) {
             return ApiError(StatusCode::UNAUTHORIZED, "a valid token is required".into()).into_response();
         }
     }

@@ -23,6 +23,7 @@ pub mod jaeger;
 mod logs;
 pub mod model;
 pub mod receiver;
+mod secret;
 pub mod store;
 mod trace_index;
 pub mod ui;
@@ -147,6 +148,14 @@ impl Collector {
         config: CollectorConfig,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Collector, CollectorError> {
+        for (what, secret) in [("--api-key", &config.api_key), ("--query-token", &config.query_token)] {
+            if secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                // An empty secret would let anyone in who sends an empty header.
+                return Err(CollectorError::Unprotected(format!(
+                    "{what} is empty: give it a value, or leave it out"
+                )));
+            }
+        }
         for (what, addr, protected) in [
             ("--otlp-grpc", config.otlp_grpc, config.api_key.is_some()),
             ("--otlp-http", config.otlp_http, config.api_key.is_some()),

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 
 use crate::incident;
+use crate::secret;
 use crate::store::{Store, StoreError, Write};
 
 /// What the receiver accepts.
@@ -421,14 +422,9 @@ fn body_of(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Refusa
 }
 
 /// True if no key is required, or the `Authorization: Bearer` or `x-api-key` value is the key.
-fn key_matches(key: Option<&str>, authorization: Option<&str>, api_key: Option<&str>) -> bool {
-    let Some(key) = key else { return true };
-    authorization.and_then(|v| v.strip_prefix("Bearer ")) == Some(key) || api_key == Some(key)
-}
-
 fn authorized(headers: &HeaderMap, key: Option<&str>) -> bool {
     let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    key_matches(key, value(header::AUTHORIZATION.as_str()), value("x-api-key"))
+    secret::presented(key, value(header::AUTHORIZATION.as_str()), value("x-api-key"))
 }
 
 /// A `google.rpc.Status` body in the request's format.
@@ -534,14 +530,13 @@ where
     R: Message + serde::Serialize,
     F: AsyncFnOnce(T) -> Result<R, Refusal>,
 {
-    let format = match format_of(headers) {
-        Ok(f) => f,
-        Err(refusal) => return refusal_response(refusal, Format::Json),
+    // Who is asking comes first: an unauthenticated client learns nothing else.
+    let format = match (authorized(headers, receiver.api_key.as_deref()), format_of(headers)) {
+        (true, Ok(format)) => format,
+        (false, format) => return refusal_response(Refusal::Unauthorized, format.unwrap_or(Format::Json)),
+        (true, Err(refusal)) => return refusal_response(refusal, Format::Json),
     };
     let result = async {
-        if !authorized(headers, receiver.api_key.as_deref()) {
-            return Err(Refusal::Unauthorized);
-        }
         let body = body_of(headers, body, receiver.limits.max_body_bytes)?;
         export(decode(&body, format)?).await
     }
@@ -600,7 +595,7 @@ fn grpc_status(refusal: Refusal) -> tonic::Status {
 
 fn grpc_authorized<T>(request: &tonic::Request<T>, key: Option<&str>) -> bool {
     let value = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
-    key_matches(key, value("authorization"), value("x-api-key"))
+    secret::presented(key, value("authorization"), value("x-api-key"))
 }
 
 #[tonic::async_trait]

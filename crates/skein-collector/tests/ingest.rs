@@ -613,3 +613,62 @@ async fn the_live_feed_streams_new_trace_summaries() {
     assert_eq!(summary["span_count"], 4);
     running.collector.shutdown().await;
 }
+
+/// Issue: an empty key or token turned authentication off (an empty `x-api-key:` header was
+/// accepted); `bearer` in lower case was refused; a client without the key learnt from a 415
+/// which content types are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_secrets_refuse_to_start_and_keys_are_checked_first() {
+    for (key, token) in [(Some(""), None), (None, Some("")), (Some("  "), Some("t"))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::config(dir.path());
+        config.api_key = key.map(str::to_owned);
+        config.query_token = token.map(str::to_owned);
+        let refused = skein_collector::Collector::start(config).await.err().expect("refused");
+        assert!(refused.to_string().contains("is empty"), "{refused}");
+    }
+
+    let running = common::start_with(|c| {
+        c.api_key = Some("ingest-secret".into());
+        c.query_token = Some("query-secret".into());
+    })
+    .await;
+    let body = one_span_request(vec![0x13; 16], vec![0x35; 8], "keyed").encode_to_vec();
+    let url = format!("http://{}/v1/traces", running.collector.otlp_http_addr());
+    let client = reqwest::Client::new();
+    let post = |content_type: &'static str, auth: Option<(&'static str, &'static str)>| {
+        let mut request = client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.clone());
+        if let Some((name, value)) = auth {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post("application/x-protobuf", Some(("x-api-key", ""))).await, 401);
+    assert_eq!(
+        post("text/plain", None).await,
+        401,
+        "unauthenticated before unsupported"
+    );
+    assert_eq!(post("text/plain", Some(("x-api-key", "ingest-secret"))).await, 415);
+    assert_eq!(
+        post(
+            "application/x-protobuf",
+            Some(("authorization", "bearer ingest-secret"))
+        )
+        .await,
+        200
+    );
+    let query = |auth: &'static str| {
+        let request = client
+            .get(running.api("/api/v1/services"))
+            .header("authorization", auth);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(query("BEARER query-secret").await, 200);
+    assert_eq!(query("Bearer query-secre").await, 401);
+    assert_eq!(query("Bearer ").await, 401);
+    running.collector.shutdown().await;
+}
