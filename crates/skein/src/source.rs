@@ -5,7 +5,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::error::Error;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
@@ -193,6 +193,28 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Signalled (with the registry's lock) when a source finishes registering.
+static REGISTERED: Condvar = Condvar::new();
+
+thread_local! {
+    /// How many `should_listen_to` calls this thread is inside. Such a thread never waits for
+    /// another thread's registration: that one may be waiting for this one's callback.
+    static ASKING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Asks `listener` whether it wants `source`, counted in [`ASKING`].
+fn ask_should_listen_to(listener: &dyn ActivityListener, source: &ActivitySource) -> bool {
+    struct Asking;
+    impl Drop for Asking {
+        fn drop(&mut self) {
+            ASKING.with(|a| a.set(a.get() - 1));
+        }
+    }
+    ASKING.with(|a| a.set(a.get() + 1));
+    let _asking = Asking;
+    listener.should_listen_to(source)
+}
+
 /// Keeps a listener attached; dropping it detaches the listener from every source.
 #[must_use = "dropping the registration detaches the listener at once"]
 pub struct ListenerRegistration {
@@ -312,7 +334,7 @@ impl ActivitySource {
         // attached twice.
         let wanted: Vec<&'static ActivitySource> = sources
             .into_iter()
-            .filter(|source| listener.should_listen_to(source))
+            .filter(|source| ask_should_listen_to(&*listener, source))
             .collect();
         {
             let _reg = registry();
@@ -331,8 +353,11 @@ impl ActivitySource {
         let has = !set.is_empty();
         self.listeners.store(has.then(|| Arc::new(set)));
         GENERATION.fetch_add(1, Ordering::AcqRel);
-        self.state
-            .store(if has { HAS_LISTENERS } else { NO_LISTENERS }, Ordering::Release);
+        // A registering source keeps that state until its own listeners are attached.
+        if self.state.load(Ordering::Acquire) != REGISTERING {
+            self.state
+                .store(if has { HAS_LISTENERS } else { NO_LISTENERS }, Ordering::Release);
+        }
     }
 
     /// Registers on first use; returns whether listeners are attached.
@@ -340,9 +365,16 @@ impl ActivitySource {
     fn register(&'static self) -> bool {
         let listeners = {
             let mut reg = registry();
+            if self.state.load(Ordering::Acquire) == REGISTERING && ASKING.with(Cell::get) == 0 {
+                // Another thread is asking the listeners: an activity started here must reach
+                // the listeners added before it, so wait for the answers. (A thread inside
+                // `should_listen_to` does not wait: the registration may be its own, or wait
+                // for its callback. It sees "no listeners" for now, as before registration.)
+                while self.state.load(Ordering::Acquire) == REGISTERING {
+                    reg = REGISTERED.wait(reg).unwrap_or_else(|e| e.into_inner());
+                }
+            }
             if self.state.load(Ordering::Acquire) != UNREGISTERED {
-                // Registered, or being registered by another call (which attaches its
-                // listeners soon): nothing to do here.
                 return self.state.load(Ordering::Acquire) == HAS_LISTENERS;
             }
             self.index
@@ -355,7 +387,7 @@ impl ActivitySource {
         // now on asks this source itself (it is in the registry already).
         let wanted: Vec<Arc<dyn ActivityListener>> = listeners
             .iter()
-            .filter(|listener| listener.should_listen_to(self))
+            .filter(|listener| ask_should_listen_to(&***listener, self))
             .cloned()
             .collect();
         {
@@ -367,6 +399,10 @@ impl ActivitySource {
                 .map(|l| Attached::new(l.clone()))
                 .collect();
             self.update_listeners(|set| set.extend(attach));
+            let has = self.listeners.load().is_some();
+            self.state
+                .store(if has { HAS_LISTENERS } else { NO_LISTENERS }, Ordering::Release);
+            REGISTERED.notify_all();
         }
         // `listeners` and `wanted` may hold the last references to listeners removed
         // meanwhile: they are dropped here, with no lock held (their `Drop` is user code).

@@ -6,6 +6,15 @@ use std::sync::Arc;
 
 use skein::*;
 
+/// The tests of this file change listeners and sources, which invalidates every thread's
+/// listener cache; the first one needs the cache to stay put between two of its steps, so
+/// they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Listens to one source; when dropped, starts activities of sources nobody has used yet
 /// (user code re-entering the crate from `Drop`; each new source also changes the listener
 /// generation and takes a higher index in the threads' listener caches).
@@ -61,6 +70,7 @@ impl ActivityListener for Counts {
 /// the nested start had freed.
 #[test]
 fn a_listener_dropped_by_the_cache_may_start_activities_in_its_drop() {
+    let _serial = one_at_a_time();
     static WATCHED: ActivitySource = ActivitySource::new("reentrancy.watched");
     static FILLERS: [ActivitySource; 8] = [
         ActivitySource::new("reentrancy.filler.0"),
@@ -140,6 +150,7 @@ fn a_listener_dropped_by_the_cache_may_start_activities_in_its_drop() {
 /// listener from it deadlocked on the registry's lock (the test hung).
 #[test]
 fn should_listen_to_may_create_sources_and_add_or_remove_listeners() {
+    let _serial = one_at_a_time();
     use std::sync::Mutex;
 
     struct Inner;
@@ -185,7 +196,7 @@ fn should_listen_to_may_create_sources_and_add_or_remove_listeners() {
     });
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let in_thread = busy.clone();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         // The source registers first (no listener yet), then the listener is asked for it
         // when added; a second listener is asked when the first one adds it.
         assert!(!ASKED.has_listeners());
@@ -199,6 +210,7 @@ fn should_listen_to_may_create_sources_and_add_or_remove_listeners() {
     let (started, made_listened) = done_rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("deadlocked in the registry");
+    thread.join().unwrap();
     assert!(started, "the listener that said yes is attached");
     assert!(made_listened, "the listener added from should_listen_to is attached");
     assert_eq!(busy.asked.load(Ordering::SeqCst), 1);
@@ -209,6 +221,7 @@ fn should_listen_to_may_create_sources_and_add_or_remove_listeners() {
 /// generator's write lock, and the read deadlocked.
 #[test]
 fn a_trace_id_generators_drop_may_start_activities() {
+    let _serial = one_at_a_time();
     static ROOTS: ActivitySource = ActivitySource::new("reentrancy.generator");
     struct StartsRoot;
     impl Drop for StartsRoot {
@@ -229,7 +242,7 @@ fn a_trace_id_generators_drop_may_start_activities() {
         stopped: AtomicUsize::new(0),
     });
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let guard = StartsRoot;
         set_trace_id_generator(Some(Box::new(move || {
             let _ = &guard;
@@ -243,4 +256,5 @@ fn a_trace_id_generators_drop_may_start_activities() {
     done_rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("deadlocked on the generator's lock");
+    thread.join().unwrap();
 }
