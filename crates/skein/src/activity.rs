@@ -684,8 +684,11 @@ impl Activity {
     /// A new, not yet started activity from no source (as `new Activity(name)` in .NET): it
     /// requests all data and is reported to listeners of the unnamed source.
     pub fn new(operation_name: impl Into<Cow<'static, str>>) -> Activity {
+        let source = ActivitySource::unnamed();
+        // Registers the unnamed source on first use, so listeners that want it hear of it.
+        source.has_listeners();
         Activity::build(&mut NewActivity {
-            source: ActivitySource::unnamed(),
+            source,
             name: operation_name.into(),
             kind: ActivityKind::Internal,
             parent: RemoteParent::Current,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::Recorder;
@@ -926,4 +926,46 @@ fn on_started_goes_only_to_listeners_that_want_it_on_every_start_path() {
     let count = |c: &StartCounter| c.started.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(count(&declines), 0);
     assert_eq!(count(&wants), 3);
+}
+
+/// Issue: nothing registered the unnamed source, so listeners that wanted it never heard of
+/// activities made with `Activity::new` (as .NET's `new Activity(name)`, reported to
+/// listeners of the source with the empty name).
+#[test]
+fn activities_made_with_new_reach_listeners_of_the_unnamed_source() {
+    struct Unnamed(Mutex<Vec<String>>);
+    impl ActivityListener for Unnamed {
+        fn should_listen_to(&self, source: &ActivitySource) -> bool {
+            source.name().is_empty()
+        }
+        fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            AllData
+        }
+        fn on_started(&self, activity: &Activity) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("start {}", activity.operation_name()));
+        }
+        fn on_stopped(&self, activity: &Activity) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("stop {}", activity.operation_name()));
+        }
+    }
+    let seen = Arc::new(Unnamed(Mutex::new(Vec::new())));
+    let _registration = ActivitySource::add_activity_listener(seen.clone());
+    let activity = Activity::new("made with new").start();
+    assert!(std::ptr::eq(activity.source(), ActivitySource::unnamed()));
+    activity.stop();
+    let seen: Vec<String> = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.ends_with("made with new"))
+        .cloned()
+        .collect();
+    assert_eq!(seen, ["start made with new", "stop made with new"]);
 }
