@@ -77,6 +77,13 @@ impl ActivityIdFormat {
 /// Bit 7 of the stored flags marks "chosen before start" (by the sampler or the caller).
 const FLAGS_SET: u8 = 0x80;
 
+/// `Inner::marks`: the activity has a trace state of its own.
+const LOCAL_TRACE_STATE: u8 = 1;
+/// `Inner::marks`: the activity was stopped on a thread where it was not the current one.
+/// Its saved previous activity is kept, and the thread (or task) where it is still current
+/// makes that previous one current when it next looks (see `current.rs`).
+const STOPPED_ELSEWHERE: u8 = 2;
+
 static DEFAULT_ID_FORMAT: AtomicU8 = AtomicU8::new(ActivityIdFormat::W3C as u8);
 static FORCE_DEFAULT_ID_FORMAT: AtomicBool = AtomicBool::new(false);
 
@@ -212,7 +219,8 @@ pub(crate) struct Inner {
     kind: ActivityKind,
     flags: AtomicU8,
     all_data: AtomicBool,
-    has_local_trace_state: AtomicBool,
+    /// [`LOCAL_TRACE_STATE`] and [`STOPPED_ELSEWHERE`], set once each and never cleared.
+    marks: AtomicU8,
     child_counter: AtomicU32,
     started: SetOnce<Started>,
     state: SpinLock<ActivityData>,
@@ -552,7 +560,12 @@ unsafe fn write_fields(p: *mut Inner, fields: Fields) {
         addr_of_mut!((*p).kind).write(fields.kind);
         addr_of_mut!((*p).flags).write(AtomicU8::new(fields.flags));
         addr_of_mut!((*p).all_data).write(AtomicBool::new(fields.all_data));
-        addr_of_mut!((*p).has_local_trace_state).write(AtomicBool::new(fields.has_local_trace_state));
+        let marks = if fields.has_local_trace_state {
+            LOCAL_TRACE_STATE
+        } else {
+            0
+        };
+        addr_of_mut!((*p).marks).write(AtomicU8::new(marks));
         addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
         let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
         if fields.tags.is_empty() {
@@ -910,7 +923,7 @@ impl Activity {
 
     /// The W3C trace state: this activity's own, else the parent chain's.
     pub fn trace_state(&self) -> TraceState {
-        if self.inner.has_local_trace_state.load(Ordering::Acquire) {
+        if self.inner.marks.load(Ordering::Acquire) & LOCAL_TRACE_STATE != 0 {
             if let Some(ts) = self.data().local_trace_state() {
                 return ts.clone();
             }
@@ -925,7 +938,7 @@ impl Activity {
     /// Sets this activity's trace state (children inherit it).
     pub fn set_trace_state(&self, trace_state: TraceState) -> &Self {
         self.data().extra().trace_state = Some(trace_state);
-        self.inner.has_local_trace_state.store(true, Ordering::Release);
+        self.inner.marks.fetch_or(LOCAL_TRACE_STATE, Ordering::Release);
         self
     }
 
@@ -1240,12 +1253,23 @@ impl Activity {
 
     /// Sets the current activity and returns the one it replaces (.NET `Activity.Current = x`).
     /// Prefer [`Activity::enter`], which restores the previous one for you.
+    ///
+    /// A stopped or never-started activity is not made current (as in .NET): nothing changes
+    /// and the current activity is returned, so that restoring it is harmless.
     pub fn set_current(activity: Option<&Activity>) -> Option<Activity> {
+        if activity.is_some_and(|a| !a.is_running()) {
+            return current::get();
+        }
         current::replace(activity.cloned())
     }
 
+    /// Started and not yet stopped.
+    pub(crate) fn is_running(&self) -> bool {
+        self.inner.started.get().is_some() && !self.is_stopped()
+    }
+
     /// Makes this activity current until the guard is dropped (e.g. at the top of a thread
-    /// the activity was handed to).
+    /// the activity was handed to). A stopped or never-started activity is not made current.
     pub fn enter(&self) -> current::CurrentGuard {
         current::CurrentGuard::new(Some(self))
     }
@@ -1329,8 +1353,33 @@ impl Activity {
     pub fn stop(&self) {
         if let Some(previous) = self.mark_stopped(false) {
             self.inner.source.notify_stopped(self);
-            current::set(previous);
+            if current::with(|c| c.is_some_and(|c| c.ptr_eq(self))) {
+                current::set(previous);
+            } else {
+                self.leave_previous_for_its_thread(previous);
+            }
         }
+    }
+
+    /// Stopped where it is not current: this thread's current activity stays as it is, and
+    /// `previous` is kept for the thread (or task) where this activity is still current,
+    /// which makes it current again when it next looks (a stopped activity is never handed
+    /// out as a parent).
+    pub(crate) fn leave_previous_for_its_thread(&self, previous: Option<Activity>) {
+        self.data().previous = previous;
+        self.inner.marks.fetch_or(STOPPED_ELSEWHERE, Ordering::Release);
+    }
+
+    /// True if stopped on a thread where it was not current; see
+    /// [`leave_previous_for_its_thread`](Self::leave_previous_for_its_thread).
+    #[inline]
+    pub(crate) fn stopped_elsewhere(&self) -> bool {
+        self.inner.marks.load(Ordering::Acquire) & STOPPED_ELSEWHERE != 0
+    }
+
+    /// Takes the activity that was current when this one started.
+    pub(crate) fn take_saved_previous(&self) -> Option<Activity> {
+        self.data().previous.take()
     }
 
     /// `stop`, handing this reference to the last listener.
@@ -1352,7 +1401,12 @@ impl Activity {
                 let reference = unsafe { ManuallyDrop::take(&mut slot.inner) };
                 Shared::merge(&mut self.inner, reference);
             }
-            other => drop(other),
+            // Not current here: put back what was, and leave `previous` for the thread
+            // where this activity is current.
+            other => {
+                let previous = current::replace(other);
+                self.leave_previous_for_its_thread(previous);
+            }
         }
     }
 

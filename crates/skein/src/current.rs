@@ -41,7 +41,39 @@ pub(crate) fn replace(value: Option<Activity>) -> Option<Activity> {
 
 #[inline]
 pub(crate) fn take() -> Option<Activity> {
-    replace(None)
+    CURRENT
+        .try_with(|slot| {
+            skip_stopped_elsewhere(slot);
+            slot.take()
+        })
+        .unwrap_or(None)
+}
+
+/// If the slot's activity was stopped on another thread, makes its saved previous activity
+/// current instead (repeatedly), so that a stopped activity is never handed out as the
+/// current one or as a parent.
+#[inline]
+fn skip_stopped_elsewhere(slot: &Cell<Option<Activity>>) {
+    // SAFETY: a read of the slot that ends before anything can replace it.
+    let stale = unsafe { &*slot.as_ptr() }
+        .as_ref()
+        .is_some_and(Activity::stopped_elsewhere);
+    if stale {
+        restore_until_running(slot);
+    }
+}
+
+#[cold]
+fn restore_until_running(slot: &Cell<Option<Activity>>) {
+    while let Some(stopped) = slot.take() {
+        if !stopped.stopped_elsewhere() {
+            slot.set(Some(stopped));
+            return;
+        }
+        slot.set(stopped.take_saved_previous());
+        // Released with no borrow of the slot held: freeing may run user `Drop`s.
+        drop(stopped);
+    }
 }
 
 #[inline]
@@ -56,6 +88,7 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&Activity>) -> R) -> R {
     let mut f = Some(f);
     CURRENT
         .try_with(|slot| {
+            skip_stopped_elsewhere(slot);
             // SAFETY: the slot is only replaced through `replace`, which `f` does not call, so
             // the borrow stays valid while `f` runs.
             let current = unsafe { &*slot.as_ptr() };
@@ -78,10 +111,15 @@ pub struct CurrentGuard {
 }
 
 impl CurrentGuard {
-    /// Makes `activity` current (the guard never stops it).
+    /// Makes `activity` current (the guard never stops it). A stopped or never-started
+    /// activity is not made current (as in .NET); the guard then restores what is current now.
     pub fn new(activity: Option<&Activity>) -> Self {
+        let previous = match activity {
+            Some(a) if !a.is_running() => get(),
+            _ => replace(activity.cloned()),
+        };
         CurrentGuard {
-            previous: replace(activity.cloned()),
+            previous,
             _not_send: std::marker::PhantomData,
         }
     }

@@ -30,6 +30,26 @@
 //! let child = SOURCE.start_activity("child", ActivityKind::Internal).unwrap();
 //! assert_eq!(child.parent_span_id(), parent.span_id());
 //! ```
+//!
+//! # Differences from .NET
+//!
+//! Skein follows `System.Diagnostics` except where .NET's behaviour would lose or corrupt data
+//! in Rust programs, or where Rust gives a cheaper way to the same result:
+//!
+//! - **Stopping an activity that is not current** (on another thread, or out of order on
+//!   the same one) leaves the current activity alone; .NET sets `Activity.Current` to the
+//!   stopped activity's previous one wherever `Stop` runs, which cuts off whatever is running
+//!   there. The thread (or task) where the stopped activity is still current makes its
+//!   previous activity current when it next looks, so a stopped activity is never current
+//!   again and never becomes a parent (.NET can hand one out).
+//! - **Hierarchical activities also get W3C-shaped ids** (a trace id derived from the root of
+//!   the `Request-Id`, a span id from the whole id), so that they export as one trace from
+//!   every process; in .NET, `TraceId` and `SpanId` are empty for them.
+//! - **Activities end when dropped**: dropping a started activity stops it (Rust has no
+//!   finalisers to rely on, and a forgotten `Stop` in .NET leaks the activity as current).
+//! - **Listener callbacks may re-enter**: `should_listen_to`, samplers and notifications run
+//!   with no lock of the crate held, so they may start activities, create sources and add or
+//!   remove listeners.
 
 #![warn(missing_docs)]
 

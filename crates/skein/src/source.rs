@@ -784,9 +784,12 @@ impl ActivitySource {
                     if last.keeps_stopped {
                         activity.restore_previous(previous);
                         last.on_stopped_owned(activity);
-                    } else {
+                    } else if current::with(|c| c.is_some_and(|c| c.ptr_eq(&activity))) {
                         last.on_stopped_owned(activity);
                         current::set(previous);
+                    } else {
+                        activity.leave_previous_for_its_thread(previous);
+                        last.on_stopped_owned(activity);
                     }
                 }
                 None => activity.restore_previous(previous),

@@ -47,13 +47,14 @@ fn out_of_order_stop_restores_the_saved_previous() {
     let _reg = ActivitySource::add_activity_listener(Recorder::new("model.out_of_order", AllData));
     let a = S.start_activity("a", ActivityKind::Internal).unwrap();
     let b = S.start_activity("b", ActivityKind::Internal).unwrap();
-    // Stopping `a` first restores what was current before `a` (nothing), as .NET does.
+    // Stopping `a` while `b` is current leaves `b` current (.NET would make what was current
+    // before `a` current, cutting `b` off while it runs).
     a.stop();
-    assert!(Activity::current().is_none());
-    // Stopping `b` restores what was current before `b`: `a`.
+    assert!(Activity::current().unwrap().ptr_eq(&b));
+    // Stopping `b` restores what was current before `b`: `a`, which is stopped, so what was
+    // current before `a` (nothing). A stopped activity is never current again.
     b.stop();
-    assert!(Activity::current().unwrap().ptr_eq(&a));
-    Activity::set_current(None);
+    assert!(Activity::current().is_none());
 }
 
 #[test]
@@ -968,4 +969,72 @@ fn activities_made_with_new_reach_listeners_of_the_unnamed_source() {
         .cloned()
         .collect();
     assert_eq!(seen, ["start made with new", "stop made with new"]);
+}
+
+/// Issue: stopping (or dropping) an activity on a thread where it was not current made that
+/// thread's current activity the stopped one's previous, and the thread where it was current
+/// kept handing the stopped activity out as the parent of new ones.
+#[test]
+fn stopping_on_another_thread_leaves_both_threads_current_activities_right() {
+    let rec = Recorder::new("model.elsewhere", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    static S: ActivitySource = ActivitySource::new("model.elsewhere");
+
+    for by_drop in [false, true] {
+        let outer = S.start_activity("outer", ActivityKind::Internal).unwrap();
+        let inner = S.start_activity("inner", ActivityKind::Internal).unwrap();
+        assert!(Activity::current().unwrap().ptr_eq(&inner));
+        let inner_id = inner.span_id();
+
+        let other_thread = std::thread::spawn(move || {
+            let there = S.start_activity("there", ActivityKind::Internal).unwrap();
+            if by_drop {
+                drop(inner);
+            } else {
+                inner.stop();
+            }
+            // The other thread's current activity is untouched.
+            let current = Activity::current().expect("still current there");
+            assert!(current.ptr_eq(&there), "{current:?}");
+            drop(there);
+            assert!(Activity::current().is_none());
+        });
+        other_thread.join().unwrap();
+
+        // Here the stopped activity is no longer current, and not a parent.
+        let current = Activity::current().expect("the outer one");
+        assert!(current.ptr_eq(&outer), "by_drop={by_drop}: {current:?}");
+        let child = S.start_activity("child", ActivityKind::Internal).unwrap();
+        assert_eq!(child.parent_span_id(), outer.span_id(), "by_drop={by_drop}");
+        assert_ne!(child.parent_span_id(), inner_id);
+        drop(child);
+        drop(outer);
+        assert!(Activity::current().is_none(), "by_drop={by_drop}");
+    }
+}
+
+/// As in .NET: a stopped or never-started activity cannot be made current.
+#[test]
+fn stopped_or_unstarted_activities_are_not_made_current() {
+    let rec = Recorder::new("model.setcurrent", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    static S: ActivitySource = ActivitySource::new("model.setcurrent");
+
+    let running = S.start_activity("running", ActivityKind::Internal).unwrap();
+    let stopped = S.start_activity("stopped", ActivityKind::Internal).unwrap();
+    stopped.stop();
+    let unstarted = S
+        .create_activity("unstarted", ActivityKind::Internal, ActivityStartOptions::default())
+        .unwrap();
+    for refused in [&stopped, &unstarted] {
+        let returned = Activity::set_current(Some(refused));
+        assert!(returned.unwrap().ptr_eq(&running));
+        assert!(Activity::current().unwrap().ptr_eq(&running));
+        {
+            let _guard = refused.enter();
+            assert!(Activity::current().unwrap().ptr_eq(&running));
+        }
+        assert!(Activity::current().unwrap().ptr_eq(&running));
+    }
+    drop(running);
 }
