@@ -241,6 +241,8 @@ impl ActivityListener for PipelineListener {
         match &self.sink {
             Sink::Discard => {}
             Sink::Simple(exporter) => {
+                // The exporter's own HTTP/gRPC spans are not recorded (no feedback loop).
+                let _quiet = skein::suppress_instrumentation();
                 let mut exporter = exporter.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = exporter.export(std::slice::from_ref(&activity)) {
                     report_once(&SIMPLE_FAILED, &format!("skein-export: export failed: {e}"));
@@ -567,6 +569,9 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("skein-export".into())
             .spawn(move || {
+                // Spans that the exporter's HTTP/gRPC libraries open here are not recorded:
+                // exporting them would make more of them (a feedback loop).
+                let _quiet = skein::suppress_instrumentation();
                 run(
                     exporter,
                     config,
@@ -705,6 +710,7 @@ impl ExportGuard {
         drop(self.registration.take());
         let Some(mut worker) = self.worker.take() else {
             if let Sink::Simple(exporter) = &self.listener.sink {
+                let _quiet = skein::suppress_instrumentation();
                 exporter.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
             }
             return Ok(());

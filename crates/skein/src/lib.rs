@@ -79,6 +79,9 @@ pub use current::{with_current, CurrentGuard, FutureExt, WithActivity};
 pub use id::{set_trace_id_generator, ActivityTraceFlags, ParseError, SpanId, TraceId};
 pub use listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
 pub use sampler::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
-pub use source::{ActivityParent, ActivitySource, ActivityStartOptions, ListenerRegistration};
+pub use source::{
+    suppress_instrumentation, ActivityParent, ActivitySource, ActivityStartOptions, ListenerRegistration,
+    SuppressedInstrumentation,
+};
 pub use tag::{IntoTagValue, Tag, TagValue};
 pub use trace_state::TraceState;

@@ -35,6 +35,8 @@ struct ListenerCache {
     /// depth 0, so the sets lent out to running callbacks stay alive and in place.
     depth: Cell<u32>,
     sets: UnsafeCell<Vec<Option<Arc<ListenerSet>>>>,
+    /// Live [`SuppressedInstrumentation`] guards on this thread: no activity is created.
+    suppressed: Cell<u32>,
 }
 
 thread_local! {
@@ -43,8 +45,41 @@ thread_local! {
             generation: Cell::new(0),
             depth: Cell::new(0),
             sets: UnsafeCell::new(Vec::new()),
+            suppressed: Cell::new(0),
         }
     };
+}
+
+/// While it lives, this thread creates no activities: `start_activity`, `start_activity_with`
+/// and `create_activity` of every source return `None` (activities already running stop and
+/// reach their listeners as usual). Exporters hold one while they send, so that the spans of
+/// the HTTP and gRPC libraries they use are not recorded and exported in turn (a feedback
+/// loop), as OpenTelemetry SDKs suppress their own telemetry.
+///
+/// ```
+/// use skein::{ActivityKind, ActivitySource};
+/// static SOURCE: ActivitySource = ActivitySource::new("my_exporter.http");
+/// let _quiet = skein::suppress_instrumentation();
+/// assert!(SOURCE.start_activity("POST /v1/traces", ActivityKind::Client).is_none());
+/// ```
+pub fn suppress_instrumentation() -> SuppressedInstrumentation {
+    // During thread teardown the cache is gone and nothing can be started anyway.
+    let _ = CACHE.try_with(|cache| cache.suppressed.set(cache.suppressed.get() + 1));
+    SuppressedInstrumentation {
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// See [`suppress_instrumentation`]; dropping it ends the suppression (guards nest).
+#[must_use = "instrumentation is suppressed only while the guard lives"]
+pub struct SuppressedInstrumentation {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for SuppressedInstrumentation {
+    fn drop(&mut self) {
+        let _ = CACHE.try_with(|cache| cache.suppressed.set(cache.suppressed.get().saturating_sub(1)));
+    }
 }
 
 /// Restores the cache depth when a callback returns or unwinds.
@@ -411,12 +446,17 @@ impl ActivitySource {
         self.state.load(Ordering::Acquire) == HAS_LISTENERS
     }
 
-    /// Runs `f` with this source's listeners (`None` if there are none).
+    /// Runs `f` with this source's listeners (`None` if there are none, or if `CREATING` and
+    /// this thread suppresses instrumentation).
     #[inline]
-    fn with_listeners<R>(&'static self, f: impl FnOnce(&[Attached]) -> R) -> Option<R> {
+    fn with_listeners<const CREATING: bool, R>(&'static self, f: impl FnOnce(&[Attached]) -> R) -> Option<R> {
         let index = self.index.load(Ordering::Relaxed) as usize;
         let mut f = Some(f);
         let from_cache = CACHE.try_with(|cache| {
+            if CREATING && cache.suppressed.get() != 0 {
+                f = None;
+                return None;
+            }
             let generation = GENERATION.load(Ordering::Acquire);
             let depth = cache.depth.get();
             let sets = cache.sets.get();
@@ -493,7 +533,7 @@ impl ActivitySource {
                 None,
             );
             // Sampling alone in this closure: declining stays as cheap as it can be.
-            let (result, wants_started) = self.with_listeners(|listeners| {
+            let (result, wants_started) = self.with_listeners::<true, _>(|listeners| {
                 let mut result = ActivitySamplingResult::None;
                 let mut wants_started = false;
                 for listener in listeners {
@@ -511,7 +551,7 @@ impl ActivitySource {
             // Nobody to tell: no second pass over the listeners.
             return Some(self.start_sampled(&[], name, kind, result, sampling_tags, trace_state, root_trace_id));
         }
-        self.with_listeners(|listeners| {
+        self.with_listeners::<false, _>(|listeners| {
             self.start_sampled(listeners, name, kind, result, sampling_tags, trace_state, root_trace_id)
         })
     }
@@ -587,7 +627,7 @@ impl ActivitySource {
         options: &ActivityCreationOptions<'_, P>,
         ask: impl Fn(&dyn ActivityListener, &ActivityCreationOptions<'_, P>) -> ActivitySamplingResult,
     ) -> ActivitySamplingResult {
-        self.with_listeners(|listeners| {
+        self.with_listeners::<true, _>(|listeners| {
             listeners
                 .iter()
                 .map(|l| ask(&**l, options))
@@ -751,7 +791,7 @@ impl ActivitySource {
     }
 
     pub(crate) fn notify_started(&'static self, activity: &Activity) {
-        self.with_listeners(|listeners| {
+        self.with_listeners::<false, _>(|listeners| {
             for listener in listeners.iter().filter(|l| l.wants_started) {
                 listener.on_started(activity);
             }
@@ -759,7 +799,7 @@ impl ActivitySource {
     }
 
     pub(crate) fn notify_stopped(&'static self, activity: &Activity) {
-        self.with_listeners(|listeners| {
+        self.with_listeners::<false, _>(|listeners| {
             for listener in listeners {
                 listener.on_stopped(activity);
             }
@@ -772,7 +812,7 @@ impl ActivitySource {
     /// merged into this one without an atomic update.
     pub(crate) fn notify_stopped_owned(&'static self, activity: Activity, previous: Option<Activity>) {
         let mut state = Some((activity, previous));
-        self.with_listeners(|listeners| {
+        self.with_listeners::<false, _>(|listeners| {
             let Some((mut activity, previous)) = state.take() else {
                 return;
             };
@@ -802,7 +842,7 @@ impl ActivitySource {
     }
 
     pub(crate) fn notify_exception(&'static self, activity: &Activity, error: &(dyn Error + '_), tags: &mut Vec<Tag>) {
-        self.with_listeners(|listeners| {
+        self.with_listeners::<false, _>(|listeners| {
             for listener in listeners {
                 listener.on_exception(activity, error, tags);
             }

@@ -174,7 +174,11 @@ impl ActivityExporter for OtlpGrpcExporter {
             backoff,
             ..
         } = self;
-        let send = || runtime.block_on(Self::send(client, metadata, *timeout, *backoff, request));
+        let send = || {
+            // Also on the helper thread below: the exporter's own spans are not recorded.
+            let _quiet = skein::suppress_instrumentation();
+            runtime.block_on(Self::send(client, metadata, *timeout, *backoff, request))
+        };
         let result = if tokio::runtime::Handle::try_current().is_ok() {
             // On a runtime thread (a simple pipeline inside async code): use a helper thread.
             std::thread::scope(|scope| {

@@ -337,7 +337,11 @@ impl ActivityExporter for OtlpHttpExporter {
             // thread rather than the application's runtime.
             std::thread::scope(|scope| {
                 scope
-                    .spawn(|| runtime.block_on(sender.send(body)))
+                    .spawn(|| {
+                        // The exporter's own spans are not recorded (no feedback loop).
+                        let _quiet = skein::suppress_instrumentation();
+                        runtime.block_on(sender.send(body))
+                    })
                     .join()
                     .unwrap_or_else(|_| Err(ExportError::Unavailable("the export thread panicked".into())))
             })
