@@ -219,7 +219,22 @@ impl ActivityListener for PipelineListener {
     }
 
     fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
-        self.sampler.should_sample(options)
+        match self.sampler.should_sample(options) {
+            // Not recorded here, but the caller's trace goes on downstream: a propagation-only
+            // activity (flags `-00`), as OpenTelemetry's SDKs make a non-recording span. A
+            // sampled-out root makes nothing (no trace to continue; nothing allocated).
+            ActivitySamplingResult::None if options.parent().is_valid() => ActivitySamplingResult::PropagationData,
+            result => result,
+        }
+    }
+
+    /// A hierarchical `Request-Id` caller: decided as a new trace (the id's root gives the
+    /// trace id), so those requests are recorded like any other. W3C ids go to `sample`.
+    fn sample_using_parent_id(&self, options: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {
+        if skein::ActivityContext::parse(options.parent(), None).is_ok() {
+            return None;
+        }
+        Some(options.sample_as_root(|root| self.sampler.should_sample(root)))
     }
 
     fn on_stopped(&self, activity: &Activity) {

@@ -169,6 +169,35 @@ pub(crate) enum RemoteParent {
     Id(Box<str>),
 }
 
+impl RemoteParent {
+    /// True if a parent was given or set (a context or an id).
+    fn is_set(&self) -> bool {
+        matches!(self, RemoteParent::Context(_) | RemoteParent::Id(_))
+    }
+
+    /// The parent's id string (a context's as a `traceparent` with `flags`).
+    fn id(&self, flags: ActivityTraceFlags) -> Option<String> {
+        match self {
+            RemoteParent::Id(id) => Some(id.to_string()),
+            RemoteParent::Context(ctx) if ctx.is_valid() => Some(format_traceparent(ctx.trace_id, ctx.span_id, flags)),
+            _ => None,
+        }
+    }
+
+    /// The trace id and span id a child started under this parent takes from it (what
+    /// `compute_start` does; invalid ones for no parent and a W3C-looking id that does not
+    /// parse).
+    fn ids(&self) -> (TraceId, SpanId) {
+        match self {
+            RemoteParent::Context(ctx) if ctx.is_valid() => (ctx.trace_id, ctx.span_id),
+            RemoteParent::Id(id) if !looks_like_w3c_id(id) => {
+                (hierarchical::derived_trace_id(id), hierarchical::derived_span_id(id))
+            }
+            _ => (TraceId::INVALID, SpanId::INVALID),
+        }
+    }
+}
+
 /// What is fixed when the activity starts. (Fields that own something first: see `Inner`.)
 #[repr(C)]
 struct Started {
@@ -583,6 +612,19 @@ unsafe fn write_fields(p: *mut Inner, fields: Fields) {
     }
 }
 
+/// The trace flags a sampling result sets whatever the parent's: `recorded` for
+/// AllDataAndRecorded; for a propagation-only activity none, so that the services downstream
+/// do not record a trace this one does not (as OpenTelemetry's SDKs propagate a dropped
+/// span; .NET would pass the parent's `recorded` on); otherwise the parent's (`None`).
+#[inline]
+pub(crate) fn preset_flags(result: ActivitySamplingResult) -> Option<ActivityTraceFlags> {
+    match result {
+        ActivitySamplingResult::AllDataAndRecorded => Some(ActivityTraceFlags::RECORDED),
+        ActivitySamplingResult::PropagationData => Some(ActivityTraceFlags::NONE),
+        _ => None,
+    }
+}
+
 /// The trace flags of an activity starting now: the sampler's (or caller's) `preset` made
 /// before start, else the parent's `inherited` ones; the level-2 random bit always follows how
 /// the trace id was made (`random_root`, or the parent's bit).
@@ -629,7 +671,6 @@ impl Activity {
         root_trace_id: Option<(TraceId, bool)>,
     ) -> Activity {
         let previous = current::take();
-        let recorded = result == ActivitySamplingResult::AllDataAndRecorded;
         let (trace_id, parent_span_id, inherited, inherited_trace_state, random_root) = match &previous {
             Some(p) => {
                 let s = p.inner.started.get();
@@ -641,8 +682,9 @@ impl Activity {
                 (id, SpanId::INVALID, ActivityTraceFlags::NONE, TraceState::EMPTY, random)
             }
         };
-        // `build` presets `recorded` for AllDataAndRecorded (the general path does the same).
-        let flags = start_flags(inherited, recorded.then_some(ActivityTraceFlags::RECORDED), random_root);
+        // `build` presets the flags (the general path does the same): `recorded` for
+        // AllDataAndRecorded, none for propagation-only activities.
+        let flags = start_flags(inherited, preset_flags(result), random_root);
         let start = Timestamp::now();
         let uninit = Shared::new_uninit();
         let p = uninit.as_mut_ptr();
@@ -807,8 +849,14 @@ impl Activity {
 
     /// The trace id. Hierarchical activities get one derived from their root id, so they can
     /// be exported and still join up across processes.
+    ///
+    /// Before start, the trace id the parent set with [`set_parent_id`](Self::set_parent_id)
+    /// or [`set_parent_context`](Self::set_parent_context) gives (invalid if none).
     pub fn trace_id(&self) -> TraceId {
-        self.inner.started.get().map_or(TraceId::INVALID, |s| s.trace_id)
+        match self.inner.started.get() {
+            Some(s) => s.trace_id,
+            None => self.with_pending(|p| p.remote.ids().0).unwrap_or(TraceId::INVALID),
+        }
     }
 
     /// The span id (derived from the id for hierarchical activities).
@@ -817,8 +865,13 @@ impl Activity {
     }
 
     /// The parent's span id (invalid for a root).
+    /// Before start, the one of a parent set with [`set_parent_id`](Self::set_parent_id) or
+    /// [`set_parent_context`](Self::set_parent_context).
     pub fn parent_span_id(&self) -> SpanId {
-        self.inner.started.get().map_or(SpanId::INVALID, |s| s.parent_span_id)
+        match self.inner.started.get() {
+            Some(s) => s.parent_span_id,
+            None => self.with_pending(|p| p.remote.ids().1).unwrap_or(SpanId::INVALID),
+        }
     }
 
     /// The in-process parent, if any.
@@ -827,20 +880,23 @@ impl Activity {
     }
 
     /// The parent's id: the remote id it was started from, or the in-process parent's id.
+    /// Before start, the parent id set with [`set_parent_id`](Self::set_parent_id) or
+    /// [`set_parent_context`](Self::set_parent_context).
     pub fn parent_id(&self) -> Option<String> {
-        let s = self.inner.started.get()?;
-        match &s.remote {
-            RemoteParent::Id(id) => Some(id.to_string()),
-            RemoteParent::Context(ctx) if ctx.is_valid() => {
-                Some(format_traceparent(ctx.trace_id, ctx.span_id, s.parent_flags))
-            }
-            _ => s.parent.as_ref().and_then(Activity::id),
-        }
+        let Some(s) = self.inner.started.get() else {
+            return self.with_pending(|p| p.remote.id(p.parent_flags)).flatten();
+        };
+        s.remote
+            .id(s.parent_flags)
+            .or_else(|| s.parent.as_ref().and_then(Activity::id))
     }
 
     /// The root id: the trace id of a W3C activity, the root part of a hierarchical one.
+    /// Before start, the root of the parent id, if one was set (as .NET).
     pub fn root_id(&self) -> Option<String> {
-        let s = self.inner.started.get()?;
+        let Some(s) = self.inner.started.get() else {
+            return self.parent_id().map(|id| hierarchical::root_of(&id).to_owned());
+        };
         Some(match &s.hierarchical_id {
             Some(id) => hierarchical::root_of(id).to_owned(),
             None => s.trace_id.to_hex(),
@@ -860,9 +916,17 @@ impl Activity {
         }
     }
 
-    /// Sets a remote parent id (`traceparent` or `Request-Id`) before start.
+    /// Sets a remote parent id (`traceparent` or `Request-Id`) before start. As in .NET, it
+    /// is ignored once started, when a parent was already given or set (the first one wins),
+    /// and when empty.
     pub fn set_parent_id(&self, parent_id: &str) -> &Self {
+        if parent_id.is_empty() {
+            return self;
+        }
         self.with_pending(|p| {
+            if p.remote.is_set() {
+                return;
+            }
             p.remote = match parse_traceparent(parent_id) {
                 Ok((trace_id, span_id, flags)) => {
                     p.parent_flags = flags;
@@ -874,9 +938,13 @@ impl Activity {
         self
     }
 
-    /// Sets a parent context before start.
+    /// Sets a parent context before start; ignored like [`set_parent_id`](Self::set_parent_id)
+    /// once started or when a parent was already given or set.
     pub fn set_parent_context(&self, context: ActivityContext) -> &Self {
         self.with_pending(|p| {
+            if p.remote.is_set() {
+                return;
+            }
             p.parent_flags = context.trace_flags;
             p.remote = RemoteParent::Context(context);
         });
@@ -1495,15 +1563,13 @@ unsafe fn compute_start(
         }
     };
 
-    let (trace_id, parent_span_id, random_root) = match (&parent, &remote) {
-        (Some(p), _) => (p.trace_id(), p.span_id(), false),
-        (None, RemoteParent::Context(ctx)) if ctx.is_valid() => (ctx.trace_id, ctx.span_id, false),
-        (None, RemoteParent::Id(id)) => (
-            hierarchical::derived_trace_id(id),
-            hierarchical::derived_span_id(id),
-            false,
-        ),
-        _ => {
+    // A W3C-looking id that does not parse (bad hex) gives no ids, as in .NET: the activity
+    // starts a new trace rather than one hashed from garbage.
+    let from_remote = remote.ids();
+    let (trace_id, parent_span_id, random_root) = match &parent {
+        Some(p) => (p.trace_id(), p.span_id(), false),
+        None if from_remote.0.is_valid() => (from_remote.0, from_remote.1, false),
+        None => {
             let (id, random) = root_trace_id.unwrap_or_else(new_trace_id);
             (id, SpanId::INVALID, random)
         }

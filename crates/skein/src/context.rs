@@ -126,7 +126,12 @@ pub(crate) fn format_traceparent(trace_id: TraceId, span_id: SpanId, flags: Acti
 /// choose the id format of a child; the full parse decides whether it is a usable parent.
 pub(crate) fn looks_like_w3c_id(id: &str) -> bool {
     let b = id.as_bytes();
-    b.len() == 55 && b[0].is_ascii_hexdigit() && b[1].is_ascii_hexdigit() && !(b[0] == b'f' && b[1] == b'f')
+    // ASCII only: callers slice it by byte positions (and .NET counts 55 characters).
+    b.len() == 55
+        && b.is_ascii()
+        && b[0].is_ascii_hexdigit()
+        && b[1].is_ascii_hexdigit()
+        && !(b[0] == b'f' && b[1] == b'f')
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@
 //! - **Hierarchical activities also get W3C-shaped ids** (a trace id derived from the root of
 //!   the `Request-Id`, a span id from the whole id), so that they export as one trace from
 //!   every process; in .NET, `TraceId` and `SpanId` are empty for them.
+//! - **Propagation-only activities are not `recorded`**: an activity sampled
+//!   `PropagationData` carries trace flags `-00` downstream, as OpenTelemetry's SDKs propagate
+//!   a dropped span; .NET copies the parent's `recorded` flag, which asks the services
+//!   downstream to record a trace that has a hole here.
 //! - **Activities end when dropped**: dropping a started activity stops it (Rust has no
 //!   finalisers to rely on, and a forgotten `Stop` in .NET leaks the activity as current).
 //! - **Listener callbacks may re-enter**: `should_listen_to`, samplers and notifications run

@@ -159,6 +159,37 @@ impl ActivityCreationOptions<'_, ActivityContext> {
 }
 
 impl ActivityCreationOptions<'_, &str> {
+    /// Asks `sample` about this activity as if it had no parent, with the trace id of the
+    /// parent id (derived from a hierarchical root): a way for a listener's
+    /// [`sample_using_parent_id`](ActivityListener::sample_using_parent_id) to treat a
+    /// hierarchical caller like a new trace. Tags and trace state `sample` adds are kept.
+    pub fn sample_as_root(
+        &self,
+        sample: impl FnOnce(&ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult,
+    ) -> ActivitySamplingResult {
+        let mut as_root = ActivityCreationOptions::new(
+            self.source,
+            self.name,
+            self.kind,
+            ActivityContext::default(),
+            self.tags,
+            self.links,
+            self.id_format,
+            Some((self.trace_id(), false)),
+        );
+        let result = sample(&as_root);
+        let (tags, trace_state, _) = as_root.take_results();
+        if !tags.is_empty() || trace_state.is_some() {
+            let mut output = self.output.borrow_mut();
+            let output = output.get_or_insert_with(Default::default);
+            output.tags.extend(tags);
+            if trace_state.is_some() {
+                output.trace_state = trace_state;
+            }
+        }
+        result
+    }
+
     /// The trace id of the parent id: from a W3C id, or derived from a hierarchical root.
     pub fn trace_id(&self) -> TraceId {
         let parent = self.parent;
@@ -207,9 +238,11 @@ pub trait ActivityListener: Send + Sync + 'static {
     fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult;
 
     /// How much to create when the parent is an id string (e.g. from a `Request-Id` header).
-    /// `None` (the default) means "not provided": the source then calls [`sample`] with the
-    /// parsed W3C context, or — for a hierarchical id — with no parent context and the trace
-    /// id derived from the id's root.
+    /// `None` (the default) means "not provided": for a W3C id the source then calls
+    /// [`sample`] with the parsed context; a hierarchical (non-W3C) id is not offered to
+    /// [`sample`] at all, and this listener's answer is `None` (as in .NET). A listener that
+    /// wants hierarchical requests decides here, for instance as for a root with
+    /// [`ActivityCreationOptions::sample_as_root`].
     ///
     /// [`sample`]: ActivityListener::sample
     fn sample_using_parent_id(&self, _options: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {

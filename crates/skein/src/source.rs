@@ -11,11 +11,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 
 use crate::activity::{
-    next_under_is_w3c, Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent,
+    next_under_is_w3c, preset_flags, Activity, ActivityIdFormat, ActivityKind, ActivityLink, NewActivity, RemoteParent,
 };
 use crate::context::{parse_traceparent, ActivityContext};
 use crate::current;
-use crate::hierarchical;
 use crate::id::ActivityTraceFlags;
 use crate::listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
 use crate::tag::Tag;
@@ -662,9 +661,6 @@ impl ActivitySource {
                     ActivityContext::new(trace_id, span_id, flags, ts, true)
                 });
                 let mut by_id = ActivityCreationOptions::new(self, &name, kind, id, &tags, &links, id_format, None);
-                // For a hierarchical id, samplers without `sample_using_parent_id` decide as
-                // for a root, on the trace id derived from the id's root.
-                let derived = (hierarchical::derived_trace_id(id), false);
                 let mut with_context = ActivityCreationOptions::new(
                     self,
                     &name,
@@ -673,11 +669,14 @@ impl ActivitySource {
                     &tags,
                     &links,
                     id_format,
-                    if context.is_some() { None } else { Some(derived) },
+                    None,
                 );
+                // As in .NET: a W3C id goes to `sample` (parsed) unless a listener reads the
+                // id itself; a hierarchical id only to listeners that read it.
                 let result = self.sample(&by_id, |l, o| match l.sample_using_parent_id(o) {
                     Some(r) => r,
-                    None => l.sample(&with_context),
+                    None if context.is_some() => l.sample(&with_context),
+                    None => ActivitySamplingResult::None,
                 });
                 let (mut t1, ts1, _) = by_id.take_results();
                 let (t2, ts2, _) = with_context.take_results();
@@ -760,14 +759,14 @@ impl ActivitySource {
         start: bool,
     ) -> Activity {
         // As in .NET: a context parent's flags are taken over, and AllDataAndRecorded adds
-        // `recorded`; otherwise flags are inherited at start.
-        let recorded = result == ActivitySamplingResult::AllDataAndRecorded;
-        let flags = match &remote {
-            RemoteParent::Context(ctx) => {
-                Some(ctx.trace_flags.with_recorded(recorded || ctx.trace_flags.is_recorded()))
-            }
-            _ if recorded => Some(ActivityTraceFlags::RECORDED),
-            _ => None,
+        // `recorded`; otherwise flags are inherited at start. Unlike .NET, a propagation-only
+        // activity is never `recorded` (see `preset_flags`).
+        let flags = match (&remote, preset_flags(result)) {
+            (RemoteParent::Context(ctx), preset) => Some(
+                ctx.trace_flags
+                    .with_recorded(preset.map_or(ctx.trace_flags.is_recorded(), ActivityTraceFlags::is_recorded)),
+            ),
+            (_, preset) => preset,
         };
         let mut new = NewActivity {
             source: self,

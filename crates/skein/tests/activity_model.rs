@@ -322,21 +322,45 @@ fn parent_id_string_uses_sample_using_parent_id_when_provided() {
     assert!(a.has_remote_parent());
     drop(a);
 
-    // A hierarchical id and no `sample_using_parent_id`: sampled as a root.
+    // A hierarchical id and no `sample_using_parent_id`: this listener is not asked, as in
+    // .NET, so nobody wants the activity (the fallback used to sample it as a root).
     *rec.by_parent_id.lock().unwrap() = Option::None;
+    let before = rec.sampled.lock().unwrap().len();
+    let hierarchical = ActivityStartOptions {
+        parent: ActivityParent::Id("|abc.2."),
+        ..Default::default()
+    };
+    assert!(S
+        .start_activity_with("hier2", ActivityKind::Server, hierarchical.clone())
+        .is_none());
+    assert_eq!(rec.sampled.lock().unwrap().len(), before, "sample is not asked");
+
+    // A listener that opts in decides as for a root, on the trace id of the id's root.
+    struct AsRoot;
+    impl ActivityListener for AsRoot {
+        fn should_listen_to(&self, source: &ActivitySource) -> bool {
+            source.name() == "model.parent_id"
+        }
+        fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+            ActivitySamplingResult::None
+        }
+        fn sample_using_parent_id(
+            &self,
+            options: &ActivityCreationOptions<'_, &str>,
+        ) -> Option<ActivitySamplingResult> {
+            Some(options.sample_as_root(|root| {
+                assert!(!root.parent().is_valid());
+                root.add_sampling_tag("sampled.as", "root");
+                AllData
+            }))
+        }
+    }
+    let _as_root = ActivitySource::add_activity_listener(AsRoot);
     let a = S
-        .start_activity_with(
-            "hier2",
-            ActivityKind::Server,
-            ActivityStartOptions {
-                parent: ActivityParent::Id("|abc.2."),
-                ..Default::default()
-            },
-        )
+        .start_activity_with("hier3", ActivityKind::Server, hierarchical)
         .unwrap();
-    let (_, seen) = rec.sampled.lock().unwrap().last().unwrap().clone();
-    assert!(!seen.is_valid());
     assert_eq!(a.trace_id(), skein::hierarchical::derived_trace_id("|abc.2."));
+    assert_eq!(a.tag("sampled.as").map(|v| v.to_string()).as_deref(), Some("root"));
 }
 
 #[test]
@@ -1039,4 +1063,94 @@ fn stopped_or_unstarted_activities_are_not_made_current() {
         assert!(Activity::current().unwrap().ptr_eq(&running));
     }
     drop(running);
+}
+
+/// A propagation-only activity is never `recorded`, whatever its parent (as OpenTelemetry's
+/// SDKs propagate a dropped span), so the services downstream do not record its trace.
+#[test]
+fn propagation_only_activities_are_not_recorded_under_a_recorded_parent() {
+    let rec = Recorder::new("model.propagation_only", PropagationData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    static S: ActivitySource = ActivitySource::new("model.propagation_only");
+    let remote = ActivityContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap();
+    let from_remote = S
+        .start_activity_with(
+            "remote parent",
+            ActivityKind::Server,
+            ActivityStartOptions {
+                parent: ActivityParent::Context(remote.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(from_remote.trace_id(), remote.trace_id);
+    assert!(!from_remote.recorded());
+    drop(from_remote);
+
+    let parent = Activity::new("recorded parent");
+    parent.set_trace_flags(ActivityTraceFlags::RECORDED);
+    let parent = parent.start();
+    assert!(parent.recorded());
+    let child = S.start_activity("local child", ActivityKind::Internal).unwrap();
+    assert!(!child.recorded());
+    assert!(!child.is_all_data_requested());
+}
+
+/// As .NET: a created activity answers its parent's ids before start; the first parent set
+/// wins, empty ids are ignored; a W3C-looking id with bad hex starts a new W3C trace instead
+/// of one hashed from it.
+#[test]
+fn a_created_activity_answers_its_parents_ids_before_start() {
+    let rec = Recorder::new("model.before_start", AllData);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    static S: ActivitySource = ActivitySource::new("model.before_start");
+    let create = || {
+        S.create_activity("created", ActivityKind::Server, ActivityStartOptions::default())
+            .unwrap()
+    };
+    let w3c = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    let a = create();
+    assert_eq!(a.parent_id(), None);
+    a.set_parent_id("");
+    assert_eq!(a.parent_id(), None, "empty ids are ignored");
+    a.set_parent_id(w3c);
+    a.set_parent_id("|other.1.");
+    assert_eq!(a.parent_id().as_deref(), Some(w3c), "the first one wins");
+    assert_eq!(a.root_id().as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(a.trace_id().to_hex(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(a.parent_span_id().to_hex(), "b7ad6b7169203331");
+    let a = a.start();
+    assert_eq!(a.trace_id().to_hex(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(a.parent_id().as_deref(), Some(w3c));
+    drop(a);
+
+    let h = create();
+    h.set_parent_id("|abc.1.");
+    assert_eq!(h.root_id().as_deref(), Some("abc"));
+    assert_eq!(h.parent_id().as_deref(), Some("|abc.1."));
+    let started = h.start();
+    assert_eq!(started.trace_id(), skein::hierarchical::derived_trace_id("|abc.1."));
+    drop(started);
+
+    let c = create();
+    let context = ActivityContext::parse(w3c, None).unwrap();
+    c.set_parent_context(context.clone());
+    c.set_parent_id("|ignored.");
+    assert_eq!(c.parent_id().as_deref(), Some(w3c));
+    assert_eq!(c.trace_id(), context.trace_id);
+    drop(c);
+
+    // W3C-looking (55 characters, version 00) but not hex: not hashed into ids.
+    let bad = "00-0af7651916cd43dd8448eb211c80319z-b7ad6b7169203331-01";
+    let b = create();
+    b.set_parent_id(bad);
+    assert_eq!(b.root_id().as_deref(), Some("0af7651916cd43dd8448eb211c80319z"));
+    assert!(!b.trace_id().is_valid());
+    let b = b.start();
+    assert_eq!(b.id_format(), ActivityIdFormat::W3C);
+    assert!(b.trace_id().is_valid());
+    assert_ne!(b.trace_id(), skein::hierarchical::derived_trace_id(bad));
+    assert!(!b.parent_span_id().is_valid());
+    assert_eq!(b.parent_id().as_deref(), Some(bad));
 }

@@ -69,7 +69,10 @@ fn w3c_round_trip_with_state_and_baggage() {
 
 #[test]
 fn hierarchical_round_trip_uses_request_id_and_correlation_context() {
-    let _reg = listen();
+    // A hierarchical parent id reaches only listeners that read parent ids (as in .NET).
+    let recorder = Recorder::new("prop.", ActivitySamplingResult::AllDataAndRecorded);
+    *recorder.by_parent_id.lock().unwrap() = Some(ActivitySamplingResult::AllDataAndRecorded);
+    let _reg = ActivitySource::add_activity_listener(recorder);
     let client = CLIENT
         .start_activity_with(
             "legacy call",
@@ -85,7 +88,7 @@ fn hierarchical_round_trip_uses_request_id_and_correlation_context() {
     DefaultPropagator.inject(Some(&client), &mut headers);
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["Request-Id", "Correlation-Context"]);
-    assert_eq!(headers[1].1, "k=v%201");
+    assert_eq!(headers[1].1, "k=v+1", "URL-encoded as .NET does");
 
     let (id, parent_id, trace_id, parent_span, baggage) = std::thread::spawn(move || {
         let s = serve(&headers, &DefaultPropagator);
@@ -251,4 +254,25 @@ fn header_map_carrier() {
     headers.append("baggage", "k2=v2".parse().unwrap());
     let got = DefaultPropagator.extract(&headers);
     assert_eq!(got.baggage.len(), 2);
+}
+
+/// As .NET's propagators: extracted baggage comes last member first, so that adding each item
+/// with `add_baggage` (which prepends) leaves the activity's baggage in header order; the
+/// legacy header decodes `+` as a space.
+#[test]
+fn extracted_baggage_is_in_dotnets_order() {
+    let _reg = listen();
+    for (name, value) in [
+        ("baggage", "a=1, b = 2,c=3"),
+        ("Correlation-Context", "a=1, b=two+words, c=3"),
+    ] {
+        let headers = vec![(name.to_owned(), value.to_owned())];
+        let got = DefaultPropagator.extract(&headers);
+        let keys: Vec<&str> = got.baggage.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["c", "b", "a"], "{name}");
+        let server = serve(&headers, &DefaultPropagator);
+        let applied: Vec<String> = server.baggage().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let b = if name == "baggage" { "b=2" } else { "b=two words" };
+        assert_eq!(applied, ["a=1", b, "c=3"], "{name}");
+    }
 }

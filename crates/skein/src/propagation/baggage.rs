@@ -154,33 +154,63 @@ pub fn parse_baggage(header: &str) -> Vec<BaggageMember> {
 /// that is not a token are skipped, and members that would pass 64 members or 8192 bytes are
 /// left out whole.
 pub fn format_baggage<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    format_list(items, |k| is_token(k).then(|| k.to_owned()))
+    format_list(items, ",", |k, v| {
+        is_token(k).then(|| format!("{k}={}", percent_encode(v)))
+    })
 }
 
+/// Joins `key=value` members with `separator` within the limits, counted on what is written:
+/// a member that would pass 64 members or 8192 bytes (separators included) is left out whole.
 fn format_list<'a>(
     items: impl IntoIterator<Item = (&'a str, &'a str)>,
-    key: impl Fn(&str) -> Option<String>,
+    separator: &str,
+    member: impl Fn(&str, &str) -> Option<String>,
 ) -> String {
     let mut out = String::new();
     let mut count = 0;
     for (k, v) in items {
-        let Some(k) = key(k) else { continue };
-        let member = format!("{k}={}", percent_encode(v));
-        let extra = member.len() + usize::from(!out.is_empty());
-        if count == BAGGAGE_MAX_MEMBERS || out.len() + extra > BAGGAGE_MAX_BYTES {
+        let Some(member) = member(k, v) else { continue };
+        let separator = if out.is_empty() { "" } else { separator };
+        if count == BAGGAGE_MAX_MEMBERS || out.len() + separator.len() + member.len() > BAGGAGE_MAX_BYTES {
             break;
         }
-        if !out.is_empty() {
-            out.push(',');
-        }
+        out.push_str(separator);
         out.push_str(&member);
         count += 1;
     }
     out
 }
 
-/// Parses a `Correlation-Context` header (`k=v,k2=v2`, percent-encoded), skipping invalid
-/// members and applying the same limits as W3C baggage.
+/// `WebUtility.UrlEncode`, which .NET uses for `Correlation-Context`: letters, digits and
+/// `-_.!*()` stand for themselves, a space is `+`, every other byte `%XX`.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'*' | b'(' | b')' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
+                out.push(char::from(b"0123456789ABCDEF"[(b & 0xf) as usize]));
+            }
+        }
+    }
+    out
+}
+
+/// `WebUtility.UrlDecode`: `+` is a space, `%XX` a byte; `None` if the bytes are not UTF-8
+/// or an escape is broken.
+fn url_decode(text: &str) -> Option<String> {
+    percent_decode(&text.replace('+', " "))
+}
+
+/// Parses a `Correlation-Context` header as .NET does: `key=value` members separated by
+/// commas, URL-encoded (`+` is a space), keys and values trimmed; a value ends at `;` (the
+/// properties after it are ignored); members without a key or with an empty value are
+/// skipped, as are undecodable ones; the W3C baggage limits apply. In header order.
 pub fn parse_correlation_context(header: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut used = 0usize;
@@ -194,19 +224,25 @@ pub fn parse_correlation_context(header: &str) -> Vec<(String, String)> {
             break;
         }
         let Some((k, v)) = raw.split_once('=') else { continue };
-        match (percent_decode(trim_ows(k)), percent_decode(trim_ows(v))) {
-            (Some(k), Some(v)) if !k.is_empty() => out.push((k, v)),
+        let v = v.split(';').next().unwrap_or_default();
+        match (url_decode(trim_ows(k)), url_decode(trim_ows(v))) {
+            (Some(k), Some(v)) => {
+                let (k, v) = (trim_ows(&k), trim_ows(&v));
+                if !k.is_empty() && !v.is_empty() {
+                    out.push((k.to_owned(), v.to_owned()));
+                }
+            }
             _ => {}
         }
     }
     out
 }
 
-/// Formats key/value pairs as a `Correlation-Context` header (keys percent-encoded too).
+/// Formats key/value pairs as a `Correlation-Context` header as .NET does: URL-encoded keys
+/// and values, members joined with `", "`, within the W3C baggage limits.
 pub fn format_correlation_context<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    // `=` is a plain baggage octet, but in a key it would end the key early.
-    format_list(items, |k| {
-        (!k.is_empty()).then(|| percent_encode(k).replace('=', "%3D"))
+    format_list(items, ", ", |k, v| {
+        (!k.is_empty()).then(|| format!("{}={}", url_encode(k), url_encode(v)))
     })
 }
 
@@ -251,14 +287,41 @@ mod tests {
 
     #[test]
     fn correlation_context() {
-        let header = format_correlation_context([("a b", "1,2"), ("c", "3")]);
+        let header = format_correlation_context([("a b", "1,2"), ("c", "3 + 4")]);
+        assert_eq!(
+            header, "a+b=1%2C2, c=3+%2B+4",
+            "as WebUtility.UrlEncode, joined with \", \""
+        );
         assert_eq!(
             parse_correlation_context(&header),
-            [("a b".into(), "1,2".into()), ("c".into(), "3".into())]
+            [("a b".into(), "1,2".into()), ("c".into(), "3 + 4".into())]
         );
         assert_eq!(
-            parse_correlation_context(" x = 1 , junk, =2"),
-            [("x".into(), "1".into())]
+            parse_correlation_context(" x = 1 , junk, =2, y=, z=%20v%20;p=1, w=a+b"),
+            [
+                ("x".into(), "1".into()),
+                ("z".into(), "v".into()),
+                ("w".into(), "a b".into())
+            ]
         );
+    }
+
+    #[test]
+    fn limits_count_the_separators_written() {
+        // Members of 133 bytes joined with ", ": 61 would fit with one-byte separators
+        // (8173 bytes), but only 60 fit with the two bytes written.
+        let value = "v".repeat(129);
+        let items: Vec<(String, String)> = (0..64).map(|i| (format!("k{i:02}"), value.clone())).collect();
+        let header = format_correlation_context(items.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert!(header.len() <= BAGGAGE_MAX_BYTES, "{}", header.len());
+        assert_eq!(parse_correlation_context(&header).len(), 60);
+    }
+
+    #[test]
+    fn w3c_baggage_accepts_whitespace_around_separators() {
+        let parsed = parse_baggage("a = 1 ,\tb=2 ; p = q ,c =3");
+        let pairs: Vec<_> = parsed.iter().map(|m| (m.key.as_str(), m.value.as_str())).collect();
+        assert_eq!(pairs, [("a", "1"), ("b", "2"), ("c", "3")]);
+        assert_eq!(parsed[1].properties[0].value.as_deref(), Some("q"));
     }
 }

@@ -150,7 +150,8 @@ pub struct ExtractedContext {
     pub parent_id: Option<String>,
     /// The W3C trace state that came with a `traceparent`.
     pub trace_state: Option<String>,
-    /// Baggage in header order.
+    /// Baggage in .NET's order: the last member of the header first (see
+    /// [`DistributedContextPropagator::extract_baggage`]).
     pub baggage: Vec<(String, String)>,
 }
 
@@ -167,9 +168,10 @@ impl ExtractedContext {
         }
     }
 
-    /// Adds the baggage to `activity` so that its `baggage()` lists it in header order.
+    /// Adds the baggage to `activity` so that its `baggage()` lists it in header order (each
+    /// `add_baggage` goes first, and the extracted list is last-first).
     pub fn apply_baggage(&self, activity: &Activity) {
-        for (k, v) in self.baggage.iter().rev() {
+        for (k, v) in &self.baggage {
             activity.add_baggage(k.clone(), v.clone());
         }
     }
@@ -186,7 +188,9 @@ pub trait DistributedContextPropagator: Send + Sync {
     /// Reads the parent id and trace state. Invalid headers yield `None`.
     fn extract_trace_id_and_state(&self, carrier: &dyn PropagatorGetter) -> (Option<String>, Option<String>);
 
-    /// Reads the baggage, in header order. Invalid members are skipped.
+    /// Reads the baggage. Invalid members are skipped. As .NET's propagators, the list is in
+    /// reverse header order, so that calling `add_baggage` (which prepends) for each item in
+    /// turn leaves an activity's baggage in header order.
     fn extract_baggage(&self, carrier: &dyn PropagatorGetter) -> Vec<(String, String)>;
 
     /// Reads everything at once.
@@ -227,12 +231,14 @@ fn extract_standard(carrier: &dyn PropagatorGetter) -> (Option<String>, Option<S
 }
 
 fn extract_standard_baggage(carrier: &dyn PropagatorGetter) -> Vec<(String, String)> {
-    if let Some(b) = joined(carrier, BAGGAGE) {
-        return parse_baggage(&b).into_iter().map(|m| (m.key, m.value)).collect();
-    }
-    joined(carrier, CORRELATION_CONTEXT)
-        .map(|c| parse_correlation_context(&c))
-        .unwrap_or_default()
+    let mut in_header_order = match joined(carrier, BAGGAGE) {
+        Some(b) => parse_baggage(&b).into_iter().map(|m| (m.key, m.value)).collect(),
+        None => joined(carrier, CORRELATION_CONTEXT)
+            .map(|c| parse_correlation_context(&c))
+            .unwrap_or_default(),
+    };
+    in_header_order.reverse();
+    in_header_order
 }
 
 fn inject_ids(
