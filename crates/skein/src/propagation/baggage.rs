@@ -225,14 +225,11 @@ pub fn parse_correlation_context(header: &str) -> Vec<(String, String)> {
         }
         let Some((k, v)) = raw.split_once('=') else { continue };
         let v = v.split(';').next().unwrap_or_default();
-        match (url_decode(trim_ows(k)), url_decode(trim_ows(v))) {
-            (Some(k), Some(v)) => {
-                let (k, v) = (trim_ows(&k), trim_ows(&v));
-                if !k.is_empty() && !v.is_empty() {
-                    out.push((k.to_owned(), v.to_owned()));
-                }
+        if let (Some(k), Some(v)) = (url_decode(trim_ows(k)), url_decode(trim_ows(v))) {
+            let (k, v) = (trim_ows(&k), trim_ows(&v));
+            if !k.is_empty() && !v.is_empty() {
+                out.push((k.to_owned(), v.to_owned()));
             }
-            _ => {}
         }
     }
     out
