@@ -137,12 +137,12 @@ impl DiagnosticListener {
         self.observers.load().iter().any(|o| o.is_enabled(name))
     }
 
-    /// Publishes `payload` as `name` to the subscribers that want it.
+    /// Publishes `payload` as `name` to every subscriber, newest first (as .NET). Whether a
+    /// subscriber wants `name` is the publisher's question before it builds a payload
+    /// ([`is_enabled_for`](Self::is_enabled_for)), not a filter on delivery.
     pub fn write(&self, name: &str, payload: &dyn Any) {
-        for observer in self.observers.load().iter() {
-            if observer.is_enabled(name) {
-                observer.on_next(name, payload);
-            }
+        for observer in self.observers.load().iter().rev() {
+            observer.on_next(name, payload);
         }
     }
 
@@ -183,8 +183,9 @@ impl DiagnosticListener {
     }
 }
 
-/// Calls `observer` with every existing publisher and every one created later, until the
-/// returned subscription is dropped (.NET `DiagnosticListener.AllListeners.Subscribe`).
+/// Calls `observer` with every existing publisher (newest first, as .NET replays them) and
+/// every one created later, until the returned subscription is dropped (.NET
+/// `DiagnosticListener.AllListeners.Subscribe`).
 pub fn subscribe_all_listeners(
     observer: impl Fn(&Arc<DiagnosticListener>) + Send + Sync + 'static,
 ) -> DiagnosticSubscription {
@@ -192,7 +193,7 @@ pub fn subscribe_all_listeners(
     let existing: Vec<Arc<DiagnosticListener>> = {
         let mut all = all();
         all.observers.push(observer.clone());
-        all.listeners.iter().filter_map(Weak::upgrade).collect()
+        all.listeners.iter().rev().filter_map(Weak::upgrade).collect()
     };
     for listener in &existing {
         observer(listener);
@@ -219,8 +220,9 @@ mod tests {
     }
 
     #[test]
-    fn replays_existing_publishers_and_filters_by_name() {
+    fn replays_existing_publishers_newest_first_and_writes_to_every_subscriber() {
         let early = DiagnosticListener::new("test.replay.early");
+        let middle = DiagnosticListener::new("test.replay.middle");
         let names = Arc::new(Names(Mutex::new(Vec::new()), "Op"));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (names2, seen2) = (names.clone(), seen.clone());
@@ -233,17 +235,19 @@ mod tests {
         let late = DiagnosticListener::new("test.replay.late");
         assert_eq!(
             seen.lock().unwrap().as_slice(),
-            ["test.replay.early", "test.replay.late"]
+            ["test.replay.middle", "test.replay.early", "test.replay.late"]
         );
         assert!(early.is_enabled_for("Op.Start") && !early.is_enabled_for("Other"));
         let a = late.start_activity(Activity::new("Op"), &());
+        // Not wanted by `is_enabled`, still delivered: the predicate is the publisher's.
         late.write("Other", &());
         late.stop_activity(&a, &());
-        assert_eq!(names.0.lock().unwrap().as_slice(), ["Op.Start", "Op.Stop"]);
+        assert_eq!(names.0.lock().unwrap().as_slice(), ["Op.Start", "Other", "Op.Stop"]);
         assert!(a.is_stopped());
         drop(all);
         let _after = DiagnosticListener::new("test.replay.after");
-        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        drop(middle);
     }
 
     #[test]
