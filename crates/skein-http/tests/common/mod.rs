@@ -18,6 +18,10 @@ impl ActivityListener for Recorder {
     fn sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         ActivitySamplingResult::AllDataAndRecorded
     }
+    /// Hierarchical `Request-Id` callers too (they reach only listeners that read parent ids).
+    fn sample_using_parent_id(&self, _: &ActivityCreationOptions<'_, &str>) -> Option<ActivitySamplingResult> {
+        Some(ActivitySamplingResult::AllDataAndRecorded)
+    }
     fn on_stopped(&self, activity: &Activity) {
         STOPPED.lock().unwrap().push(activity.clone());
     }
