@@ -1,58 +1,208 @@
-//! Cheap wall-clock timestamps: a TSC-backed monotonic clock anchored to the system clock
-//! once per process, so a timestamp costs a few nanoseconds instead of a system call. The
-//! hot path keeps the raw clock reading; the conversion to wall-clock time happens when the
-//! time is read (typically on an exporter's thread).
+//! Cheap wall-clock timestamps. The hot path keeps a raw reading of a fast monotonic clock
+//! and converts it to wall-clock time only when the time is read (typically on an exporter's
+//! thread).
+//!
+//! The clock is the CPU's time-stamp counter where it is trustworthy — x86_64 Linux with an
+//! invariant TSC that the kernel itself uses as its clock source (so it is synchronised
+//! across cores) — and `std::time::Instant` everywhere else (aarch64, macOS, Windows, virtual
+//! machines without the invariant flag, Miri), which is monotonic too. Nothing is calibrated
+//! at start-up: the TSC's rate is measured against `Instant` between the first reading and
+//! the first conversion (at least a millisecond apart), and refined with every re-anchoring.
+//! Conversion goes through an anchor — a (reading, wall-clock time) pair and the rate — taken
+//! again every second of readings, so wall time follows the system clock (NTP slewing and
+//! steps included) and rate errors cannot build up with uptime.
+//!
+//! The only `unsafe` here is the `RDTSC` instruction (through `core::arch`), which reads a
+//! counter and touches no memory.
 
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[cfg(not(miri))]
-use fastant::{Anchor, Instant};
+use arc_swap::ArcSwapOption;
 
-/// Under Miri (which cannot run the TSC calibration's CPUID) the clock is `std::time`.
-#[cfg(miri)]
-mod std_clock {
-    use std::time::{SystemTime, UNIX_EPOCH};
+const UNDECIDED: u8 = 0;
+/// Readings are TSC ticks.
+const TSC: u8 = 1;
+/// Readings are nanoseconds since [`ORIGIN`]'s `Instant`.
+const MONOTONIC: u8 = 2;
 
-    pub(super) struct Anchor {
-        instant: std::time::Instant,
-        unix_nanos: u64,
-    }
+static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 
-    impl Anchor {
-        pub(super) fn new() -> Self {
-            Anchor {
-                instant: std::time::Instant::now(),
-                unix_nanos: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64),
-            }
-        }
-    }
+/// The first reading of the process and the `Instant` taken with it: the long baseline the
+/// TSC's rate is measured over.
+struct Origin {
+    reading: u64,
+    instant: Instant,
+}
 
-    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-    pub(super) struct Instant(std::time::Instant);
+static ORIGIN: OnceLock<Origin> = OnceLock::new();
 
-    impl Instant {
-        pub(super) fn now() -> Self {
-            Instant(std::time::Instant::now())
-        }
+/// How readings convert to Unix time: `unix_nanos + (reading - reading_at) × nanos_per_tick`.
+struct Anchor {
+    reading: u64,
+    unix_nanos: u64,
+    nanos_per_tick: f64,
+    /// Readings later than this take a new anchor first (one second on).
+    refresh_after: u64,
+}
 
-        pub(super) fn as_unix_nanos(self, anchor: &Anchor) -> u64 {
-            match self.0.checked_duration_since(anchor.instant) {
-                Some(after) => anchor.unix_nanos + after.as_nanos() as u64,
-                None => anchor.unix_nanos - anchor.instant.duration_since(self.0).as_nanos() as u64,
-            }
-        }
+static ANCHOR: ArcSwapOption<Anchor> = ArcSwapOption::const_empty();
+/// Held while a new anchor is taken (others keep converting with the current one).
+static ANCHORING: Mutex<()> = Mutex::new(());
+
+/// A reading of the process's clock.
+#[inline]
+fn read() -> u64 {
+    // Acquire (a plain load on x86): the origin is set before the mode is published.
+    match MODE.load(Ordering::Acquire) {
+        TSC => rdtsc(),
+        MONOTONIC => monotonic_nanos(),
+        _ => first_read(),
     }
 }
-#[cfg(miri)]
-use std_clock::{Anchor, Instant};
 
-fn anchor() -> &'static Anchor {
-    static ANCHOR: OnceLock<Anchor> = OnceLock::new();
-    ANCHOR.get_or_init(Anchor::new)
+#[cold]
+fn first_read() -> u64 {
+    // Every thread that gets here decides the same; the origin is set before the mode is
+    // published, so a reading never exists without it.
+    let mode = if tsc_is_trustworthy() { TSC } else { MONOTONIC };
+    ORIGIN.get_or_init(|| Origin {
+        instant: Instant::now(),
+        reading: if mode == TSC { rdtsc() } else { 0 },
+    });
+    let _ = MODE.compare_exchange(UNDECIDED, mode, Ordering::AcqRel, Ordering::Acquire);
+    read()
+}
+
+fn monotonic_nanos() -> u64 {
+    let origin = ORIGIN.get().map_or_else(Instant::now, |o| o.instant);
+    origin.elapsed().as_nanos() as u64
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+#[inline]
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC exists on every x86_64 CPU; it reads the time-stamp counter and accesses
+    // no memory.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+#[inline]
+fn rdtsc() -> u64 {
+    monotonic_nanos() // never used: `tsc_is_trustworthy` is false here
+}
+
+/// An invariant TSC (CPUID 0x8000_0007, EDX bit 8) that the kernel uses as its clock source:
+/// Linux chooses `tsc` only after checking that the cores' counters agree.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+fn tsc_is_trustworthy() -> bool {
+    use std::arch::x86_64::__cpuid;
+    let invariant = __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0;
+    invariant
+        && std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .is_ok_and(|source| source.trim() == "tsc")
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+fn tsc_is_trustworthy() -> bool {
+    false
+}
+
+fn system_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A reading and `sample` taken at (nearly) the same moment: the sample between two readings,
+/// the pair with the smallest gap of a few tries (a preemption in between would skew it).
+fn paired<T>(sample: impl Fn() -> T) -> (u64, T) {
+    let mut best: Option<(u64, u64, T)> = None;
+    for _ in 0..5 {
+        let before = read();
+        let value = sample();
+        let after = read();
+        let gap = after.saturating_sub(before);
+        if best.as_ref().is_none_or(|(g, _, _)| gap < *g) {
+            best = Some((gap, before + gap / 2, value));
+        }
+    }
+    let (_, reading, value) = best.expect("five tries");
+    (reading, value)
+}
+
+/// The anchor for converting `reading`, taking a new one when `reading` is past the current
+/// one's second.
+fn anchor_for(reading: u64) -> Arc<Anchor> {
+    if let Some(anchor) = ANCHOR.load_full() {
+        if reading <= anchor.refresh_after {
+            return anchor;
+        }
+        // Someone else is taking one: the current anchor is good for a while longer.
+        let Ok(_taking) = ANCHORING.try_lock() else {
+            return anchor;
+        };
+        return take_anchor();
+    }
+    let _taking = ANCHORING.lock().unwrap_or_else(|e| e.into_inner());
+    match ANCHOR.load_full() {
+        Some(anchor) => anchor,
+        None => take_anchor(),
+    }
+}
+
+#[cold]
+fn take_anchor() -> Arc<Anchor> {
+    // Make sure the clock has been read once (the origin exists).
+    read();
+    let origin = ORIGIN.get().expect("set by the first reading");
+    let tsc = MODE.load(Ordering::Acquire) == TSC;
+    let nanos_per_tick = if tsc {
+        // The rate over everything since the first reading; at least a millisecond of it, so
+        // the first conversion right after start-up waits that long once.
+        let minimum = Duration::from_millis(1);
+        let waited = origin.instant.elapsed();
+        if waited < minimum {
+            std::thread::sleep(minimum - waited);
+        }
+        let (reading, instant) = paired(Instant::now);
+        let nanos = instant.duration_since(origin.instant).as_nanos() as f64;
+        nanos / reading.saturating_sub(origin.reading).max(1) as f64
+    } else {
+        1.0
+    };
+    let (reading, unix_nanos) = paired(system_unix_nanos);
+    let anchor = Arc::new(Anchor {
+        reading,
+        unix_nanos,
+        nanos_per_tick,
+        refresh_after: reading.saturating_add((1e9 / nanos_per_tick) as u64),
+    });
+    ANCHOR.store(Some(anchor.clone()));
+    anchor
+}
+
+fn reading_to_unix_nanos(reading: u64) -> u64 {
+    // The common case borrows the anchor (no reference count update: exporters convert
+    // several timestamps per activity).
+    {
+        let current = ANCHOR.load();
+        if let Some(anchor) = current.as_deref().filter(|a| reading <= a.refresh_after) {
+            return anchor.convert(reading);
+        }
+    }
+    anchor_for(reading).convert(reading)
+}
+
+impl Anchor {
+    fn convert(&self, reading: u64) -> u64 {
+        let ticks = reading as i128 - self.reading as i128;
+        let nanos = (ticks as f64 * self.nanos_per_tick) as i128;
+        (self.unix_nanos as i128 + nanos).clamp(1, u64::MAX as i128) as u64
+    }
 }
 
 /// A point in wall-clock time, as activities and events record it.
@@ -79,7 +229,7 @@ pub struct Timestamp(Repr);
 #[derive(Clone, Copy)]
 enum Repr {
     /// A reading of the process's monotonic clock.
-    Clock(Instant),
+    Clock(u64),
     /// Nanoseconds since the Unix epoch (0: not set).
     Unix(u64),
 }
@@ -91,7 +241,7 @@ impl Timestamp {
     /// Now.
     #[inline]
     pub fn now() -> Timestamp {
-        Timestamp(Repr::Clock(Instant::now()))
+        Timestamp(Repr::Clock(read()))
     }
 
     /// The time `nanos` nanoseconds after the Unix epoch.
@@ -103,7 +253,7 @@ impl Timestamp {
     #[inline]
     pub fn unix_nanos(self) -> u64 {
         match self.0 {
-            Repr::Clock(instant) => instant.as_unix_nanos(anchor()),
+            Repr::Clock(reading) => reading_to_unix_nanos(reading),
             Repr::Unix(nanos) => nanos,
         }
     }
@@ -183,8 +333,53 @@ impl fmt::Debug for Timestamp {
 
 #[cfg(test)]
 mod tests {
-    use super::Timestamp;
+    use super::*;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn readings_are_monotonic_on_every_thread() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let mut last = Timestamp::now();
+                    for _ in 0..if cfg!(miri) { 50 } else { 100_000 } {
+                        let now = Timestamp::now();
+                        assert!(matches!((last.0, now.0), (Repr::Clock(a), Repr::Clock(b)) if b >= a));
+                        last = now;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// Conversions re-anchor once a reading is a second past the anchor, so the wall time
+    /// follows the system clock and the rate is measured again over a longer baseline.
+    #[test]
+    fn a_reading_a_second_past_the_anchor_takes_a_new_one() {
+        let first = anchor_for(read());
+        assert!(
+            anchor_for(first.refresh_after).reading == first.reading,
+            "still within its second"
+        );
+        // Another test's conversion may be taking one at this moment: then the current one
+        // is used, and the next conversion takes the new one.
+        let later = (0..1000)
+            .map(|_| anchor_for(first.refresh_after + 1))
+            .find(|a| !Arc::ptr_eq(&first, a))
+            .expect("a new anchor");
+        assert!(later.reading >= first.reading);
+        // Its own second starts from when it was taken.
+        assert!(later.refresh_after > later.reading);
+        if MODE.load(Ordering::Acquire) == MONOTONIC {
+            assert_eq!(later.nanos_per_tick, 1.0, "monotonic readings are nanoseconds");
+        } else {
+            // A TSC runs at 0.1 to 10 GHz.
+            assert!((0.1..10.0).contains(&later.nanos_per_tick), "{}", later.nanos_per_tick);
+        }
+    }
 
     #[test]
     fn close_to_system_time() {
