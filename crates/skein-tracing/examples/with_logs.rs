@@ -8,7 +8,7 @@
 
 use skein::{ActivityKind, ActivitySource, FutureExt};
 use skein_export::{ConsoleExporter, ConsoleFormat, ExportPipeline};
-use skein_tracing::{SkeinLayer, TracedPool, WithTraceIds};
+use skein_tracing::{TracedPool, WithTraceIds};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::registry()
         // sqlx also logs each query at DEBUG; the activities say it better.
         .with(Targets::new().with_default(tracing::Level::INFO))
-        .with(SkeinLayer::new())
+        .with(skein_tracing::layer())
         .with(tracing_subscriber::fmt::layer().event_format(WithTraceIds::new(tracing_subscriber::fmt::format())))
         .init();
 

@@ -18,7 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 /// use tracing_subscriber::layer::SubscriberExt;
 /// let format = skein_tracing::WithTraceIds::new(tracing_subscriber::fmt::format());
 /// let subscriber = tracing_subscriber::registry()
-///     .with(skein_tracing::SkeinLayer::new())
+///     .with(skein_tracing::layer())
 ///     .with(tracing_subscriber::fmt::layer().event_format(format));
 /// # drop(subscriber);
 /// ```

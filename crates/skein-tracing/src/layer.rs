@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use skein::{
     Activity, ActivityEvent, ActivityKind, ActivityLink, ActivityParent, ActivitySource, ActivityStartOptions,
@@ -14,7 +14,8 @@ use tracing_core::callsite::Identifier;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Interest, Metadata, Subscriber};
-use tracing_subscriber::layer::Context;
+use tracing_subscriber::filter::Filtered;
+use tracing_subscriber::layer::{Context, Filter, Layer as _};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 /// A [`tracing_subscriber::Layer`] that turns `tracing` spans into Skein activities.
@@ -41,7 +42,91 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 /// ```
 #[derive(Default)]
 pub struct SkeinLayer {
-    sources: RwLock<HashMap<Identifier, &'static ActivitySource>>,
+    sources: Arc<SourceCache>,
+}
+
+/// The source of each span callsite, looked up once.
+#[derive(Default)]
+struct SourceCache(RwLock<HashMap<Identifier, &'static ActivitySource>>);
+
+impl SourceCache {
+    fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {
+        let id = metadata.callsite();
+        if let Some(source) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return source;
+        }
+        let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
+        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(id, source);
+        source
+    }
+}
+
+/// A per-layer filter for [`SkeinLayer`]: spans of targets a listener wants and events inside
+/// an activity. Interest in a span callsite follows the listeners (`tracing`'s interest cache
+/// is rebuilt whenever a listener is added or removed), so where no other layer wants the
+/// span, `tracing` does not even create it and a target nobody listens to costs almost
+/// nothing; other layers (`fmt`) still see everything they enable.
+/// [`skein_tracing::layer()`](crate::layer()) installs the layer with it.
+#[derive(Clone, Default)]
+pub struct ListenedTargets {
+    sources: Arc<SourceCache>,
+}
+
+impl<S> Filter<S> for ListenedTargets
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if !metadata.is_span() {
+            return Interest::sometimes(); // events: decided by where they happen
+        }
+        // Asked again when listeners change (see `layer()`).
+        if self.sources.source(metadata).has_listeners() {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        if !metadata.is_span() {
+            return true; // events: `event_enabled` looks at where they happen
+        }
+        self.sources.source(metadata).has_listeners()
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
+        match event.parent() {
+            Some(parent) => nearest_activity(cx.span(parent)).is_some(),
+            None if event.is_root() => false,
+            None => Activity::current().is_some(),
+        }
+    }
+}
+
+/// [`SkeinLayer`] with its [`ListenedTargets`] filter: what to add to a
+/// `tracing_subscriber::registry()`.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let subscriber = tracing_subscriber::registry().with(skein_tracing::layer());
+/// tracing::subscriber::with_default(subscriber, || {
+///     // Nobody listens to this target: `tracing` does not create the span at all.
+///     let span = tracing::info_span!(target: "nobody_listens", "checkout");
+///     assert!(span.is_disabled());
+/// });
+/// ```
+pub fn layer<S>() -> Filtered<SkeinLayer, ListenedTargets, S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    static REBUILD_ON_CHANGE: std::sync::Once = std::sync::Once::new();
+    REBUILD_ON_CHANGE.call_once(|| skein::on_listeners_changed(tracing_core::callsite::rebuild_interest_cache));
+    let layer = SkeinLayer::new();
+    let filter = ListenedTargets {
+        sources: layer.sources.clone(),
+    };
+    layer.with_filter(filter)
 }
 
 /// The activity of a span, kept in the span's extensions.
@@ -58,17 +143,8 @@ impl SkeinLayer {
         SkeinLayer::default()
     }
 
-    fn source(&self, metadata: &'static Metadata<'static>) -> &'static ActivitySource {
-        let id = metadata.callsite();
-        if let Some(source) = self.sources.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return source;
-        }
-        let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
-        self.sources
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, source);
-        source
+    fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {
+        self.sources.source(metadata)
     }
 }
 

@@ -12,7 +12,7 @@
 //! use tracing_subscriber::util::SubscriberInitExt;
 //!
 //! tracing_subscriber::registry()
-//!     .with(skein_tracing::SkeinLayer::new())
+//!     .with(skein_tracing::layer())
 //!     .with(tracing_subscriber::fmt::layer().event_format(skein_tracing::WithTraceIds::new(
 //!         tracing_subscriber::fmt::format(),
 //!     )))
@@ -25,6 +25,6 @@ mod layer;
 mod sqlx;
 
 pub use fmt::WithTraceIds;
-pub use layer::SkeinLayer;
+pub use layer::{layer, ListenedTargets, SkeinLayer};
 #[cfg(feature = "sqlx")]
 pub use sqlx::{TracedPool, SQLX};

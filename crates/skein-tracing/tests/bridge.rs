@@ -97,7 +97,7 @@ async fn tracing_spans_skein_activities_and_queries_make_one_trace() {
     let text = Captured::default();
     let json = Captured::default();
     let subscriber = tracing_subscriber::registry()
-        .with(skein_tracing::SkeinLayer::new())
+        .with(skein_tracing::layer())
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)

@@ -84,8 +84,8 @@ pub use id::{set_trace_id_generator, ActivityTraceFlags, ParseError, SpanId, Tra
 pub use listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
 pub use sampler::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 pub use source::{
-    suppress_instrumentation, ActivityParent, ActivitySource, ActivityStartOptions, ListenerRegistration,
-    SuppressedInstrumentation,
+    on_listeners_changed, suppress_instrumentation, ActivityParent, ActivitySource, ActivityStartOptions,
+    ListenerRegistration, SuppressedInstrumentation,
 };
 pub use tag::{IntoTagValue, Tag, TagValue};
 pub use trace_state::TraceState;

@@ -265,12 +265,36 @@ impl ListenerRegistration {
 impl Drop for ListenerRegistration {
     fn drop(&mut self) {
         if let Some(listener) = self.listener.take() {
-            let mut reg = registry();
-            reg.listeners.retain(|l| !Arc::ptr_eq(l, &listener));
-            for source in &reg.sources {
-                source.update_listeners(|set| set.retain(|l| !l.is(&listener)));
+            {
+                let mut reg = registry();
+                reg.listeners.retain(|l| !Arc::ptr_eq(l, &listener));
+                for source in &reg.sources {
+                    source.update_listeners(|set| set.retain(|l| !l.is(&listener)));
+                }
             }
+            notify_listeners_changed();
         }
+    }
+}
+
+type ChangeCallback = Arc<dyn Fn() + Send + Sync>;
+
+static ON_LISTENERS_CHANGED: Mutex<Vec<ChangeCallback>> = Mutex::new(Vec::new());
+
+/// Calls `callback` after every listener is added or removed (with no lock of the crate
+/// held), for the rest of the process: for bridges that cache which sources anyone listens
+/// to, such as `skein-tracing`'s per-callsite interest in `tracing`.
+pub fn on_listeners_changed(callback: impl Fn() + Send + Sync + 'static) {
+    ON_LISTENERS_CHANGED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::new(callback));
+}
+
+fn notify_listeners_changed() {
+    let callbacks = ON_LISTENERS_CHANGED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for callback in callbacks {
+        callback();
     }
 }
 
@@ -376,6 +400,7 @@ impl ActivitySource {
                 source.update_listeners(|set| set.push(Attached::new(listener.clone())));
             }
         }
+        notify_listeners_changed();
         ListenerRegistration {
             listener: Some(listener),
         }
