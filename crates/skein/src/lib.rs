@@ -51,6 +51,13 @@
 //!   downstream to record a trace that has a hole here.
 //! - **Activities end when dropped**: dropping a started activity stops it (Rust has no
 //!   finalisers to rely on, and a forgotten `Stop` in .NET leaks the activity as current).
+//! - **The current activity follows futures that ask for it**: .NET's `AsyncLocal` flows
+//!   `Activity.Current` into every continuation by itself; Rust has no execution context to
+//!   carry it, so async code wraps futures ([`FutureExt::with_current`],
+//!   [`FutureExt::in_activity`]) and threads take it along ([`with_current`]).
+//! - **Baggage travels in the W3C `baggage` header for W3C activities** (`Correlation-Context`
+//!   only for hierarchical ones), as .NET 10's default propagator does; .NET's older
+//!   `LegacyPropagator` sent `Correlation-Context` for both.
 //! - **Listener callbacks may re-enter**: `should_listen_to`, samplers and notifications run
 //!   with no lock of the crate held, so they may start activities, create sources and add or
 //!   remove listeners.
