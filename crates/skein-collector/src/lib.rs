@@ -119,6 +119,9 @@ impl std::fmt::Display for CollectorError {
 
 impl std::error::Error for CollectorError {}
 
+/// How long the servers may take to finish their requests when the collector stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
 /// A running collector.
 pub struct Collector {
     store: Arc<Store>,
@@ -283,11 +286,17 @@ impl Collector {
     }
 
     /// Stops accepting, finishes what was accepted (every acknowledged span is committed) and
-    /// closes the store.
+    /// closes the store, within about two seconds: connections still open when the servers'
+    /// grace period ends (idle keep-alive connections, live feeds, slow clients) are closed.
+    /// Requests cut off that way were not acknowledged; what they queued is still committed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
         }
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
