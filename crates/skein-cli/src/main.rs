@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use skein_collector::receiver::Limits;
+use skein_collector::serve::ConnectionLimits;
 use skein_collector::{Collector, CollectorConfig};
 
 #[derive(Parser)]
@@ -82,6 +83,12 @@ struct DashboardArgs {
     /// Most data waiting for the --forward upstream while it is down; the oldest goes first.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     forward_buffer: u64,
+    /// Most open connections per listener; beyond, new ones are closed at once.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// A connection must send a request's head within this (idle ones are closed after it).
+    #[arg(long, default_value = "10s", value_parser = parse_age)]
+    header_timeout: Duration,
 }
 
 /// `7d`, `12h`, `30m`, `45s`.
@@ -146,6 +153,11 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
         allow_unauthenticated_public: args.allow_public,
         forward: args.forward,
         forward_buffer_bytes: args.forward_buffer,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_timeout,
+            ..ConnectionLimits::default()
+        },
         ..CollectorConfig::default()
     };
     let progress = |line: &str| eprintln!("skein: {line}");
@@ -192,6 +204,9 @@ pub(crate) async fn wait_for_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every connection is a file descriptor: the soft limit (often 1024) goes up to the hard
+    // one, so that the connection caps, not the process, decide how many clients are served.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

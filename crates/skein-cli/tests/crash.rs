@@ -149,3 +149,23 @@ async fn every_acknowledged_span_survives_sigkill() {
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
 }
+
+/// Issue: every connection is a file descriptor, and the default soft limit (1024) let 1,100
+/// idle connections exhaust them. `skein dashboard` raises its soft limit to the hard one.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    // The child inherits a soft limit below the hard one, as on most systems.
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(1024.min(hard), hard).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut dashboard = start(dir.path());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", dashboard.child.id())).unwrap();
+    let _ = dashboard.child.kill();
+    let _ = dashboard.child.wait();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Linux process's limits");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft limit = hard limit: {open_files}");
+}

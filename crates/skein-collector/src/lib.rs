@@ -24,6 +24,7 @@ mod logs;
 pub mod model;
 pub mod receiver;
 mod secret;
+pub mod serve;
 pub mod store;
 mod trace_index;
 pub mod ui;
@@ -70,6 +71,8 @@ pub struct CollectorConfig {
     pub forward: Option<String>,
     /// Most bytes waiting for the upstream; beyond, the oldest requests are dropped.
     pub forward_buffer_bytes: u64,
+    /// Connection caps and timeouts of every listener.
+    pub connections: serve::ConnectionLimits,
 }
 
 impl Default for CollectorConfig {
@@ -89,6 +92,7 @@ impl Default for CollectorConfig {
             retention_interval: Duration::from_secs(60),
             forward: None,
             forward_buffer_bytes: 256 << 20,
+            connections: serve::ConnectionLimits::default(),
         }
     }
 }
@@ -208,19 +212,25 @@ impl Collector {
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let http = receiver::http_router(receiver.clone());
+        let limits = config.connections.clone();
+        let http = receiver::http_router(receiver.clone(), limits.request_timeout);
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
+            let limits = limits.clone();
             async move {
-                let _ = axum::serve(http_listener, http).with_graceful_shutdown(stop).await;
+                serve::serve(serve::Gate::new(http_listener, &limits), http, &limits, stop).await;
             }
         }));
         let grpc = receiver::grpc_routes(receiver);
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
+            let limits = limits.clone();
             async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                let incoming = serve::Gate::new(grpc_listener, &limits).incoming();
                 let _ = tonic::transport::Server::builder()
+                    .timeout(limits.request_timeout)
+                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(20)))
                     .layer(tower::util::MapResponseLayer::new(
                         receiver::oversized_is_resource_exhausted,
                     ))
@@ -233,7 +243,7 @@ impl Collector {
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             async move {
-                let _ = axum::serve(ui_listener, ui_router).with_graceful_shutdown(stop).await;
+                serve::serve(serve::Gate::new(ui_listener, &limits), ui_router, &limits, stop).await;
             }
         }));
         tasks.push(tokio::spawn({

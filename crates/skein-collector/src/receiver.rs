@@ -561,13 +561,27 @@ async fn http_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: B
     .await
 }
 
-/// The OTLP/HTTP routes.
-pub fn http_router(receiver: Receiver) -> Router {
+/// The OTLP/HTTP routes; a request (its body included) must be received and answered within
+/// `request_timeout` (a client sending a byte a minute is cut off).
+pub fn http_router(receiver: Receiver, request_timeout: Duration) -> Router {
     let limit = receiver.limits.max_body_bytes;
     Router::new()
         .route("/v1/traces", post(http_traces))
         .route("/v1/logs", post(http_logs))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => status_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        4,
+                        format!("the request took longer than {request_timeout:?}"),
+                        Format::Json,
+                    ),
+                }
+            },
+        ))
         .with_state(receiver)
 }
 
