@@ -147,10 +147,13 @@ pub fn parse_time(text: &str) -> Option<u64> {
     let mp = (month + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 - offset_secs;
-    let nanos = secs as f64 * 1e9 + seconds * 1e9;
-    (nanos >= 0.0).then_some(nanos as u64)
+    let days = era.checked_mul(146_097)?.checked_add(doe - 719_468)?;
+    let secs = days
+        .checked_mul(86_400)?
+        .checked_add(hour * 3600 + minute * 60 - offset_secs)?;
+    // Whole seconds and the fraction apart: f64 would round away the nanoseconds.
+    let whole = u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?;
+    whole.checked_add((seconds * 1e9) as u64)
 }
 
 /// A time parameter (see [`parse_time`]), if given.

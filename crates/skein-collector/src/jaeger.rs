@@ -192,8 +192,9 @@ fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
         api::first(params, key)
             .map(|v| {
                 v.parse::<u64>()
-                    .map(|us| us * 1000)
-                    .map_err(|_| api::bad(format!("{key}: {v:?} is not microseconds")))
+                    .ok()
+                    .and_then(|us| us.checked_mul(1000))
+                    .ok_or_else(|| api::bad(format!("{key}: {v:?} is not microseconds since 1970 before 2554")))
             })
             .transpose()
     };
@@ -260,17 +261,39 @@ async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Response {
     }
 }
 
+/// Jaeger's `/api/dependencies`: `endTs` and `lookback` in milliseconds (the last 24 hours by
+/// default, as Jaeger), and `service` to keep the edges touching one service.
 async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    const DAY_MS: u64 = 24 * 3_600_000;
     let params = api::parameters(&raw);
-    let end_ms = api::first(&params, "endTs").and_then(|v| v.parse::<u64>().ok());
-    let end = end_ms.map_or_else(api::now_nanos, |ms| ms * 1_000_000);
-    let lookback = api::first(&params, "lookback")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(3_600_000_000_000, |ms| ms * 1_000_000);
+    let millis = |key: &str| -> Result<Option<u64>, Response> {
+        api::first(&params, key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .and_then(|ms| ms.checked_mul(1_000_000))
+                    .ok_or_else(|| {
+                        jaeger_error(
+                            StatusCode::BAD_REQUEST,
+                            format!("{key}: {v:?} is not milliseconds since 1970 before 2554"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let (end, lookback) = match (millis("endTs"), millis("lookback")) {
+        (Ok(end), Ok(lookback)) => (
+            end.unwrap_or_else(api::now_nanos),
+            lookback.unwrap_or(DAY_MS * 1_000_000),
+        ),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let service = api::first(&params, "service").map(str::to_owned);
     match api::blocking(&api.store, move |s| s.dependencies(end.saturating_sub(lookback), end)).await {
         Ok(edges) => envelope(Value::Array(
             edges
                 .into_iter()
+                .filter(|e| service.as_ref().is_none_or(|s| *s == e.parent || *s == e.child))
                 .map(|e| json!({ "parent": e.parent, "child": e.child, "callCount": e.calls }))
                 .collect(),
         )),

@@ -481,9 +481,57 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(body: &[u8], forma
             T::decode(body).map_err(|e| Refusal::BadRequest(format!("the protobuf body does not decode: {e}")))
         }
         Format::Json => {
-            serde_json::from_slice(body).map_err(|e| Refusal::BadRequest(format!("the JSON body is not OTLP: {e}")))
+            // serde_json stops at 128 levels, which OTLP JSON reaches with attribute values
+            // nested about 30 deep, though protobuf takes them (it allows 100 nested
+            // messages, about 4 JSON levels each). The depth is checked here instead, and the
+            // decoder's stack grows with it.
+            let depth = json_depth(body);
+            if depth > MAX_JSON_DEPTH {
+                return Err(Refusal::BadRequest(format!(
+                    "the JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}"
+                )));
+            }
+            let mut json = serde_json::Deserializer::from_slice(body);
+            json.disable_recursion_limit();
+            let value = T::deserialize(serde_stacker::Deserializer::new(&mut json))
+                .and_then(|value| json.end().map(|()| value));
+            value.map_err(|e| Refusal::BadRequest(format!("the JSON body is not OTLP: {e}")))
         }
     }
+}
+
+/// Deepest JSON nesting accepted: what protobuf's limit of 100 nested messages allows, with room.
+const MAX_JSON_DEPTH: usize = 512;
+
+/// How deep `[` and `{` nest in `body` (outside strings), counting no further than one past
+/// the limit.
+fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > MAX_JSON_DEPTH {
+                    break;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn encode<T: Message + serde::Serialize>(message: &T, format: Format) -> Response {

@@ -80,9 +80,12 @@ where
         if !metadata.is_span() {
             return Interest::sometimes(); // events: decided by where they happen
         }
-        // Asked again when listeners change (see `layer()`).
+        // Asked again when listeners change (see `layer()`). "Sometimes", not "always", for
+        // a listened target: with "always" `tracing` skips `enabled`, and tracing-subscriber
+        // then decides from whatever filter call came before (tracing-log's `log_enabled!`
+        // checks, for one), dropping spans this layer wants (tokio-rs/tracing#2519).
         if self.sources.source(metadata).has_listeners() {
-            Interest::always()
+            Interest::sometimes()
         } else {
             Interest::never()
         }
