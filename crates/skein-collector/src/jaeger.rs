@@ -266,18 +266,13 @@ async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Response {
 async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
     const DAY_MS: u64 = 24 * 3_600_000;
     let params = api::parameters(&raw);
-    let millis = |key: &str| -> Result<Option<u64>, Response> {
+    let millis = |key: &str| -> Result<Option<u64>, String> {
         api::first(&params, key)
             .map(|v| {
                 v.parse::<u64>()
                     .ok()
                     .and_then(|ms| ms.checked_mul(1_000_000))
-                    .ok_or_else(|| {
-                        jaeger_error(
-                            StatusCode::BAD_REQUEST,
-                            format!("{key}: {v:?} is not milliseconds since 1970 before 2554"),
-                        )
-                    })
+                    .ok_or_else(|| format!("{key}: {v:?} is not milliseconds since 1970 before 2554"))
             })
             .transpose()
     };
@@ -286,7 +281,7 @@ async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Respon
             end.unwrap_or_else(api::now_nanos),
             lookback.unwrap_or(DAY_MS * 1_000_000),
         ),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return jaeger_error(StatusCode::BAD_REQUEST, e),
     };
     let service = api::first(&params, "service").map(str::to_owned);
     match api::blocking(&api.store, move |s| s.dependencies(end.saturating_sub(lookback), end)).await {
