@@ -68,6 +68,9 @@ struct DashboardArgs {
     /// Spans of one trace beyond this many are rejected.
     #[arg(long, default_value_t = 100_000)]
     max_spans_per_trace: u32,
+    /// Longer log bodies are cut to this size.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    max_log_body: u64,
     /// Require this key on OTLP ingest (`Authorization: Bearer <key>` or `x-api-key`).
     #[arg(long, env = "SKEIN_API_KEY")]
     api_key: Option<String>,
@@ -147,6 +150,7 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
             max_spans_per_request: args.max_spans_per_request,
             max_attribute_bytes: args.max_attribute_length,
             max_spans_per_trace: args.max_spans_per_trace,
+            max_log_body_bytes: usize::try_from(args.max_log_body).unwrap_or(usize::MAX),
         },
         api_key: args.api_key,
         query_token: args.query_token,

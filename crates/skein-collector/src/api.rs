@@ -309,11 +309,17 @@ async fn logs(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Respons
     }
     query.start_min = time_param(&params, "start")?;
     query.start_max = time_param(&params, "end")?;
-    if let Some(limit) = limit_param(&params, "limit", 10_000)? {
+    if let Some(limit) = limit_param(&params, "limit", 1_000)? {
         query.limit = limit;
     }
-    let records = blocking(&api.store, move |s| s.logs(&query)).await?;
-    Ok(Json(json!({ "logs": records })).into_response())
+    if let Some(v) = first(&params, "before") {
+        query.before = Some(
+            v.parse()
+                .map_err(|()| bad(format!("before: {v:?} is not a page cursor")))?,
+        );
+    }
+    let page = blocking(&api.store, move |s| s.logs(&query)).await?;
+    Ok(Json(json!({ "logs": page.records, "next": page.next.map(|c| c.to_string()) })).into_response())
 }
 
 /// OTLP severity numbers by level name (the lowest number of each range), or a number.

@@ -2,7 +2,7 @@
 //! are one index lookup away.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, LogsData, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -21,6 +21,14 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, request: &ExportLogsService
         let service = model::service_name(rl.resource.as_ref());
         for sl in &rl.scope_logs {
             for record in &sl.log_records {
+                let text = model::any_value_text(record.body.as_ref());
+                // A string body is kept once, in the searchable column; the stored record
+                // goes without it (see `restore_body`).
+                let mut record = record.clone();
+                if matches!(&record.body, Some(AnyValue { value: Some(any_value::Value::StringValue(s)) }) if !s.is_empty())
+                {
+                    record.body = None;
+                }
                 // Each row holds its record with resource and scope, so it reads back whole.
                 let one = LogsData {
                     resource_logs: vec![ResourceLogs {
@@ -46,7 +54,7 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, request: &ExportLogsService
                     span_id,
                     service,
                     record.severity_number,
-                    model::any_value_text(record.body.as_ref()),
+                    text,
                     one.encode_to_vec(),
                 ])?;
                 count += 1;
@@ -54,6 +62,15 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, request: &ExportLogsService
         }
     }
     Ok(count)
+}
+
+/// Puts back a string body that `insert` kept only in the `body` column.
+pub(crate) fn restore_body(record: &mut LogRecord, column: &str) {
+    if record.body.is_none() && !column.is_empty() {
+        record.body = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(column.to_owned())),
+        });
+    }
 }
 
 /// A record for the API.

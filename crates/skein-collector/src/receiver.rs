@@ -38,6 +38,8 @@ pub struct Limits {
     pub max_attribute_bytes: usize,
     /// Spans of one trace beyond this are rejected (a runaway loop should not fill the disk).
     pub max_spans_per_trace: u32,
+    /// Longer log bodies (their strings, at any depth) are cut to this many bytes.
+    pub max_log_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             max_spans_per_request: 100_000,
             max_attribute_bytes: 16 << 10,
             max_spans_per_trace: 100_000,
+            max_log_body_bytes: 64 << 10,
         }
     }
 }
@@ -223,17 +226,46 @@ fn truncate_values(attributes: &mut [KeyValue], max: usize) -> usize {
             value: Some(any_value::Value::StringValue(s)),
         }) = kv.value.as_mut()
         {
-            if s.len() > max {
-                let mut end = max;
-                while !s.is_char_boundary(end) {
-                    end -= 1;
-                }
-                s.truncate(end);
-                cut += 1;
-            }
+            cut += usize::from(truncate_string(s, max));
         }
     }
     cut
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary; true if it was longer.
+fn truncate_string(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
+}
+
+/// Cuts every string and byte string of `value`, at any depth, to `max` bytes; true if any was
+/// longer.
+fn truncate_any_value(value: &mut AnyValue, max: usize) -> bool {
+    match value.value.as_mut() {
+        Some(any_value::Value::StringValue(s)) => truncate_string(s, max),
+        Some(any_value::Value::BytesValue(b)) => {
+            let longer = b.len() > max;
+            b.truncate(max);
+            longer
+        }
+        Some(any_value::Value::ArrayValue(array)) => array
+            .values
+            .iter_mut()
+            .fold(false, |cut, v| truncate_any_value(v, max) | cut),
+        Some(any_value::Value::KvlistValue(list)) => list
+            .values
+            .iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .fold(false, |cut, v| truncate_any_value(v, max) | cut),
+        _ => false,
+    }
 }
 
 /// Refuses a request with more items (spans or log records) than one request may carry.
@@ -317,7 +349,11 @@ pub fn validate_logs(
         .sum();
     within_request_limit(total, "log records", limits)?;
     let mut rejected = 0i64;
+    let (mut attributes_cut, mut bodies_cut) = (0usize, 0usize);
     for rl in &mut request.resource_logs {
+        if let Some(resource) = rl.resource.as_mut() {
+            attributes_cut += truncate_values(&mut resource.attributes, limits.max_attribute_bytes);
+        }
         for sl in &mut rl.scope_logs {
             let before = sl.log_records.len();
             sl.log_records.retain(|r| {
@@ -325,15 +361,35 @@ pub fn validate_logs(
             });
             rejected += (before - sl.log_records.len()) as i64;
             for record in &mut sl.log_records {
-                truncate_values(&mut record.attributes, limits.max_attribute_bytes);
+                attributes_cut += truncate_values(&mut record.attributes, limits.max_attribute_bytes);
+                if let Some(body) = record.body.as_mut() {
+                    bodies_cut += usize::from(truncate_any_value(body, limits.max_log_body_bytes));
+                }
             }
         }
     }
-    let message = if rejected > 0 {
-        format!("{rejected} log records rejected: malformed trace or span ids")
-    } else {
-        String::new()
-    };
+    let mut message = String::new();
+    if rejected > 0 {
+        add_note(
+            &mut message,
+            &format!("{rejected} log records rejected: malformed trace or span ids"),
+        );
+    }
+    if attributes_cut > 0 {
+        add_note(
+            &mut message,
+            &format!(
+                "{attributes_cut} attribute values cut to {} bytes",
+                limits.max_attribute_bytes
+            ),
+        );
+    }
+    if bodies_cut > 0 {
+        add_note(
+            &mut message,
+            &format!("{bodies_cut} log bodies cut to {} bytes", limits.max_log_body_bytes),
+        );
+    }
     Ok(Validated {
         request,
         rejected,

@@ -474,7 +474,8 @@ impl Store {
                     limit: 1000,
                     ..Default::default()
                 },
-            )?;
+            )?
+            .records;
             Ok(Some(TraceView {
                 trace_id: model::hex(trace_id),
                 spans,
@@ -718,8 +719,8 @@ impl Store {
         })
     }
 
-    /// Log records, newest first.
-    pub fn logs(&self, query: &LogQuery) -> Result<Vec<LogView>, StoreError> {
+    /// A page of log records, newest first.
+    pub fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         self.read(|c| query_logs(c, query))
     }
 }
@@ -1039,42 +1040,97 @@ pub struct LogQuery {
     pub start_min: Option<u64>,
     pub start_max: Option<u64>,
     pub limit: usize,
+    /// Only records older than this one (a page's `next`).
+    pub before: Option<LogCursor>,
 }
 
-fn query_logs(c: &Connection, q: &LogQuery) -> Result<Vec<LogView>, StoreError> {
+/// Where a page of log records ended: the time and row of its last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogCursor {
+    pub time: i64,
+    pub row: i64,
+}
+
+impl std::fmt::Display for LogCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.time, self.row)
+    }
+}
+
+impl std::str::FromStr for LogCursor {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (time, row) = text.split_once('-').ok_or(())?;
+        Ok(LogCursor {
+            time: time.parse().map_err(|_| ())?,
+            row: row.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// One page of log records, newest first, and where the next one starts (if there is more).
+#[derive(Debug, Default)]
+pub struct LogPage {
+    pub records: Vec<LogView>,
+    pub next: Option<LogCursor>,
+}
+
+/// The stored bytes one page of log records may hold at most, whatever its `limit`: the API
+/// answer (and the memory it takes) stays bounded even for records near the size limits.
+const LOG_PAGE_BYTES: usize = 8 << 20;
+
+fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
     let mut statement = c.prepare_cached(
-        "SELECT record FROM logs
+        "SELECT record, body, time, id FROM logs
          WHERE (?1 IS NULL OR trace_id = ?1) AND (?2 IS NULL OR service = ?2) AND (?3 IS NULL OR severity >= ?3)
            AND (?4 IS NULL OR instr(lower(body), lower(?4)) > 0) AND (?5 IS NULL OR time >= ?5)
            AND (?6 IS NULL OR time <= ?6)
-         ORDER BY time DESC LIMIT ?7",
+           AND (?8 IS NULL OR time < ?8 OR (time = ?8 AND id < ?9))
+         ORDER BY time DESC, id DESC LIMIT ?7",
     )?;
-    let rows = statement.query_map(
-        params![
-            q.trace_id.map(|t| t.to_vec()),
-            q.service,
-            q.min_severity,
-            q.text,
-            q.start_min.map(|t| t as i64),
-            q.start_max.map(|t| t as i64),
-            q.limit.max(1) as i64
-        ],
-        |r| r.get::<_, Vec<u8>>(0),
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let bytes = row?;
-        let data = opentelemetry_proto::tonic::logs::v1::LogsData::decode(&bytes[..])
+    let limit = q.limit.max(1);
+    let mut rows = statement.query(params![
+        q.trace_id.map(|t| t.to_vec()),
+        q.service,
+        q.min_severity,
+        q.text,
+        q.start_min.map(|t| t as i64),
+        q.start_max.map(|t| t as i64),
+        // One more than asked: whether there is a next page.
+        limit as i64 + 1,
+        q.before.map(|b| b.time),
+        q.before.map(|b| b.row),
+    ])?;
+    let mut page = LogPage::default();
+    let mut bytes_taken = 0usize;
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let record: Vec<u8> = row.get(0)?;
+        let body: String = row.get(1)?;
+        let (record, body) = (&record[..], &body[..]);
+        if page.records.len() == limit || (bytes_taken > 0 && bytes_taken + record.len() + body.len() > LOG_PAGE_BYTES)
+        {
+            page.next = last;
+            break;
+        }
+        bytes_taken += record.len() + body.len();
+        let mut data = opentelemetry_proto::tonic::logs::v1::LogsData::decode(record)
             .map_err(|e| StoreError::Storage(format!("a stored log record does not decode: {e}")))?;
-        for rl in &data.resource_logs {
-            for sl in &rl.scope_logs {
-                for record in &sl.log_records {
-                    out.push(crate::logs::log_view(record, rl.resource.as_ref(), sl.scope.as_ref()));
+        for rl in &mut data.resource_logs {
+            for sl in &mut rl.scope_logs {
+                for record in &mut sl.log_records {
+                    crate::logs::restore_body(record, body);
+                    page.records
+                        .push(crate::logs::log_view(record, rl.resource.as_ref(), sl.scope.as_ref()));
                 }
             }
         }
+        last = Some(LogCursor {
+            time: row.get(2)?,
+            row: row.get(3)?,
+        });
     }
-    Ok(out)
+    Ok(page)
 }
 
 /// Decompresses and decodes a frame.

@@ -153,6 +153,18 @@ impl Running {
         post_to(self.collector.otlp_http_addr(), content_type, encoding, body).await
     }
 
+    /// POSTs an OTLP protobuf body to `path` (`/v1/logs`); returns status, headers and body.
+    pub async fn post_path_protobuf(&self, path: &str, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        post_path(
+            self.collector.otlp_http_addr(),
+            path,
+            "application/x-protobuf",
+            None,
+            body,
+        )
+        .await
+    }
+
     /// POSTs an OTLP protobuf body; returns the status.
     pub async fn post_protobuf(&self, body: Vec<u8>) -> u16 {
         self.post("application/x-protobuf", None, body).await.0
