@@ -8,9 +8,15 @@
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute |
 //! | `GET /api/v1/dependencies?start=&end=` | calls and errors between services |
-//! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&limit=` | log records, newest first |
+//! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&start=&end=&limit=&before=` | log records, newest first, in pages of at most `limit` (1000) records and 8 MiB; `next` is the `before` of the next page |
 //! | `GET /api/v1/live` | server-sent events: a trace summary whenever a trace gets new spans |
 //! | `GET /api/v1/status` | stored and evicted counts, oldest kept time, disk use |
+//!
+//! Times are Unix nanoseconds as JSON integers (`*_unix_nano`, `duration_nano`): exact for any
+//! JSON reader with 64-bit integers (Rust, Go, Python). JavaScript's `JSON.parse` reads them as
+//! doubles, which round today's times to a multiple of 256 ns: enough for drawing (the
+//! dashboard), not for identifying a span by its time; such clients should parse with a
+//! BigInt-aware reader or use the ids.
 
 use std::convert::Infallible;
 use std::sync::Arc;

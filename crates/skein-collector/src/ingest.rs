@@ -229,7 +229,10 @@ fn index_span(span: &Span, frame: &mut OpenFrame) {
     frame.min_start = frame.min_start.min(span.start_time_unix_nano);
     frame.max_start = frame.max_start.max(span.start_time_unix_nano);
     frame.terms.insert(term_name(&span.name));
-    for kv in &span.attributes {
+    // Event and link attributes are searchable too (Jaeger finds spans by its logs' fields).
+    let event_attributes = span.events.iter().flat_map(|e| &e.attributes);
+    let link_attributes = span.links.iter().flat_map(|l| &l.attributes);
+    for kv in span.attributes.iter().chain(event_attributes).chain(link_attributes) {
         frame
             .terms
             .insert(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));

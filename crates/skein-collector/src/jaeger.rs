@@ -1,9 +1,12 @@
 //! A Jaeger-compatible query API, so Grafana's Jaeger data source and the Jaeger UI can read
 //! the store: the classic `/api/…` endpoints (Jaeger's JSON envelope, microseconds,
-//! CHILD_OF/FOLLOWS_FROM references, `span.kind`, `otel.status_code` and `error` tags) and the
-//! `/api/v3/…` ones (OTLP JSON).
-
-use std::collections::BTreeMap;
+//! CHILD_OF/FOLLOWS_FROM references, typed tags with `binary` bytes, `span.kind`,
+//! `otel.status_code`, `otel.scope.name` and `error` tags, 16-digit 64-bit trace ids,
+//! `OTLPResourceNoServiceName`) and the `/api/v3/…` ones (OTLP JSON, snake_case and Jaeger
+//! 2.x camelCase parameters, `query.attributes` as a JSON object, Jaeger's error shape).
+//! Searches find spans by the tags the view shows as well as by span, resource, event and
+//! link attributes, as Jaeger does. One difference: a search returns at most 1500 traces
+//! (Jaeger takes any `limit`), which keeps an answer of whole traces within bounds.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -12,8 +15,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
+
 use crate::api::{self, Api, ApiError};
-use crate::model::{self, SpanView, TraceView};
+use crate::model;
 use crate::store::SearchQuery;
 
 fn envelope(data: Value) -> Response {
@@ -30,96 +36,151 @@ fn jaeger_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-fn tag(key: &str, value: &Value) -> Value {
-    match value {
-        Value::String(s) => json!({ "key": key, "type": "string", "value": s }),
-        Value::Bool(b) => json!({ "key": key, "type": "bool", "value": b }),
-        Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "key": key, "type": "int64", "value": n }),
-        Value::Number(n) => json!({ "key": key, "type": "float64", "value": n }),
-        other => json!({ "key": key, "type": "string", "value": other.to_string() }),
+/// Jaeger's service name for spans whose resource has no `service.name` (as its OTLP
+/// receiver names them).
+const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
+
+/// A Jaeger id: 64-bit trace ids (the high half zero) are 16 hex digits, as Jaeger writes them.
+fn jaeger_id(id: &[u8]) -> String {
+    match id {
+        [0, 0, 0, 0, 0, 0, 0, 0, low @ ..] if id.len() == 16 => model::hex(low),
+        _ => model::hex(id),
     }
 }
 
-fn tags(attributes: &serde_json::Map<String, Value>) -> Vec<Value> {
-    attributes.iter().map(|(k, v)| tag(k, v)).collect()
+/// A tag with Jaeger's type: string, bool, int64, float64, or binary (base64) for bytes;
+/// arrays and maps as their JSON text.
+fn typed_tag(key: &str, value: Option<&AnyValue>) -> Value {
+    use base64::Engine as _;
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => json!({ "key": key, "type": "string", "value": s }),
+        Some(any_value::Value::BoolValue(b)) => json!({ "key": key, "type": "bool", "value": b }),
+        Some(any_value::Value::IntValue(i)) => json!({ "key": key, "type": "int64", "value": i }),
+        Some(any_value::Value::DoubleValue(d)) => json!({ "key": key, "type": "float64", "value": d }),
+        Some(any_value::Value::BytesValue(b)) => json!({
+            "key": key,
+            "type": "binary",
+            "value": base64::engine::general_purpose::STANDARD.encode(b),
+        }),
+        _ => json!({ "key": key, "type": "string", "value": model::any_value_json(value).to_string() }),
+    }
 }
 
-/// One trace in Jaeger's shape.
-pub fn jaeger_trace(trace: &TraceView) -> Value {
-    // One process per distinct (service, resource).
-    let mut processes: BTreeMap<String, Value> = BTreeMap::new();
-    let mut process_ids: Vec<(String, String)> = Vec::new();
-    let mut spans = Vec::new();
-    for span in &trace.spans {
-        let resource_key = serde_json::to_string(&span.resource).unwrap_or_default();
-        let process_id = match process_ids.iter().find(|(k, _)| *k == resource_key) {
+fn string_tag(key: &str, value: &str) -> Value {
+    json!({ "key": key, "type": "string", "value": value })
+}
+
+fn typed_tags<'a>(attributes: impl IntoIterator<Item = &'a KeyValue>) -> Vec<Value> {
+    attributes
+        .into_iter()
+        .map(|kv| typed_tag(&kv.key, kv.value.as_ref()))
+        .collect()
+}
+
+/// One trace in Jaeger's shape, from its stored OTLP data (so attribute types survive).
+pub fn jaeger_trace(trace_id: &[u8; 16], data: &TracesData) -> Value {
+    // One process per distinct resource.
+    let mut processes = serde_json::Map::new();
+    let mut process_of: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut spans: Vec<(u64, Value)> = Vec::new();
+    for rs in &data.resource_spans {
+        let key = rs
+            .resource
+            .as_ref()
+            .map(prost::Message::encode_to_vec)
+            .unwrap_or_default();
+        let process_id = match process_of.iter().find(|(k, _)| *k == key) {
             Some((_, id)) => id.clone(),
             None => {
-                let id = format!("p{}", process_ids.len() + 1);
-                let mut resource = span.resource.clone();
-                resource.remove("service.name");
-                processes.insert(
-                    id.clone(),
-                    json!({ "serviceName": span.service, "tags": tags(&resource) }),
-                );
-                process_ids.push((resource_key, id.clone()));
+                let id = format!("p{}", process_of.len() + 1);
+                let attributes = rs.resource.as_ref().map(|r| &r.attributes[..]).unwrap_or_default();
+                let service = attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+                    .map(|kv| model::any_value_text(kv.value.as_ref()))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| NO_SERVICE_NAME.to_owned());
+                let tags = typed_tags(attributes.iter().filter(|kv| kv.key != "service.name"));
+                processes.insert(id.clone(), json!({ "serviceName": service, "tags": tags }));
+                process_of.push((key, id.clone()));
                 id
             }
         };
-        spans.push(jaeger_span(span, &process_id));
-    }
-    json!({ "traceID": trace.trace_id, "spans": spans, "processes": processes, "warnings": null })
-}
-
-fn jaeger_span(span: &SpanView, process_id: &str) -> Value {
-    let mut references = Vec::new();
-    if !span.parent_span_id.is_empty() {
-        references.push(json!({ "refType": "CHILD_OF", "traceID": span.trace_id, "spanID": span.parent_span_id }));
-    }
-    for link in &span.links {
-        references.push(json!({ "refType": "FOLLOWS_FROM", "traceID": link.trace_id, "spanID": link.span_id }));
-    }
-    let mut span_tags = tags(&span.attributes);
-    if span.kind != "unspecified" && span.kind != "internal" {
-        span_tags.push(tag("span.kind", &json!(span.kind)));
-    }
-    match span.status.code {
-        "error" => {
-            span_tags.push(tag("otel.status_code", &json!("ERROR")));
-            span_tags.push(tag("error", &json!(true)));
-            if !span.status.message.is_empty() {
-                span_tags.push(tag("otel.status_description", &json!(span.status.message)));
+        for ss in &rs.scope_spans {
+            for span in ss.spans.iter().filter(|s| s.trace_id == trace_id) {
+                spans.push((
+                    span.start_time_unix_nano,
+                    jaeger_span(span, ss.scope.as_ref(), &process_id),
+                ));
             }
         }
-        "ok" => span_tags.push(tag("otel.status_code", &json!("OK"))),
+    }
+    spans.sort_by_key(|(start, _)| *start);
+    let spans: Vec<Value> = spans.into_iter().map(|(_, span)| span).collect();
+    json!({ "traceID": jaeger_id(trace_id), "spans": spans, "processes": processes, "warnings": null })
+}
+
+fn jaeger_span(span: &Span, scope: Option<&InstrumentationScope>, process_id: &str) -> Value {
+    let trace_id = jaeger_id(&span.trace_id);
+    let mut references = Vec::new();
+    if !span.parent_span_id.is_empty() {
+        references
+            .push(json!({ "refType": "CHILD_OF", "traceID": trace_id, "spanID": model::hex(&span.parent_span_id) }));
+    }
+    for link in &span.links {
+        // OpenTracing's child-of references arrive as links marked so (Jaeger's translation).
+        let child_of = link
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "opentracing.ref_type" && model::any_value_text(kv.value.as_ref()) == "child_of");
+        references.push(json!({
+            "refType": if child_of { "CHILD_OF" } else { "FOLLOWS_FROM" },
+            "traceID": jaeger_id(&link.trace_id),
+            "spanID": model::hex(&link.span_id),
+        }));
+    }
+    let mut tags = typed_tags(&span.attributes);
+    let kind = model::kind_name(span.kind);
+    if kind != "unspecified" {
+        tags.push(string_tag("span.kind", kind));
+    }
+    match span.status.as_ref().map(|s| (s.code, s.message.as_str())) {
+        Some((2, message)) => {
+            tags.push(string_tag("otel.status_code", "ERROR"));
+            tags.push(json!({ "key": "error", "type": "bool", "value": true }));
+            if !message.is_empty() {
+                tags.push(string_tag("otel.status_description", message));
+            }
+        }
+        Some((1, _)) => tags.push(string_tag("otel.status_code", "OK")),
         _ => {}
     }
-    if !span.scope.name.is_empty() {
-        span_tags.push(tag("otel.scope.name", &json!(span.scope.name)));
-        if !span.scope.version.is_empty() {
-            span_tags.push(tag("otel.scope.version", &json!(span.scope.version)));
+    if let Some(scope) = scope.filter(|s| !s.name.is_empty()) {
+        tags.push(string_tag("otel.scope.name", &scope.name));
+        if !scope.version.is_empty() {
+            tags.push(string_tag("otel.scope.version", &scope.version));
         }
     }
     if !span.trace_state.is_empty() {
-        span_tags.push(tag("w3c.tracestate", &json!(span.trace_state)));
+        tags.push(string_tag("w3c.tracestate", &span.trace_state));
     }
     let logs: Vec<Value> = span
         .events
         .iter()
         .map(|e| {
-            let mut fields = vec![tag("event", &json!(e.name))];
-            fields.extend(tags(&e.attributes));
+            let mut fields = vec![string_tag("event", &e.name)];
+            fields.extend(typed_tags(&e.attributes));
             json!({ "timestamp": e.time_unix_nano / 1000, "fields": fields })
         })
         .collect();
     json!({
-        "traceID": span.trace_id,
-        "spanID": span.span_id,
+        "traceID": trace_id,
+        "spanID": model::hex(&span.span_id),
         "operationName": span.name,
         "references": references,
-        "startTime": span.start_unix_nano / 1000,
-        "duration": span.duration_nano / 1000,
-        "tags": span_tags,
+        "startTime": span.start_time_unix_nano / 1000,
+        "duration": span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) / 1000,
+        "tags": tags,
         "logs": logs,
         "processID": process_id,
         "warnings": null,
@@ -165,29 +226,105 @@ async fn operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response
     }
 }
 
-/// Jaeger's `tags` parameter: a JSON object, or `key=value` / `key:value` pairs separated by
-/// spaces.
-fn parse_tags(text: &str) -> Result<Vec<(String, String)>, String> {
-    let text = text.trim();
-    if text.starts_with('{') {
-        let map: serde_json::Map<String, Value> =
-            serde_json::from_str(text).map_err(|e| format!("tags: not a JSON object: {e}"))?;
-        return Ok(map
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect());
+/// A duration as Go writes it (`1m30s`, `1.5h`, `250ms`, `10µs`): what Jaeger accepts for
+/// `minDuration` and `maxDuration`. A number without a unit is an error (except `0`).
+pub(crate) fn parse_go_duration(text: &str) -> Option<u64> {
+    if text == "0" {
+        return Some(0);
     }
-    text.split_whitespace()
-        .map(|pair| {
-            pair.split_once(['=', ':'])
-                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-                .ok_or_else(|| format!("tags: {pair:?} is not key=value"))
-        })
-        .collect()
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_end);
+        let value: f64 = number.parse().ok()?;
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = after;
+    }
+    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
 }
 
-fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
-    let mut q = SearchQuery::default();
+/// Jaeger's `tag=key:value` (the value may hold spaces and colons) and `tags={json map}`.
+fn parse_tags(params: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    let mut tags = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "tag" => {
+                let (key, value) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("malformed 'tag' parameter, expecting key:value, received: {v}"))?;
+                tags.push((key.to_owned(), value.to_owned()));
+            }
+            "tags" => {
+                let map: serde_json::Map<String, Value> = serde_json::from_str(v)
+                    .map_err(|e| format!("malformed 'tags' parameter, cannot unmarshal JSON: {e}"))?;
+                for (key, value) in map {
+                    let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    tags.push((key, value));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(tags)
+}
+
+/// Puts one searched tag into `q`: the tags the Jaeger view makes up (`error`, `span.kind`,
+/// `otel.status_code`, `otel.scope.name`) become the span conditions they stand for; the rest
+/// are attributes (of the span, its resource, events or links).
+fn apply_tag(q: &mut SearchQuery, key: String, value: String) {
+    let kind = |v: &str| match v {
+        "internal" => Some(1),
+        "server" => Some(2),
+        "client" => Some(3),
+        "producer" => Some(4),
+        "consumer" => Some(5),
+        _ => None,
+    };
+    match (key.as_str(), value.as_str()) {
+        ("error", "true") | ("otel.status_code", "ERROR") => q.status_code = Some(2),
+        ("otel.status_code", "OK") => q.status_code = Some(1),
+        ("span.kind", k) if kind(k).is_some() => q.kind = kind(k),
+        ("otel.scope.name", _) => q.scope_name = Some(value),
+        _ => q.attributes.push((key, value)),
+    }
+}
+
+/// Jaeger's default number of traces.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The search of Jaeger's `/api/traces`, with the trace ids asked for by `traceID`.
+fn jaeger_search(params: &[(String, String)]) -> Result<(SearchQuery, Vec<[u8; 16]>), ApiError> {
+    let mut trace_ids = Vec::new();
+    for (k, v) in params {
+        if k == "traceID" {
+            let id = model::parse_hex::<16>(&format!("{v:0>32}"))
+                .ok_or_else(|| api::bad(format!("cannot parse traceID param: {v:?}")))?;
+            trace_ids.push(id);
+        }
+    }
+    let mut q = SearchQuery {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
     let micros = |key: &str| -> Result<Option<u64>, ApiError> {
         api::first(params, key)
             .map(|v| {
@@ -207,29 +344,53 @@ fn jaeger_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
         q.start_min = q.start_max.min(api::now_nanos()).saturating_sub(lookback);
     }
     q.service = api::first(params, "service").map(str::to_owned);
+    if q.service.is_none() && trace_ids.is_empty() {
+        return Err(api::bad("parameter 'service' is required"));
+    }
     q.operation = api::first(params, "operation").map(str::to_owned);
-    for (k, v) in params {
-        if k == "tags" || k == "tag" {
-            q.attributes.extend(parse_tags(v).map_err(api::bad)?);
+    for (key, value) in parse_tags(params).map_err(api::bad)? {
+        apply_tag(&mut q, key, value);
+    }
+    let duration = |key: &str| -> Result<Option<u64>, ApiError> {
+        api::first(params, key)
+            .map(|v| {
+                parse_go_duration(v).ok_or_else(|| {
+                    api::bad(format!(
+                        "unable to parse param '{key}': {v:?} is not a duration like 1m30s"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    q.min_duration_nano = duration("minDuration")?;
+    q.max_duration_nano = duration("maxDuration")?;
+    if let (Some(min), Some(max)) = (q.min_duration_nano, q.max_duration_nano) {
+        if max < min {
+            return Err(api::bad("'maxDuration' should be greater than 'minDuration'"));
         }
     }
-    q.min_duration_nano = api::duration_param(params, "minDuration")?;
-    q.max_duration_nano = api::duration_param(params, "maxDuration")?;
+    // Jaeger takes any count; the bound keeps an answer (whole traces) within reason.
     if let Some(limit) = api::limit_param(params, "limit", 1500)? {
         q.limit = limit;
     }
-    Ok(q)
+    Ok((q, trace_ids))
 }
 
-/// Whole traces for the summaries a search found.
-async fn full_traces(api: &Api, query: SearchQuery) -> Result<Vec<TraceView>, ApiError> {
+/// Whole traces (as stored) for a search, or exactly the asked-for trace ids.
+async fn found_traces(api: &Api, query: SearchQuery, trace_ids: Vec<[u8; 16]>) -> Result<Vec<Value>, ApiError> {
     api::blocking(&api.store, move |s| {
+        let ids = if trace_ids.is_empty() {
+            s.search(&query)?
+                .iter()
+                .filter_map(|summary| model::parse_hex::<16>(&summary.trace_id))
+                .collect()
+        } else {
+            trace_ids
+        };
         let mut traces = Vec::new();
-        for summary in s.search(&query)? {
-            if let Some(id) = model::parse_hex::<16>(&summary.trace_id) {
-                if let Some(trace) = s.trace(&id)? {
-                    traces.push(trace);
-                }
+        for id in ids {
+            if let Some(data) = s.trace_otlp(&id)? {
+                traces.push(jaeger_trace(&id, &data));
             }
         }
         Ok(traces)
@@ -238,12 +399,12 @@ async fn full_traces(api: &Api, query: SearchQuery) -> Result<Vec<TraceView>, Ap
 }
 
 async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
-    let query = match jaeger_search(&api::parameters(&raw)) {
+    let (query, trace_ids) = match jaeger_search(&api::parameters(&raw)) {
         Ok(q) => q,
         Err(e) => return jaeger_error(e.0, e.1),
     };
-    match full_traces(&api, query).await {
-        Ok(traces) => envelope(Value::Array(traces.iter().map(jaeger_trace).collect())),
+    match found_traces(&api, query, trace_ids).await {
+        Ok(traces) => envelope(Value::Array(traces)),
         Err(e) => jaeger_error(e.0, e.1),
     }
 }
@@ -254,8 +415,8 @@ async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Response {
     let Some(trace_id) = model::parse_hex::<16>(&padded) else {
         return jaeger_error(StatusCode::BAD_REQUEST, format!("{id:?} is not a trace id"));
     };
-    match api::blocking(&api.store, move |s| s.trace(&trace_id)).await {
-        Ok(Some(trace)) => envelope(json!([jaeger_trace(&trace)])),
+    match api::blocking(&api.store, move |s| s.trace_otlp(&trace_id)).await {
+        Ok(Some(data)) => envelope(json!([jaeger_trace(&trace_id, &data)])),
         Ok(None) => jaeger_error(StatusCode::NOT_FOUND, "trace not found".into()),
         Err(e) => jaeger_error(e.0, e.1),
     }
@@ -298,48 +459,115 @@ async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Respon
 
 // ---- /api/v3 ---------------------------------------------------------------------------------
 
-async fn v3_services(State(api): State<Api>) -> Result<Response, ApiError> {
-    let services = api::blocking(&api.store, |s| s.services()).await?;
-    Ok(Json(json!({ "services": services })).into_response())
+/// An API v3 error, in the shape Jaeger's HTTP gateway answers with.
+fn v3_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        Json(json!({ "error": { "httpCode": status.as_u16(), "message": message } })),
+    )
+        .into_response()
 }
 
-async fn v3_operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let ops = kinded_operations(&api, &api::parameters(&raw), "span_kind").await?;
-    Ok(Json(json!({ "operations": ops })).into_response())
+async fn v3_services(State(api): State<Api>) -> Response {
+    match api::blocking(&api.store, |s| s.services()).await {
+        Ok(services) => Json(json!({ "services": services })).into_response(),
+        Err(e) => v3_error(e.0, e.1),
+    }
 }
 
-fn v3_search(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
-    let mut q = SearchQuery::default();
-    if let Some(t) = api::time_param(params, "query.start_time_min")? {
-        q.start_min = t;
-    }
-    if let Some(t) = api::time_param(params, "query.start_time_max")? {
-        q.start_max = t;
-    }
-    q.service = api::first(params, "query.service_name").map(str::to_owned);
-    q.operation = api::first(params, "query.operation_name").map(str::to_owned);
-    q.min_duration_nano = api::duration_param(params, "query.duration_min")?;
-    q.max_duration_nano = api::duration_param(params, "query.duration_max")?;
-    for (k, v) in params {
-        if let Some(key) = k.strip_prefix("query.attributes.") {
-            q.attributes.push((key.to_owned(), v.clone()));
+async fn v3_operations(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let mut params = api::parameters(&raw);
+    // Jaeger 2.x clients send `spanKind`, older ones `span_kind`.
+    for (k, _) in &mut params {
+        if k == "spanKind" {
+            *k = "span_kind".into();
         }
     }
-    let depth_key = if api::first(params, "query.search_depth").is_some() {
-        "query.search_depth"
-    } else {
-        "query.num_traces"
+    match kinded_operations(&api, &params, "span_kind").await {
+        Ok(ops) => Json(json!({ "operations": ops })).into_response(),
+        Err(e) => v3_error(e.0, e.1),
+    }
+}
+
+/// The first of several spellings of a v3 parameter (`query.service_name` and Jaeger 2.x's
+/// `query.serviceName`).
+fn v3_param<'a>(params: &'a [(String, String)], names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    names
+        .iter()
+        .find_map(|name| api::first(params, name).map(|v| (v, *name)))
+        .map(|(v, name)| (name, v))
+}
+
+fn v3_search(params: &[(String, String)]) -> Result<SearchQuery, (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let mut q = SearchQuery::default();
+    let time = |names: &[&str]| -> Result<Option<u64>, (StatusCode, String)> {
+        v3_param(params, names)
+            .map(|(name, v)| {
+                api::parse_time(v).ok_or_else(|| bad(format!("malformed parameter {name}: {v:?} is not a time")))
+            })
+            .transpose()
     };
-    if let Some(limit) = api::limit_param(params, depth_key, 1500)? {
-        q.limit = limit;
+    if let Some(t) = time(&["query.start_time_min", "query.startTimeMin"])? {
+        q.start_min = t;
+    }
+    if let Some(t) = time(&["query.start_time_max", "query.startTimeMax"])? {
+        q.start_max = t;
+    }
+    q.service = v3_param(params, &["query.service_name", "query.serviceName"]).map(|(_, v)| v.to_owned());
+    q.operation = v3_param(params, &["query.operation_name", "query.operationName"]).map(|(_, v)| v.to_owned());
+    let duration = |names: &[&str]| -> Result<Option<u64>, (StatusCode, String)> {
+        v3_param(params, names)
+            .map(|(name, v)| {
+                parse_go_duration(v).ok_or_else(|| bad(format!("malformed parameter {name}: {v:?} is not a duration")))
+            })
+            .transpose()
+    };
+    q.min_duration_nano = duration(&["query.duration_min", "query.durationMin"])?;
+    q.max_duration_nano = duration(&["query.duration_max", "query.durationMax"])?;
+    for (k, v) in params {
+        if k == "query.attributes" {
+            // Grafana's v3 client: a JSON object of attribute values.
+            let map: serde_json::Map<String, Value> = serde_json::from_str(v)
+                .map_err(|e| bad(format!("malformed parameter query.attributes: not a JSON object: {e}")))?;
+            for (key, value) in map {
+                let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                apply_tag(&mut q, key, value);
+            }
+        } else if let Some(key) = k.strip_prefix("query.attributes.") {
+            apply_tag(&mut q, key.to_owned(), v.clone());
+        }
+    }
+    if let Some((name, v)) = v3_param(
+        params,
+        &[
+            "query.search_depth",
+            "query.searchDepth",
+            "query.num_traces",
+            "query.numTraces",
+        ],
+    ) {
+        q.limit = v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1500).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "malformed parameter {name}: {v:?} is not a number from 1 to 1500"
+                ))
+            })?;
     }
     Ok(q)
 }
 
-async fn v3_traces(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query = v3_search(&api::parameters(&raw))?;
-    let data = api::blocking(&api.store, move |s| {
-        let mut all = opentelemetry_proto::tonic::trace::v1::TracesData::default();
+async fn v3_traces(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query = match v3_search(&api::parameters(&raw)) {
+        Ok(q) => q,
+        Err((status, message)) => return v3_error(status, message),
+    };
+    let found = api::blocking(&api.store, move |s| {
+        let mut all = TracesData::default();
         for summary in s.search(&query)? {
             if let Some(id) = model::parse_hex::<16>(&summary.trace_id) {
                 if let Some(data) = s.trace_otlp(&id)? {
@@ -349,15 +577,22 @@ async fn v3_traces(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Re
         }
         Ok(all)
     })
-    .await?;
-    Ok(Json(json!({ "result": data })).into_response())
+    .await;
+    match found {
+        Ok(data) if data.resource_spans.is_empty() => v3_error(StatusCode::NOT_FOUND, "No traces found"),
+        Ok(data) => Json(json!({ "result": data })).into_response(),
+        Err(e) => v3_error(e.0, e.1),
+    }
 }
 
-async fn v3_trace(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let trace_id = model::parse_hex::<16>(&id).ok_or_else(|| api::bad(format!("{id:?} is not a trace id")))?;
-    match api::blocking(&api.store, move |s| s.trace_otlp(&trace_id)).await? {
-        Some(data) => Ok(Json(json!({ "result": data })).into_response()),
-        None => Err(ApiError(StatusCode::NOT_FOUND, "trace not found".into())),
+async fn v3_trace(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let Some(trace_id) = model::parse_hex::<16>(&format!("{id:0>32}")) else {
+        return v3_error(StatusCode::BAD_REQUEST, format!("malformed parameter trace_id: {id:?}"));
+    };
+    match api::blocking(&api.store, move |s| s.trace_otlp(&trace_id)).await {
+        Ok(Some(data)) => Json(json!({ "result": data })).into_response(),
+        Ok(None) => v3_error(StatusCode::NOT_FOUND, "trace not found"),
+        Err(e) => v3_error(e.0, e.1),
     }
 }
 
@@ -381,20 +616,44 @@ pub fn router(api: Api) -> Router {
 mod tests {
     use super::*;
 
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
     #[test]
-    fn jaeger_tags_parse_from_json_and_logfmt() {
+    fn jaeger_tags_parse_as_jaeger() {
         assert_eq!(
-            parse_tags(r#"{"http.status_code":"500","retry":true}"#).unwrap(),
-            [
-                ("http.status_code".to_owned(), "500".to_owned()),
-                ("retry".to_owned(), "true".to_owned())
-            ]
+            parse_tags(&pairs(&[("tags", r#"{"http.status_code":"500","retry":true}"#)])).unwrap(),
+            pairs(&[("http.status_code", "500"), ("retry", "true")])
         );
+        // `tag=key:value`: the value keeps its spaces and later colons.
         assert_eq!(
-            parse_tags("a=1 b:\"two\"").unwrap(),
-            [("a".to_owned(), "1".to_owned()), ("b".to_owned(), "two".to_owned())]
+            parse_tags(&pairs(&[("tag", "note:two words: and more")])).unwrap(),
+            pairs(&[("note", "two words: and more")])
         );
-        assert!(parse_tags("nonsense").is_err());
-        assert!(parse_tags("{not json").is_err());
+        assert!(parse_tags(&pairs(&[("tag", "nonsense")])).is_err());
+        assert!(parse_tags(&pairs(&[("tags", "{not json")])).is_err());
+    }
+
+    #[test]
+    fn durations_parse_as_go_does() {
+        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(parse_go_duration("250ms"), Some(250_000_000));
+        assert_eq!(parse_go_duration("10µs"), Some(10_000));
+        assert_eq!(parse_go_duration("3us2ns"), Some(3_002));
+        assert_eq!(parse_go_duration("0"), Some(0));
+        for bad in ["100", "", "1x", "ms", "1.5.5s", "-1s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sixty_four_bit_trace_ids_are_sixteen_digits() {
+        let mut id = [0u8; 16];
+        id[15] = 0xab;
+        assert_eq!(jaeger_id(&id), "00000000000000ab");
+        id[0] = 1;
+        assert_eq!(jaeger_id(&id).len(), 32);
     }
 }

@@ -584,8 +584,8 @@ impl Store {
             for frame in candidates {
                 let data: Vec<u8> = c.query_row("SELECT data FROM frames WHERE id = ?1", [frame], |r| r.get(0))?;
                 let mut matches = Vec::new();
-                for_each_span(&decode_frame(&data)?, |span, resource, _| {
-                    if query.matches_span(span, resource) {
+                for_each_span(&decode_frame(&data)?, |span, resource, scope| {
+                    if query.matches_span(span, resource, scope) {
                         if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
                             matches.push((span.start_time_unix_nano, id));
                         }
@@ -903,8 +903,15 @@ pub struct SearchQuery {
     pub start_max: u64,
     pub service: Option<String>,
     pub operation: Option<String>,
-    /// `key=value` pairs, all required, on span or resource attributes of one span.
+    /// `key=value` pairs, all required, on attributes of one span: its own, its resource's,
+    /// its events' or its links'.
     pub attributes: Vec<(String, String)>,
+    /// The span's kind (OTLP number), if asked for.
+    pub kind: Option<i32>,
+    /// The span's status code (OTLP number: 1 ok, 2 error), if asked for.
+    pub status_code: Option<i32>,
+    /// The span's instrumentation scope name, if asked for.
+    pub scope_name: Option<String>,
     pub min_duration_nano: Option<u64>,
     pub max_duration_nano: Option<u64>,
     pub errors_only: bool,
@@ -919,6 +926,9 @@ impl Default for SearchQuery {
             service: None,
             operation: None,
             attributes: Vec::new(),
+            kind: None,
+            status_code: None,
+            scope_name: None,
             min_duration_nano: None,
             max_duration_nano: None,
             errors_only: false,
@@ -930,7 +940,12 @@ impl Default for SearchQuery {
 impl SearchQuery {
     /// True if only trace-level conditions are asked for (no span has to be looked at).
     fn is_trace_level(&self) -> bool {
-        self.service.is_none() && self.operation.is_none() && self.attributes.is_empty()
+        self.service.is_none()
+            && self.operation.is_none()
+            && self.attributes.is_empty()
+            && self.kind.is_none()
+            && self.status_code.is_none()
+            && self.scope_name.is_none()
     }
 
     fn terms(&self) -> Vec<u64> {
@@ -949,7 +964,26 @@ impl SearchQuery {
 
     /// Span-level conditions: one span must satisfy all of them (as in Jaeger). Durations and
     /// errors apply to that span too when a service, operation or attribute is asked for.
-    fn matches_span(&self, span: &Span, resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> bool {
+    fn matches_span(
+        &self,
+        span: &Span,
+        resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+        scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+    ) -> bool {
+        if self.kind.is_some_and(|k| k != span.kind) {
+            return false;
+        }
+        if self
+            .status_code
+            .is_some_and(|c| span.status.as_ref().map_or(0, |s| s.code) != c)
+        {
+            return false;
+        }
+        if let Some(name) = &self.scope_name {
+            if scope.is_none_or(|s| &s.name != name) {
+                return false;
+            }
+        }
         if let Some(s) = &self.service {
             if &model::service_name(resource) != s {
                 return false;
@@ -974,7 +1008,10 @@ impl SearchQuery {
                     .iter()
                     .any(|kv| &kv.key == k && &model::any_value_text(kv.value.as_ref()) == v)
             };
-            found(&span.attributes) || resource.is_some_and(|r| found(&r.attributes))
+            found(&span.attributes)
+                || resource.is_some_and(|r| found(&r.attributes))
+                || span.events.iter().any(|e| found(&e.attributes))
+                || span.links.iter().any(|l| found(&l.attributes))
         })
     }
 
