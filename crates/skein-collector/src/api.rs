@@ -356,6 +356,7 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
         },
         "oldest_kept_unix_nano": oldest,
         "disk_bytes": disk,
+        "read_only": api.store.read_only(),
         "trace_index_memory_bytes": api.store.trace_index_memory_bytes(),
         "forwarding": api.forwarder.as_ref().map(|f| json!({
             "forwarded_requests": f.counters.forwarded_requests.load(Relaxed),

@@ -260,7 +260,7 @@ impl Collector {
                     let store = store.clone();
                     let result = tokio::task::spawn_blocking(move || store.enforce_retention()).await;
                     if let Ok(Err(e)) = result {
-                        eprintln!("skein: retention failed: {e}");
+                        crate::incident::warn_now_and_then("retention", &format!("retention failed: {e}"));
                     }
                 }
             }

@@ -140,6 +140,8 @@ pub struct Store {
     /// Woken when that many bytes came in that the size limit should be checked now rather
     /// than at the next retention interval.
     pub retention_due: tokio::sync::Notify,
+    /// Why the store opened read-only, if it did.
+    read_only: Option<String>,
 }
 
 fn now_nanos() -> u64 {
@@ -233,6 +235,26 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A read-only connection that needs no disk space. With the write-ahead log still there (a
+/// full disk could not checkpoint it into the database), a plain read-only connection reads
+/// through it; without it (and so without its shared-memory file, which could not be created
+/// now), `immutable` reads the database file alone, which then holds everything. Nothing
+/// writes the database while the store is read-only, which is what makes that safe.
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let readable = |conn: Connection| {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+            .map(|_| conn)
+    };
+    let plain = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(readable);
+    plain
+        .or_else(|_| {
+            let uri = format!("file:{}?immutable=1", path.display());
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+            Connection::open_with_flags(uri, flags).and_then(readable)
+        })
+        .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))
+}
+
 impl Store {
     /// Opens (or creates) the store under `config.data_dir` and starts its writer thread.
     /// `progress` hears what is happening while a large store opens.
@@ -241,7 +263,13 @@ impl Store {
             .map_err(|e| StoreError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
         let path = config.data_dir.join("skein.db");
         progress(&format!("opening {}", path.display()));
-        let conn = open_connection(&path)?;
+        // A full disk (or other storage trouble that may pass) can refuse even opening for
+        // writing (the write-ahead files cannot be created): then the store opens read-only.
+        let (conn, mut read_only) = match open_connection(&path) {
+            Ok(conn) => (conn, None),
+            Err(StoreError::Unavailable(reason)) if path.exists() => (open_read_only(&path)?, Some(reason)),
+            Err(e) => return Err(e),
+        };
         let old_format: bool = conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE name = 'trace_frames')",
             [],
@@ -253,8 +281,10 @@ impl Store {
                 path.display()
             )));
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+        if read_only.is_none() {
+            conn.execute_batch(SCHEMA)
+                .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+        }
         // A quick structural check, so a damaged file is reported, not discovered later.
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {
@@ -287,19 +317,46 @@ impl Store {
         let counters = Arc::new(StoreCounters::default());
         let mut readers = Vec::new();
         for _ in 0..4 {
-            readers.push(open_connection(&path)?);
+            readers.push(match read_only {
+                Some(_) => open_read_only(&path)?,
+                None => open_connection(&path)?,
+            });
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
         let mut writer = Writer::new(conn, counters.clone(), live.clone(), index.clone(), recent.clone())?;
-        writer.replay(progress)?;
-        let handle = std::thread::Builder::new()
-            .name("skein-store".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        // On a full disk (or another storage failure that may pass) the store opens read-only:
+        // queries are answered, new data is refused with "retry later", and the figures are
+        // brought up to date at the next start.
+        if read_only.is_none() {
+            match writer.replay(progress) {
+                Ok(()) => {}
+                Err(StoreError::Unavailable(reason)) => read_only = Some(reason),
+                Err(other) => return Err(other),
+            }
+        }
+        let read_only = read_only.map(|reason| {
+            let why = format!(
+                "{} cannot be written ({reason}): serving queries only, new data is refused until space is freed and skein restarts",
+                path.display()
+            );
+            progress(&why);
+            why
+        });
+        let (jobs, handle) = match read_only {
+            None => {
+                let handle = std::thread::Builder::new()
+                    .name("skein-store".into())
+                    .spawn(move || writer.run(rx))
+                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                (Some(jobs), Some(handle))
+            }
+            Some(_) => (None, None),
+        };
         Ok(Arc::new(Store {
-            jobs: Mutex::new(Some(jobs)),
-            writer: Mutex::new(Some(handle)),
+            jobs: Mutex::new(jobs),
+            writer: Mutex::new(handle),
+            read_only,
             readers: Mutex::new(readers),
             path,
             counters,
@@ -344,6 +401,9 @@ impl Store {
     }
 
     async fn commit_write(&self, write: Write) -> Result<(), StoreError> {
+        if let Some(why) = &self.read_only {
+            return Err(StoreError::Unavailable(why.clone()));
+        }
         let (done, wait) = oneshot::channel();
         {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -370,19 +430,28 @@ impl Store {
     /// Runs `f` with a read connection (blocking; call from `spawn_blocking`).
     pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => open_connection(&self.path)?,
+        let conn = match (conn, &self.read_only) {
+            (Some(c), _) => c,
+            (None, Some(_)) => open_read_only(&self.path)?,
+            (None, None) => open_connection(&self.path)?,
         };
         let result = f(&conn);
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         result
     }
 
+    /// Why the store is read-only (it opened on a full disk), if it is.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
     /// Deletes what retention says must go: traces older than the retention period, then the
     /// oldest frames while the live data is over the size limit (only as many as bring it
     /// under), and gives the freed space back to the file system.
     pub fn enforce_retention(&self) -> Result<(), StoreError> {
+        if self.read_only.is_some() {
+            return Ok(()); // nothing can be deleted from a database opened read-only
+        }
         let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
         let mut conn = open_connection(&self.path)?;
         evict_before(&mut conn, cutoff, &self.counters, &self.index)?;
@@ -1409,7 +1478,12 @@ impl Writer {
                 self.publish(changed);
             }
             // Kept, and tried again at the next quiet moment.
-            Err(e) => eprintln!("skein: writing trace summaries failed, will retry: {e}"),
+            Err(e) => {
+                crate::incident::warn_now_and_then(
+                    "summaries",
+                    &format!("writing trace summaries failed, will retry: {e}"),
+                );
+            }
         }
     }
 
@@ -1469,10 +1543,14 @@ impl Writer {
                 changed
             }
             Err(e) => {
+                crate::incident::warn_now_and_then("write", &format!("storing data failed, refused for a retry: {e}"));
                 // Nothing of the group was stored: count again from what is on disk.
                 self.derived = Derived::default();
                 if let Err(again) = self.replay(&|_| {}) {
-                    eprintln!("skein: trace summaries will be rebuilt at the next start: {again}");
+                    crate::incident::warn_now_and_then(
+                        "replay",
+                        &format!("trace summaries will be rebuilt at the next start: {again}"),
+                    );
                 }
                 return Err(e);
             }
