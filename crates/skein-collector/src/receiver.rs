@@ -207,6 +207,13 @@ pub struct Validated<T> {
     pub message: String,
 }
 
+/// Says in a partial-success message that `count` `what` were cut to `limit` bytes, if any were.
+fn note_cut(message: &mut String, count: usize, what: &str, limit: usize) {
+    if count > 0 {
+        add_note(message, &format!("{count} {what} cut to {limit} bytes"));
+    }
+}
+
 /// Adds a sentence to a partial-success message.
 fn add_note(message: &mut String, note: &str) {
     if !message.is_empty() {
@@ -320,15 +327,7 @@ pub fn validate_traces(
             &format!("{rejected} spans rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero"),
         );
     }
-    if truncated > 0 {
-        add_note(
-            &mut message,
-            &format!(
-                "{truncated} attribute values cut to {} bytes",
-                limits.max_attribute_bytes
-            ),
-        );
-    }
+    note_cut(&mut message, truncated, "attribute values", limits.max_attribute_bytes);
     Ok(Validated {
         request,
         rejected,
@@ -375,21 +374,13 @@ pub fn validate_logs(
             &format!("{rejected} log records rejected: malformed trace or span ids"),
         );
     }
-    if attributes_cut > 0 {
-        add_note(
-            &mut message,
-            &format!(
-                "{attributes_cut} attribute values cut to {} bytes",
-                limits.max_attribute_bytes
-            ),
-        );
-    }
-    if bodies_cut > 0 {
-        add_note(
-            &mut message,
-            &format!("{bodies_cut} log bodies cut to {} bytes", limits.max_log_body_bytes),
-        );
-    }
+    note_cut(
+        &mut message,
+        attributes_cut,
+        "attribute values",
+        limits.max_attribute_bytes,
+    );
+    note_cut(&mut message, bodies_cut, "log bodies", limits.max_log_body_bytes);
     Ok(Validated {
         request,
         rejected,
