@@ -2,7 +2,10 @@
 //! what they are given (Skein's [`DiscardActivities`] and opentelemetry_sdk's
 //! [`DiscardSpans`]), the "recorded, 4 tags + 1 event" workload on both sides
 //! ([`skein_recorded_activity`], [`otel_recorded_span`]), and [`median_ns`] to read criterion's results back for
-//! the ratio tables the benchmarks print. Not published; only benchmarks depend on it.
+//! the ratio tables the benchmarks print. Its own `benches/peers.rs` runs the core against
+//! its peers (`cargo bench -p skein-bench-support --bench peers`), kept here so that the core
+//! crate's tests (and Miri) build without the peers. Not published; only benchmarks depend on
+//! it.
 
 use std::hint::black_box;
 use std::path::Path;
