@@ -31,6 +31,9 @@ use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
 
 /// Most spans per compressed frame: small enough that reading one trace decompresses little.
 pub const FRAME_SPANS: usize = 1024;
+/// The size limit is checked after every this-many-th part of it written.
+const CHECK_EVERY_PART: u64 = 32;
+
 /// Requests committed together at most.
 const GROUP_MAX_REQUESTS: usize = 64;
 
@@ -324,6 +327,14 @@ impl Store {
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
+        if read_only.is_none() {
+            // The write-ahead log counts against the size limit: it is checkpointed (and cut
+            // back) every 1/64 of the limit, or 1000 pages (SQLite's default) if that is less.
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let wal_bytes = (config.max_disk_bytes / 64).clamp(64 << 10, 1000 * page_size as u64);
+            conn.pragma_update(None, "wal_autocheckpoint", (wal_bytes / page_size as u64) as i64)?;
+            conn.pragma_update(None, "journal_size_limit", wal_bytes as i64)?;
+        }
         let mut writer = Writer::new(conn, counters.clone(), live.clone(), index.clone(), recent.clone())?;
         // On a full disk (or another storage failure that may pass) the store opens read-only:
         // queries are answered, new data is refused with "retry later", and the figures are
@@ -390,10 +401,11 @@ impl Store {
             Write::Logs(request) => request.encoded_len() as u64,
         };
         self.commit_write(write).await?;
-        // A burst must not overshoot the size limit by much before the next retention pass:
-        // one eighth of the limit written calls for a check now.
+        // A stream must not overshoot the size limit before the next retention pass: every
+        // 1/32 of the limit written calls for a check (the file grows about 1.6 times what
+        // the frames hold, indexes and summaries included).
         let written = self.written_since_check.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if written >= self.config.max_disk_bytes / 8 {
+        if written >= self.config.max_disk_bytes / CHECK_EVERY_PART {
             self.written_since_check.store(0, Ordering::Relaxed);
             self.retention_due.notify_one();
         }
@@ -455,12 +467,13 @@ impl Store {
         let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
         let mut conn = open_connection(&self.path)?;
         evict_before(&mut conn, cutoff, &self.counters, &self.index)?;
-        // Once over the limit, the live data is brought to 7/8 of it: a check is due after
-        // each eighth of the limit written (see `write`), so the file stays under the limit
-        // until then. Each round evicts at least one frame; a few correct the estimate.
+        // The file (database and write-ahead log) must stay under the limit between checks,
+        // which come every 1/32 of the limit written (see `write`): once it passes 7/8 of
+        // the limit, the oldest data goes until the live data is at 3/4 of it. Each round
+        // evicts at least one frame; a few correct the estimate.
         let limit = self.config.max_disk_bytes;
-        let target = limit - limit / 8;
-        let over = live_bytes(&conn)? > limit;
+        let target = limit / 4 * 3;
+        let over = database_bytes(&conn)? > limit / 8 * 7;
         for _ in 0..16 {
             let live = live_bytes(&conn)?;
             if !over || live <= target {

@@ -116,9 +116,10 @@ async fn the_size_limit_evicts_only_what_it_must_and_the_file_shrinks() {
     // Many more passes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after_passes = evicted();
+    // Over 7/8 of the limit, the live data goes to 3/4 of it: about 44% of what is there.
     assert!(
-        (1..=20).contains(&after_passes),
-        "a quarter over the limit evicts about a quarter of the traces, not {after_passes} of 40"
+        (10..=24).contains(&after_passes),
+        "a limit of 3/4 of the data evicts under half of it, not {after_passes} of 40 traces"
     );
     store.checkpoint().unwrap();
     let size = store.disk_bytes().unwrap();
