@@ -952,6 +952,7 @@ impl Activity {
     }
 
     /// The W3C context (ids, flags, trace state; `is_remote` false).
+    #[inline]
     pub fn context(&self) -> ActivityContext {
         match self.inner.started.get() {
             Some(s) => ActivityContext::new(s.trace_id, s.span_id, self.trace_flags(), self.trace_state(), false),
@@ -990,6 +991,7 @@ impl Activity {
     }
 
     /// The W3C trace state: this activity's own, else the parent chain's.
+    #[inline]
     pub fn trace_state(&self) -> TraceState {
         if self.inner.marks.load(Ordering::Acquire) & LOCAL_TRACE_STATE != 0 {
             if let Some(ts) = self.data().local_trace_state() {
