@@ -16,11 +16,9 @@
 //! counter and touches no memory.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use arc_swap::ArcSwapOption;
 
 const UNDECIDED: u8 = 0;
 /// Readings are TSC ticks.
@@ -40,6 +38,7 @@ struct Origin {
 static ORIGIN: OnceLock<Origin> = OnceLock::new();
 
 /// How readings convert to Unix time: `unix_nanos + (reading - reading_at) × nanos_per_tick`.
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Anchor {
     reading: u64,
     unix_nanos: u64,
@@ -48,7 +47,66 @@ struct Anchor {
     refresh_after: u64,
 }
 
-static ANCHOR: ArcSwapOption<Anchor> = ArcSwapOption::const_empty();
+/// The current anchor, read without a lock or a reference count (exporters convert several
+/// timestamps per activity): a sequence lock over atomics. `seq` is 0 before the first
+/// anchor, odd while one is written (readers retry), even otherwise.
+struct AnchorCell {
+    seq: AtomicU64,
+    reading: AtomicU64,
+    unix_nanos: AtomicU64,
+    nanos_per_tick: AtomicU64,
+    refresh_after: AtomicU64,
+}
+
+impl AnchorCell {
+    const fn new() -> Self {
+        AnchorCell {
+            seq: AtomicU64::new(0),
+            reading: AtomicU64::new(0),
+            unix_nanos: AtomicU64::new(0),
+            nanos_per_tick: AtomicU64::new(0),
+            refresh_after: AtomicU64::new(0),
+        }
+    }
+
+    fn load(&self) -> Option<Anchor> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let anchor = Anchor {
+                reading: self.reading.load(Ordering::Relaxed),
+                unix_nanos: self.unix_nanos.load(Ordering::Relaxed),
+                nanos_per_tick: f64::from_bits(self.nanos_per_tick.load(Ordering::Relaxed)),
+                refresh_after: self.refresh_after.load(Ordering::Relaxed),
+            };
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return Some(anchor);
+            }
+        }
+    }
+
+    /// One writer at a time: callers hold [`ANCHORING`].
+    fn store(&self, anchor: Anchor) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        self.reading.store(anchor.reading, Ordering::Relaxed);
+        self.unix_nanos.store(anchor.unix_nanos, Ordering::Relaxed);
+        self.nanos_per_tick
+            .store(anchor.nanos_per_tick.to_bits(), Ordering::Relaxed);
+        self.refresh_after.store(anchor.refresh_after, Ordering::Relaxed);
+        self.seq.store(seq + 2, Ordering::Release);
+    }
+}
+
+static ANCHOR: AnchorCell = AnchorCell::new();
 /// Held while a new anchor is taken (others keep converting with the current one).
 static ANCHORING: Mutex<()> = Mutex::new(());
 
@@ -136,8 +194,8 @@ fn paired<T>(sample: impl Fn() -> T) -> (u64, T) {
 
 /// The anchor for converting `reading`, taking a new one when `reading` is past the current
 /// one's second.
-fn anchor_for(reading: u64) -> Arc<Anchor> {
-    if let Some(anchor) = ANCHOR.load_full() {
+fn anchor_for(reading: u64) -> Anchor {
+    if let Some(anchor) = ANCHOR.load() {
         if reading <= anchor.refresh_after {
             return anchor;
         }
@@ -148,14 +206,15 @@ fn anchor_for(reading: u64) -> Arc<Anchor> {
         return take_anchor();
     }
     let _taking = ANCHORING.lock().unwrap_or_else(|e| e.into_inner());
-    match ANCHOR.load_full() {
+    match ANCHOR.load() {
         Some(anchor) => anchor,
         None => take_anchor(),
     }
 }
 
+/// Takes a new anchor; the caller holds [`ANCHORING`].
 #[cold]
-fn take_anchor() -> Arc<Anchor> {
+fn take_anchor() -> Anchor {
     // Make sure the clock has been read once (the origin exists).
     read();
     let origin = ORIGIN.get().expect("set by the first reading");
@@ -175,26 +234,21 @@ fn take_anchor() -> Arc<Anchor> {
         1.0
     };
     let (reading, unix_nanos) = paired(system_unix_nanos);
-    let anchor = Arc::new(Anchor {
+    let anchor = Anchor {
         reading,
         unix_nanos,
         nanos_per_tick,
         refresh_after: reading.saturating_add((1e9 / nanos_per_tick) as u64),
-    });
-    ANCHOR.store(Some(anchor.clone()));
+    };
+    ANCHOR.store(anchor);
     anchor
 }
 
 fn reading_to_unix_nanos(reading: u64) -> u64 {
-    // The common case borrows the anchor (no reference count update: exporters convert
-    // several timestamps per activity).
-    {
-        let current = ANCHOR.load();
-        if let Some(anchor) = current.as_deref().filter(|a| reading <= a.refresh_after) {
-            return anchor.convert(reading);
-        }
+    match ANCHOR.load() {
+        Some(anchor) if reading <= anchor.refresh_after => anchor.convert(reading),
+        _ => anchor_for(reading).convert(reading),
     }
-    anchor_for(reading).convert(reading)
 }
 
 impl Anchor {
@@ -368,7 +422,7 @@ mod tests {
         // is used, and the next conversion takes the new one.
         let later = (0..1000)
             .map(|_| anchor_for(first.refresh_after + 1))
-            .find(|a| !Arc::ptr_eq(&first, a))
+            .find(|a| *a != first)
             .expect("a new anchor");
         assert!(later.reading >= first.reading);
         // Its own second starts from when it was taken.
