@@ -252,10 +252,13 @@ fn reading_to_unix_nanos(reading: u64) -> u64 {
 }
 
 impl Anchor {
+    /// 64-bit arithmetic only: converting between f64 and i128 is a library call, which made
+    /// exporting (three conversions per activity) a fifth slower.
+    #[inline]
     fn convert(&self, reading: u64) -> u64 {
-        let ticks = reading as i128 - self.reading as i128;
-        let nanos = (ticks as f64 * self.nanos_per_tick) as i128;
-        (self.unix_nanos as i128 + nanos).clamp(1, u64::MAX as i128) as u64
+        let ticks = reading.wrapping_sub(self.reading) as i64;
+        let nanos = (ticks as f64 * self.nanos_per_tick) as i64;
+        (self.unix_nanos as i64).saturating_add(nanos).max(1) as u64
     }
 }
 
