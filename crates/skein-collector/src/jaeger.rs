@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
 
 use crate::api::{self, Api, ApiError};
 use crate::model;
-use crate::store::SearchQuery;
+use crate::store::{SearchQuery, Store, StoreError};
 
 fn envelope(data: Value) -> Response {
     let total = data.as_array().map_or(0, Vec::len);
@@ -380,22 +380,36 @@ fn jaeger_search(params: &[(String, String)]) -> Result<(SearchQuery, Vec<[u8; 1
 async fn found_traces(api: &Api, query: SearchQuery, trace_ids: Vec<[u8; 16]>) -> Result<Vec<Value>, ApiError> {
     api::blocking(&api.store, move |s| {
         let ids = if trace_ids.is_empty() {
-            s.search(&query)?
-                .iter()
-                .filter_map(|summary| model::parse_hex::<16>(&summary.trace_id))
-                .collect()
+            found_ids(s, &query)?
         } else {
             trace_ids
         };
-        let mut traces = Vec::new();
-        for id in ids {
-            if let Some(data) = s.trace_otlp(&id)? {
-                traces.push(jaeger_trace(&id, &data));
-            }
-        }
-        Ok(traces)
+        Ok(stored_traces(s, ids)?
+            .iter()
+            .map(|(id, data)| jaeger_trace(id, data))
+            .collect())
     })
     .await
+}
+
+/// The ids of the traces a search finds, newest first.
+fn found_ids(store: &Store, query: &SearchQuery) -> Result<Vec<[u8; 16]>, StoreError> {
+    Ok(store
+        .search(query)?
+        .iter()
+        .filter_map(|summary| model::parse_hex::<16>(&summary.trace_id))
+        .collect())
+}
+
+/// The stored OTLP data of each of `ids` still there.
+fn stored_traces(store: &Store, ids: Vec<[u8; 16]>) -> Result<Vec<([u8; 16], TracesData)>, StoreError> {
+    let mut traces = Vec::new();
+    for id in ids {
+        if let Some(data) = store.trace_otlp(&id)? {
+            traces.push((id, data));
+        }
+    }
+    Ok(traces)
 }
 
 async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
@@ -568,12 +582,8 @@ async fn v3_traces(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response 
     };
     let found = api::blocking(&api.store, move |s| {
         let mut all = TracesData::default();
-        for summary in s.search(&query)? {
-            if let Some(id) = model::parse_hex::<16>(&summary.trace_id) {
-                if let Some(data) = s.trace_otlp(&id)? {
-                    all.resource_spans.extend(data.resource_spans);
-                }
-            }
+        for (_, data) in stored_traces(s, found_ids(s, &query)?)? {
+            all.resource_spans.extend(data.resource_spans);
         }
         Ok(all)
     })

@@ -258,6 +258,15 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))
 }
 
+/// A connection for queries: read-only when the store is.
+fn open_reader(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    if read_only {
+        open_read_only(path)
+    } else {
+        open_connection(path)
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `config.data_dir` and starts its writer thread.
     /// `progress` hears what is happening while a large store opens.
@@ -320,10 +329,7 @@ impl Store {
         let counters = Arc::new(StoreCounters::default());
         let mut readers = Vec::new();
         for _ in 0..4 {
-            readers.push(match read_only {
-                Some(_) => open_read_only(&path)?,
-                None => open_connection(&path)?,
-            });
+            readers.push(open_reader(&path, read_only.is_some())?);
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
@@ -442,10 +448,9 @@ impl Store {
     /// Runs `f` with a read connection (blocking; call from `spawn_blocking`).
     pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match (conn, &self.read_only) {
-            (Some(c), _) => c,
-            (None, Some(_)) => open_read_only(&self.path)?,
-            (None, None) => open_connection(&self.path)?,
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.path, self.read_only.is_some())?,
         };
         let result = f(&conn);
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
