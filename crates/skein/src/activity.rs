@@ -1423,10 +1423,21 @@ impl Activity {
     pub fn stop(&self) {
         if let Some(previous) = self.mark_stopped(false) {
             self.inner.source.notify_stopped(self);
-            if current::with(|c| c.is_some_and(|c| c.ptr_eq(self))) {
-                current::set(previous);
-            } else {
+            drop(self.restore_here_or_leave(previous));
+        }
+    }
+
+    /// Where this activity is current, makes `previous` current and returns the current
+    /// slot's reference to this activity; elsewhere puts back what was current and leaves
+    /// `previous` for the thread where this activity is current.
+    #[inline]
+    fn restore_here_or_leave(&self, previous: Option<Activity>) -> Option<Activity> {
+        match current::replace(previous) {
+            Some(slot) if slot.ptr_eq(self) => Some(slot),
+            other => {
+                let previous = current::replace(other);
                 self.leave_previous_for_its_thread(previous);
+                None
             }
         }
     }
@@ -1464,19 +1475,11 @@ impl Activity {
     /// there: that reference is merged into this one, without an atomic update when the two
     /// are the only references (`&mut self`: this handle is borrowed nowhere else).
     pub(crate) fn restore_previous(&mut self, previous: Option<Activity>) {
-        match current::replace(previous) {
-            Some(slot) if slot.ptr_eq(self) => {
-                let mut slot = ManuallyDrop::new(slot);
-                // SAFETY: `slot` is never used again (and never dropped as an `Activity`).
-                let reference = unsafe { ManuallyDrop::take(&mut slot.inner) };
-                Shared::merge(&mut self.inner, reference);
-            }
-            // Not current here: put back what was, and leave `previous` for the thread
-            // where this activity is current.
-            other => {
-                let previous = current::replace(other);
-                self.leave_previous_for_its_thread(previous);
-            }
+        if let Some(slot) = self.restore_here_or_leave(previous) {
+            let mut slot = ManuallyDrop::new(slot);
+            // SAFETY: `slot` is never used again (and never dropped as an `Activity`).
+            let reference = unsafe { ManuallyDrop::take(&mut slot.inner) };
+            Shared::merge(&mut self.inner, reference);
         }
     }
 
