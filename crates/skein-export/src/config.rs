@@ -1,28 +1,53 @@
 //! One-line setup from the standard `OTEL_*` environment variables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use skein::logs::Severity;
 use skein::propagation::percent_decode;
 use skein::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 
 use crate::otlp::{OtlpGrpcExporter, OtlpHttpExporter, Protocol};
 use crate::{
-    ActivityExporter, BatchConfig, ConfigError, ConsoleExporter, ConsoleFormat, ExportGuard, ExportPipeline, Resource,
+    BatchConfig, ConfigError, ConsoleExporter, ConsoleFormat, ExportGuard, ExportPipeline, LogExporter, LogPipeline,
+    Resource, Signal,
 };
 
-/// Installs the export pipeline the environment describes and returns its guard:
+/// Installs the export pipelines the environment describes — spans and log records — and
+/// returns their guard:
 ///
-/// - `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`: nothing is recorded;
-/// - `OTEL_TRACES_EXPORTER`: `otlp` (default) or `console` (`SKEIN_CONSOLE_FORMAT=json` for
-///   one JSON line per activity);
-/// - `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION,CERTIFICATE}`;
+/// - `OTEL_SDK_DISABLED=true`: nothing is recorded or logged;
+/// - `OTEL_TRACES_EXPORTER` and `OTEL_LOGS_EXPORTER`: `otlp` (default), `console`
+///   (`SKEIN_CONSOLE_FORMAT=json` for one JSON line per activity or record) or `none`;
+/// - `OTEL_EXPORTER_OTLP_{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION,CERTIFICATE}`, each
+///   overridden per signal by `OTEL_EXPORTER_OTLP_TRACES_*` and `OTEL_EXPORTER_OTLP_LOGS_*`;
 /// - `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`; `OTEL_SERVICE_NAME`,
-///   `OTEL_RESOURCE_ATTRIBUTES`; `OTEL_BSP_*`.
+///   `OTEL_RESOURCE_ATTRIBUTES` (one resource for both signals); `OTEL_BSP_*` (spans) and
+///   `OTEL_BLRP_*` (logs);
+/// - `SKEIN_LOGS_MIN_SEVERITY` (`trace`, `debug`, `info` — the default —, `warn`, `error`):
+///   the least severe log records exported.
+///
+/// Log records come from logging libraries through [`skein::logs`]: add
+/// `skein_tracing::layer()` to the `tracing` subscriber and every `tracing` event (and `log`
+/// record, through `tracing-log`) is exported with its trace and span ids.
 ///
 /// A value that cannot work (an unknown exporter or protocol, a malformed endpoint, a ratio
 /// outside 0..=1) is an error here rather than a pipeline that silently exports nothing.
 pub fn init() -> Result<ExportGuard, ConfigError> {
     init_from(|name| std::env::var(name).ok())
+}
+
+/// Where one signal goes, from `OTEL_{TRACES,LOGS}_EXPORTER`.
+enum Destination {
+    Nowhere,
+    Console(ConsoleFormat),
+    Otlp(Box<Otlp>),
+}
+
+/// An OTLP exporter of either transport (both export spans and logs).
+enum Otlp {
+    Http(OtlpHttpExporter),
+    Grpc(OtlpGrpcExporter),
 }
 
 pub(crate) fn init_from(var: impl Fn(&str) -> Option<String>) -> Result<ExportGuard, ConfigError> {
@@ -34,77 +59,131 @@ pub(crate) fn init_from(var: impl Fn(&str) -> Option<String>) -> Result<ExportGu
         var("OTEL_TRACES_SAMPLER").as_deref(),
         var("OTEL_TRACES_SAMPLER_ARG").as_deref(),
     )?;
-    let batch = BatchConfig::from_lookup(|k| var(k))?;
+    let span_batch = BatchConfig::from_lookup("OTEL_BSP", BatchConfig::default(), var)?;
+    let log_batch = BatchConfig::from_lookup("OTEL_BLRP", BatchConfig::for_logs(), var)?;
+    let min_severity = match var("SKEIN_LOGS_MIN_SEVERITY") {
+        None => Severity::INFO,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "trace" => Severity::TRACE,
+            "debug" => Severity::DEBUG,
+            "info" => Severity::INFO,
+            "warn" | "warning" => Severity::WARN,
+            "error" => Severity::ERROR,
+            "fatal" => Severity::FATAL,
+            _ => {
+                return Err(ConfigError::variable(
+                    "SKEIN_LOGS_MIN_SEVERITY",
+                    &v,
+                    "trace, debug, info, warn, error or fatal",
+                ))
+            }
+        },
+    };
     let resource = Resource::from_vars(
         var("OTEL_SERVICE_NAME").as_deref(),
         var("OTEL_RESOURCE_ATTRIBUTES").as_deref(),
     );
-    let exporter: Box<dyn ActivityExporter> = match var("OTEL_TRACES_EXPORTER").as_deref().unwrap_or("otlp") {
-        "none" => return Ok(ExportPipeline::new().with_sampler(AlwaysOffSampler).install()),
-        "console" => {
-            let format = match var("SKEIN_CONSOLE_FORMAT").as_deref() {
-                None | Some("tree") => ConsoleFormat::Tree,
-                Some("json") => ConsoleFormat::JsonLines,
-                Some(other) => {
-                    return Err(ConfigError(format!(
-                        "SKEIN_CONSOLE_FORMAT={other:?}: expected tree or json"
-                    )))
-                }
-            };
-            Box::new(ConsoleExporter::new(format))
-        }
-        "otlp" => otlp_from(&var, resource)?,
-        other => {
-            return Err(ConfigError(format!(
-                "OTEL_TRACES_EXPORTER={other:?}: expected otlp, console or none"
-            )))
+    // Both signals are checked before either is installed: a mistake in one is not half a setup.
+    let traces = destination(&var, Signal::Traces, &resource)?;
+    let logs = destination(&var, Signal::Logs, &resource)?;
+    let spans = match traces {
+        Destination::Nowhere => ExportPipeline::new().with_sampler(AlwaysOffSampler).install(),
+        Destination::Console(format) => ExportPipeline::new()
+            .with_boxed_sampler(sampler)
+            .batch(ConsoleExporter::new(format), span_batch)
+            .install(),
+        Destination::Otlp(otlp) => {
+            let pipeline = ExportPipeline::new().with_boxed_sampler(sampler);
+            match *otlp {
+                Otlp::Http(e) => pipeline.batch(e, span_batch).install(),
+                Otlp::Grpc(e) => pipeline.batch(e, span_batch).install(),
+            }
         }
     };
-    Ok(ExportPipeline::new()
-        .with_boxed_sampler(sampler)
-        .batch_boxed(exporter, batch)
-        .install())
+    let logs: Option<Box<dyn LogExporter>> = match logs {
+        Destination::Nowhere => None,
+        Destination::Console(format) => Some(Box::new(ConsoleExporter::new(format))),
+        Destination::Otlp(otlp) => match *otlp {
+            Otlp::Http(e) => Some(Box::new(e)),
+            Otlp::Grpc(e) => Some(Box::new(e)),
+        },
+    };
+    Ok(match logs {
+        Some(exporter) => spans.with_logs(
+            LogPipeline::new(exporter)
+                .with_batch_config(log_batch)
+                .with_min_severity(min_severity)
+                .install(),
+        ),
+        None => spans,
+    })
 }
 
-fn otlp_from(
+fn destination(
     var: &impl Fn(&str) -> Option<String>,
-    resource: Resource,
-) -> Result<Box<dyn ActivityExporter>, ConfigError> {
-    let traces_or_general = |suffix: &str| {
-        var(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}")).or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+    signal: Signal,
+    resource: &Resource,
+) -> Result<Destination, ConfigError> {
+    let name = match signal {
+        Signal::Logs => "OTEL_LOGS_EXPORTER",
+        _ => "OTEL_TRACES_EXPORTER",
     };
-    let protocol = match traces_or_general("PROTOCOL") {
-        Some(p) => Protocol::parse(&p)?,
+    Ok(match var(name).as_deref().unwrap_or("otlp") {
+        "none" => Destination::Nowhere,
+        "console" => Destination::Console(match var("SKEIN_CONSOLE_FORMAT").as_deref() {
+            None | Some("tree") => ConsoleFormat::Tree,
+            Some("json") => ConsoleFormat::JsonLines,
+            Some(other) => return Err(ConfigError::variable("SKEIN_CONSOLE_FORMAT", other, "tree or json")),
+        }),
+        "otlp" => Destination::Otlp(Box::new(otlp_from(var, signal, resource.clone())?)),
+        other => return Err(ConfigError::variable(name, other, "otlp, console or none")),
+    })
+}
+
+fn otlp_from(var: &impl Fn(&str) -> Option<String>, signal: Signal, resource: Resource) -> Result<Otlp, ConfigError> {
+    let upper = signal.as_str().to_ascii_uppercase();
+    // The signal's own variable, else the general one; with the name it came from.
+    let setting = |suffix: &str| {
+        let specific = format!("OTEL_EXPORTER_OTLP_{upper}_{suffix}");
+        let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+        var(&specific)
+            .map(|v| (specific, v))
+            .or_else(|| var(&general).map(|v| (general, v)))
+    };
+    let protocol = match setting("PROTOCOL") {
+        Some((name, p)) => {
+            Protocol::parse(&p).map_err(|_| ConfigError::variable(&name, &p, "grpc, http/protobuf or http/json"))?
+        }
         None => Protocol::HttpProtobuf,
     };
-    let certificate = match traces_or_general("CERTIFICATE") {
-        Some(path) => Some(
-            std::fs::read(&path).map_err(|e| ConfigError(format!("cannot read the OTLP certificate {path:?}: {e}")))?,
-        ),
+    let certificate = match setting("CERTIFICATE") {
+        Some((_, path)) => {
+            Some(std::fs::read(&path).map_err(|e| ConfigError::certificate(Some(PathBuf::from(&path)), e))?)
+        }
         None => None,
     };
-    let headers = match traces_or_general("HEADERS") {
-        Some(headers) => parse_headers(&headers)?,
+    let headers = match setting("HEADERS") {
+        Some((name, headers)) => parse_headers(&name, &headers)?,
         None => Vec::new(),
     };
-    let timeout = match traces_or_general("TIMEOUT") {
-        Some(t) => Some(Duration::from_millis(t.parse().map_err(|_| {
-            ConfigError(format!("OTLP timeout {t:?} is not a number of milliseconds"))
-        })?)),
+    let timeout = match setting("TIMEOUT") {
+        Some((name, t)) => {
+            Some(Duration::from_millis(t.parse().map_err(|_| {
+                ConfigError::variable(&name, &t, "a number of milliseconds")
+            })?))
+        }
         None => None,
     };
-    let gzip = match traces_or_general("COMPRESSION").as_deref() {
-        None | Some("none") => false,
-        Some("gzip") => true,
-        Some(other) => {
-            return Err(ConfigError(format!(
-                "OTLP compression {other:?}: expected gzip or none"
-            )))
-        }
+    let gzip = match setting("COMPRESSION") {
+        None => false,
+        Some((_, c)) if c == "none" => false,
+        Some((_, c)) if c == "gzip" => true,
+        Some((name, other)) => return Err(ConfigError::variable(&name, &other, "gzip or none")),
     };
+    let specific_endpoint = var(&format!("OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"));
     if protocol == Protocol::Grpc {
         // gRPC endpoints have no signal path.
-        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        let endpoint = specific_endpoint
             .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
             .unwrap_or_else(|| "http://localhost:4317".to_owned());
         let mut exporter = match &certificate {
@@ -117,14 +196,15 @@ fn otlp_from(
         if let Some(timeout) = timeout {
             exporter = exporter.with_timeout(timeout);
         }
-        return Ok(Box::new(exporter.with_gzip(gzip)));
+        return Ok(Otlp::Grpc(exporter.with_gzip(gzip)));
     }
     // The signal-specific endpoint is used as is; the general one gets the signal path.
-    let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+    let path = format!("v1/{}", signal.as_str());
+    let endpoint = match specific_endpoint {
         Some(e) => e,
         None => match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            Some(base) => format!("{}/v1/traces", base.trim_end_matches('/')),
-            None => "http://localhost:4318/v1/traces".to_owned(),
+            Some(base) => format!("{}/{path}", base.trim_end_matches('/')),
+            None => format!("http://localhost:4318/{path}"),
         },
     };
     let mut exporter = match &certificate {
@@ -137,20 +217,22 @@ fn otlp_from(
     if let Some(timeout) = timeout {
         exporter = exporter.with_timeout(timeout);
     }
-    Ok(Box::new(exporter.with_gzip(gzip)))
+    Ok(Otlp::Http(exporter.with_gzip(gzip)))
 }
 
 /// `name=value,name2=value2`, values percent-encoded.
-fn parse_headers(headers: &str) -> Result<Vec<(String, String)>, ConfigError> {
+fn parse_headers(variable: &str, headers: &str) -> Result<Vec<(String, String)>, ConfigError> {
     headers
         .split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
             let (name, value) = pair
                 .split_once('=')
-                .ok_or_else(|| ConfigError(format!("OTLP header {pair:?} is not name=value")))?;
-            let value = percent_decode(value.trim())
-                .ok_or_else(|| ConfigError(format!("OTLP header {name:?} has a bad percent-encoding")))?;
+                .ok_or_else(|| ConfigError::variable(variable, headers, "name=value pairs separated by commas"))?;
+            let value = percent_decode(value.trim()).ok_or_else(|| ConfigError::Header {
+                name: name.trim().to_owned(),
+                reason: "bad percent-encoding in the value",
+            })?;
             Ok((name.trim().to_owned(), value))
         })
         .collect()
@@ -170,9 +252,11 @@ fn sampler_from(name: Option<&str>, arg: Option<&str>) -> Result<Box<dyn Sampler
         let arg = arg.map(str::trim).unwrap_or("1.0");
         match arg.parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(TraceIdRatioSampler::new(r)),
-            _ => Err(ConfigError(format!(
-                "OTEL_TRACES_SAMPLER_ARG={arg:?}: expected a ratio from 0 to 1"
-            ))),
+            _ => Err(ConfigError::variable(
+                "OTEL_TRACES_SAMPLER_ARG",
+                arg,
+                "a ratio from 0 to 1",
+            )),
         }
     };
     Ok(match name.map(str::trim).unwrap_or("parentbased_always_on") {
@@ -182,7 +266,13 @@ fn sampler_from(name: Option<&str>, arg: Option<&str>) -> Result<Box<dyn Sampler
         "parentbased_always_on" => Box::new(ParentBasedSampler::new(AlwaysOnSampler)),
         "parentbased_always_off" => Box::new(ParentBasedSampler::new(AlwaysOffSampler)),
         "parentbased_traceidratio" => Box::new(ParentBasedSampler::new(ratio()?)),
-        other => return Err(ConfigError(format!("unknown OTEL_TRACES_SAMPLER {other:?}"))),
+        other => {
+            return Err(ConfigError::variable(
+                "OTEL_TRACES_SAMPLER",
+                other,
+                "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio",
+            ))
+        }
     })
 }
 
@@ -196,35 +286,89 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn error(pairs: &[(&str, &str)]) -> String {
+    fn error(pairs: &[(&str, &str)]) -> ConfigError {
         match init_from(vars(pairs)) {
             Ok(_) => panic!("expected an error for {pairs:?}"),
-            Err(e) => e.0,
+            Err(e) => e,
+        }
+    }
+
+    /// The variable a [`ConfigError::Variable`] names.
+    fn variable(pairs: &[(&str, &str)]) -> String {
+        match error(pairs) {
+            ConfigError::Variable { name, .. } => name,
+            other => panic!("expected a variable error for {pairs:?}, got {other:?}"),
         }
     }
 
     #[test]
-    fn misconfiguration_is_a_clear_error() {
-        assert!(error(&[("OTEL_TRACES_EXPORTER", "zipkin")]).contains("OTEL_TRACES_EXPORTER"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]).contains("unknown OTLP protocol"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]).contains("bad OTLP endpoint"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x/v1/traces")]).contains("http or https"));
-        assert!(error(&[
-            ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "1.5")
-        ])
-        .contains("ratio"));
-        assert!(error(&[("OTEL_TRACES_SAMPLER", "sometimes")]).contains("OTEL_TRACES_SAMPLER"));
-        assert!(error(&[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")]).contains("whole number"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).contains("compression"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]).contains("name=value"));
-        assert!(error(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")]).contains("milliseconds"));
+    fn misconfiguration_is_a_clear_error_naming_the_variable() {
+        assert_eq!(variable(&[("OTEL_TRACES_EXPORTER", "zipkin")]), "OTEL_TRACES_EXPORTER");
+        assert_eq!(variable(&[("OTEL_LOGS_EXPORTER", "syslog")]), "OTEL_LOGS_EXPORTER");
+        assert_eq!(
+            variable(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        );
+        assert_eq!(
+            variable(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/xml")]),
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+        );
+        assert!(matches!(
+            error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]),
+            ConfigError::Endpoint { .. }
+        ));
+        let ftp = error(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x/v1/traces")]);
+        assert!(ftp.to_string().contains("http or https"), "{ftp}");
+        assert_eq!(
+            variable(&[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "1.5")
+            ]),
+            "OTEL_TRACES_SAMPLER_ARG"
+        );
+        assert_eq!(variable(&[("OTEL_TRACES_SAMPLER", "sometimes")]), "OTEL_TRACES_SAMPLER");
+        assert_eq!(
+            variable(&[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")]),
+            "OTEL_BSP_MAX_QUEUE_SIZE"
+        );
+        assert_eq!(
+            variable(&[("OTEL_BLRP_SCHEDULE_DELAY", "soon")]),
+            "OTEL_BLRP_SCHEDULE_DELAY"
+        );
+        assert_eq!(
+            variable(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]),
+            "OTEL_EXPORTER_OTLP_COMPRESSION"
+        );
+        assert_eq!(
+            variable(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]),
+            "OTEL_EXPORTER_OTLP_HEADERS"
+        );
+        assert_eq!(
+            variable(&[("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon")]),
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"
+        );
+        assert_eq!(
+            variable(&[("SKEIN_LOGS_MIN_SEVERITY", "loud")]),
+            "SKEIN_LOGS_MIN_SEVERITY"
+        );
+        let missing = error(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")]);
+        assert!(matches!(&missing, ConfigError::Certificate { path: Some(_), .. }));
+        assert!(
+            std::error::Error::source(&missing).is_some(),
+            "the io error is kept as the source"
+        );
     }
 
     #[test]
     fn valid_configurations_install() {
         for pairs in [
             &[("OTEL_TRACES_EXPORTER", "none")][..],
+            &[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_LOGS_EXPORTER", "console")][..],
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+                ("SKEIN_LOGS_MIN_SEVERITY", "debug"),
+            ][..],
             &[("OTEL_SDK_DISABLED", "true"), ("OTEL_TRACES_EXPORTER", "zipkin")][..],
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/"),

@@ -1,5 +1,5 @@
 //! A console exporter for development: each finished trace as an indented tree, or one JSON
-//! line per activity.
+//! line per activity; log records one line each.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -7,9 +7,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use skein::logs::LogRecord;
 use skein::{Activity, ActivityKind, ActivityStatusCode, SpanId, TraceId};
 
-use crate::{ActivityExporter, ExportError};
+use crate::{ActivityExporter, ExportError, LogExporter};
 
 /// How the console exporter writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -279,5 +280,76 @@ impl ActivityExporter for ConsoleExporter {
 
     fn shutdown(&mut self) {
         self.state().print_all();
+    }
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in nanoseconds.
+fn clock_time(unix_nanos: u64) -> String {
+    let millis = unix_nanos / 1_000_000;
+    let seconds = millis / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+        millis % 1000
+    )
+}
+
+/// One log record, as a line: in tree mode `12:00:01.250Z WARN  [trace/span] scope: body
+/// key=value`, in JSON mode an object.
+fn log_line(format: ConsoleFormat, record: &LogRecord) -> String {
+    let body = record.body.as_deref().unwrap_or("");
+    match format {
+        ConsoleFormat::JsonLines => {
+            let attributes: serde_json::Map<String, serde_json::Value> = record
+                .attributes
+                .iter()
+                .map(|t| (t.key.to_string(), serde_json::Value::String(t.value.to_string())))
+                .collect();
+            serde_json::json!({
+                "time": record.timestamp.unix_nanos(),
+                "severity": record.severity_text,
+                "severityNumber": record.severity.number(),
+                "body": body,
+                "scope": record.scope,
+                "traceId": if record.trace_id.is_valid() { record.trace_id.to_hex() } else { String::new() },
+                "spanId": if record.span_id.is_valid() { record.span_id.to_hex() } else { String::new() },
+                "attributes": attributes,
+            })
+            .to_string()
+        }
+        ConsoleFormat::Tree => {
+            let mut line = format!(
+                "{}Z {:<5} ",
+                clock_time(record.timestamp.unix_nanos()),
+                record.severity_text
+            );
+            if record.trace_id.is_valid() {
+                let _ = write!(line, "[{}/{}] ", record.trace_id, record.span_id);
+            }
+            if !record.scope.is_empty() {
+                let _ = write!(line, "{}: ", record.scope);
+            }
+            line.push_str(body);
+            for tag in &record.attributes {
+                let _ = write!(line, "  {}={}", tag.key, tag.value);
+            }
+            line
+        }
+    }
+}
+
+impl LogExporter for ConsoleExporter {
+    fn export(&mut self, batch: &[LogRecord]) -> Result<(), ExportError> {
+        let mut text = String::new();
+        for record in batch {
+            text.push_str(&log_line(self.format, record));
+            text.push('\n');
+        }
+        let mut state = self.state();
+        let _ = state.out.write_all(text.as_bytes());
+        let _ = state.out.flush();
+        Ok(())
     }
 }

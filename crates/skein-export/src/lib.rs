@@ -13,42 +13,26 @@
 //! ```
 
 mod console;
+mod error;
+mod logs;
 mod memory;
 pub mod otlp;
 mod pipeline;
+mod report;
 mod resource;
 
 pub use console::{ConsoleExporter, ConsoleFormat};
-pub use memory::InMemoryExporter;
+pub use error::{ConfigError, ErrorSource, ExportError, Signal};
+pub use logs::{LogExporter, LogGuard, LogPipeline};
+pub use memory::{InMemoryExporter, InMemoryLogExporter};
 pub use pipeline::{BatchConfig, ExportGuard, ExportPipeline, SourceFilter};
+pub use report::{clear_error_handler, set_error_handler};
 pub use resource::Resource;
 
-use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use skein::Activity;
-
-/// Why an export failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExportError {
-    /// The backend could not be reached or did not answer in time; retried where allowed.
-    Unavailable(String),
-    /// The backend refused the data (a non-retryable answer).
-    Rejected(String),
-    /// The exporter was shut down.
-    Shutdown,
-}
-
-impl fmt::Display for ExportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExportError::Unavailable(m) => write!(f, "backend unavailable: {m}"),
-            ExportError::Rejected(m) => write!(f, "backend rejected the export: {m}"),
-            ExportError::Shutdown => f.write_str("exporter is shut down"),
-        }
-    }
-}
-
-impl std::error::Error for ExportError {}
 
 /// Sends batches of stopped activities somewhere. Runs on the pipeline's export thread (never
 /// on an application thread), so it may block — within its own timeout.
@@ -59,23 +43,30 @@ pub trait ActivityExporter: Send + 'static {
     /// Called once when the pipeline shuts down.
     fn shutdown(&mut self) {}
 
-    /// The longest one export may take (the pipeline passes its export timeout). Exporters
-    /// that do I/O cap their requests with it.
+    /// The longest one export may take (the pipeline's export timeout). Exporters that do I/O
+    /// cap their requests with it, unless they were given a timeout of their own.
     fn set_export_timeout(&mut self, _timeout: std::time::Duration) {}
+
+    /// Tells the exporter when its pipeline starts shutting down: exporters that retry stop
+    /// retrying then, so that an application exiting beside a backend that is down is not
+    /// held up by backoff.
+    fn watch_shutdown(&mut self, _notice: ShutdownNotice) {}
 }
 
-/// A configuration problem found by [`init`] or a builder: reported at start-up instead of
-/// silently exporting nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+/// Set once a pipeline starts shutting down (see [`ActivityExporter::watch_shutdown`]).
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownNotice(Arc<AtomicBool>);
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl ShutdownNotice {
+    /// True once the pipeline is shutting down.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
     }
 }
-
-impl std::error::Error for ConfigError {}
 
 mod config;
 pub use config::{init, sampler_from_env};

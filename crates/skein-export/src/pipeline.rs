@@ -12,21 +12,24 @@ use skein::{
     AlwaysOnSampler, ListenerRegistration, ParentBasedSampler, Sampler,
 };
 
-use crate::{ActivityExporter, ExportError};
+use crate::report::report;
+use crate::{ActivityExporter, ExportError, LogGuard, ShutdownNotice, Signal};
 
-/// Batch settings; the defaults and the `OTEL_BSP_*` variables follow the OpenTelemetry
-/// specification.
+/// Batch settings; the defaults and the `OTEL_BSP_*` (spans) and `OTEL_BLRP_*` (logs)
+/// variables follow the OpenTelemetry specification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Most activities waiting for export from one application thread; more are dropped and
-    /// counted (default 2048). Each thread queues into a ring of its own, so the memory held
+    /// Most items waiting for export; more are dropped and counted (default 2048). For spans
+    /// each application thread queues into a ring of its own of this size, so the memory held
     /// grows with the number of threads that stop recorded activities.
     pub max_queue_size: usize,
-    /// Longest wait between two exports (default 5 s).
+    /// Longest wait between two exports (default 5 s for spans, 1 s for logs).
     pub scheduled_delay: Duration,
-    /// Most activities per export; a full batch is exported without waiting (default 512).
+    /// Most items per export; a full batch is exported without waiting (default 512).
     pub max_export_batch_size: usize,
-    /// Longest an export may take; given to the exporter (default 30 s).
+    /// Longest an export may take (default 30 s): given to the exporter unless it has a
+    /// timeout of its own (`OTEL_EXPORTER_OTLP_TIMEOUT`), and the longest dropping the guard
+    /// waits for the last export.
     pub export_timeout: Duration,
 }
 
@@ -42,35 +45,52 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
-    /// The defaults, overridden by `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`,
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds).
-    pub fn from_env() -> Result<Self, crate::ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    /// The defaults for log records (a shorter delay: logs are read as they happen).
+    pub fn for_logs() -> Self {
+        BatchConfig {
+            scheduled_delay: Duration::from_millis(1000),
+            ..BatchConfig::default()
+        }
     }
 
-    pub(crate) fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
-        let number = |name: &str| -> Result<Option<u64>, crate::ConfigError> {
-            match var(name) {
+    /// The span defaults, overridden by `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds).
+    pub fn from_env() -> Result<Self, crate::ConfigError> {
+        Self::from_lookup("OTEL_BSP", BatchConfig::default(), |k| std::env::var(k).ok())
+    }
+
+    /// The log defaults, overridden by the `OTEL_BLRP_*` variables of the same names.
+    pub fn logs_from_env() -> Result<Self, crate::ConfigError> {
+        Self::from_lookup("OTEL_BLRP", BatchConfig::for_logs(), |k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn from_lookup(
+        prefix: &str,
+        mut config: BatchConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::ConfigError> {
+        let number = |suffix: &str| -> Result<Option<u64>, crate::ConfigError> {
+            let name = format!("{prefix}_{suffix}");
+            match var(&name) {
                 None => Ok(None),
                 Some(v) if v.trim().is_empty() => Ok(None),
                 Some(v) => v
                     .trim()
                     .parse::<u64>()
                     .map(Some)
-                    .map_err(|_| crate::ConfigError(format!("{name}={v:?} is not a whole number"))),
+                    .map_err(|_| crate::ConfigError::variable(&name, &v, "a whole number")),
             }
         };
-        let mut config = BatchConfig::default();
-        if let Some(v) = number("OTEL_BSP_MAX_QUEUE_SIZE")? {
+        if let Some(v) = number("MAX_QUEUE_SIZE")? {
             config.max_queue_size = v.max(1) as usize;
         }
-        if let Some(v) = number("OTEL_BSP_SCHEDULE_DELAY")? {
+        if let Some(v) = number("SCHEDULE_DELAY")? {
             config.scheduled_delay = Duration::from_millis(v);
         }
-        if let Some(v) = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+        if let Some(v) = number("MAX_EXPORT_BATCH_SIZE")? {
             config.max_export_batch_size = v.max(1) as usize;
         }
-        if let Some(v) = number("OTEL_BSP_EXPORT_TIMEOUT")? {
+        if let Some(v) = number("EXPORT_TIMEOUT")? {
             config.export_timeout = Duration::from_millis(v);
         }
         // The specification: the batch size may not exceed the queue size.
@@ -172,18 +192,19 @@ impl ExportPipeline {
         self
     }
 
-    pub(crate) fn batch_boxed(mut self, exporter: Box<dyn ActivityExporter>, config: BatchConfig) -> Self {
-        self.processor = Some(Processor::Batch(exporter, config));
-        self
-    }
-
     /// Starts listening. Dropping the guard stops listening and flushes what is queued.
     pub fn install(self) -> ExportGuard {
+        let notice = ShutdownNotice::default();
+        let mut shutdown_timeout = BatchConfig::default().export_timeout;
         let (sink, worker) = match self.processor {
             None => (Sink::Discard, None),
-            Some(Processor::Simple(exporter)) => (Sink::Simple(Mutex::new(exporter)), None),
+            Some(Processor::Simple(mut exporter)) => {
+                exporter.watch_shutdown(notice.clone());
+                (Sink::Simple(Mutex::new(exporter)), None)
+            }
             Some(Processor::Batch(exporter, config)) => {
-                let (queue, worker) = Worker::spawn(exporter, config);
+                shutdown_timeout = config.export_timeout;
+                let (queue, worker) = Worker::spawn(exporter, config, notice.clone());
                 (Sink::Batch(queue), Some(worker))
             }
         };
@@ -197,6 +218,9 @@ impl ExportPipeline {
             registration: Some(registration),
             listener,
             worker,
+            notice,
+            shutdown_timeout,
+            logs: None,
         }
     }
 }
@@ -260,19 +284,11 @@ impl ActivityListener for PipelineListener {
                 let _quiet = skein::suppress_instrumentation();
                 let mut exporter = exporter.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = exporter.export(std::slice::from_ref(&activity)) {
-                    report_once(&SIMPLE_FAILED, &format!("skein-export: export failed: {e}"));
+                    crate::report::report(e);
                 }
             }
             Sink::Batch(queue) => queue.push(activity),
         }
-    }
-}
-
-static SIMPLE_FAILED: AtomicBool = AtomicBool::new(false);
-
-fn report_once(flag: &AtomicBool, message: &str) {
-    if !flag.swap(true, Ordering::Relaxed) {
-        eprintln!("{message} (reported once)");
     }
 }
 
@@ -358,7 +374,6 @@ struct Queue {
     returned: Arc<Returned>,
     worker: Thread,
     wake: Arc<AtomicBool>,
-    dropped_warned: AtomicBool,
     /// Activities a thread queues between two wake-ups of the export thread.
     wake_every: usize,
 }
@@ -497,10 +512,8 @@ impl Queue {
                     self.returned.release_some();
                 }
             }
-            Ok(Some(Pushed::Full(activity))) => {
-                drop(activity);
-                self.warn_dropped();
-            }
+            // Counted; the export thread reports it (no I/O on the application's thread).
+            Ok(Some(Pushed::Full(activity))) => drop(activity),
             // The thread is exiting and its ring list is gone (the closure did not run, so
             // the activity is still here).
             Ok(None) | Err(_) => {
@@ -511,7 +524,7 @@ impl Queue {
                     } else {
                         drop(orphans);
                         drop(activity);
-                        self.count_dropped_while_exiting();
+                        self.rings.dropped_elsewhere.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -541,21 +554,6 @@ impl Queue {
         });
         rings.len() - 1
     }
-
-    fn count_dropped_while_exiting(&self) {
-        self.rings.dropped_elsewhere.fetch_add(1, Ordering::Relaxed);
-        self.warn_dropped();
-    }
-
-    fn warn_dropped(&self) {
-        // A plain load first: the swap's read-modify-write only until the warning is out.
-        if !self.dropped_warned.load(Ordering::Relaxed) && !self.dropped_warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "skein-export: the export queue is full; activities are being dropped \
-                 (see ExportGuard::dropped_count; raise OTEL_BSP_MAX_QUEUE_SIZE or check the backend)"
-            );
-        }
-    }
 }
 
 /// The export thread.
@@ -567,13 +565,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(mut exporter: Box<dyn ActivityExporter>, config: BatchConfig) -> (Queue, Worker) {
+    fn spawn(mut exporter: Box<dyn ActivityExporter>, config: BatchConfig, notice: ShutdownNotice) -> (Queue, Worker) {
         let rings = Arc::new(Rings::new(config.max_queue_size));
         let worker_rings = rings.clone();
         let (control_tx, control_rx) = mpsc::channel::<Control>();
         let wake = Arc::new(AtomicBool::new(false));
         let worker_wake = wake.clone();
         exporter.set_export_timeout(config.export_timeout);
+        exporter.watch_shutdown(notice);
         // A thread wakes the export thread once it has queued a batch, or three quarters of
         // its ring if that is more: a wake-up is a system call and, in a virtual machine, an
         // interrupt to another CPU, worth a few microseconds; the rest of the ring absorbs the
@@ -603,7 +602,6 @@ impl Worker {
             returned,
             worker: thread.thread().clone(),
             wake: wake.clone(),
-            dropped_warned: AtomicBool::new(false),
             wake_every,
         };
         let worker = Worker {
@@ -622,8 +620,10 @@ impl Worker {
         if let Some(t) = &self.thread {
             t.thread().unpark();
         }
-        rx.recv_timeout(timeout)
-            .map_err(|_| ExportError::Unavailable(format!("not done within {timeout:?}")))
+        rx.recv_timeout(timeout).map_err(|_| ExportError::NotDoneInTime {
+            signal: Signal::Traces,
+            timeout,
+        })
     }
 }
 
@@ -636,19 +636,26 @@ fn run(
     returned: Arc<Returned>,
 ) {
     let mut batch: Vec<Activity> = Vec::with_capacity(config.max_export_batch_size);
-    let mut failed_reported = false;
-    let mut export_all = |exporter: &mut Box<dyn ActivityExporter>, only_full: bool| loop {
-        rings.drain_into(&mut batch, config.max_export_batch_size);
-        if batch.is_empty() || (only_full && batch.len() < config.max_export_batch_size) {
-            return;
-        }
-        if let Err(e) = exporter.export(&batch) {
-            if !failed_reported {
-                eprintln!("skein-export: export failed: {e} (further failures are not reported)");
-                failed_reported = true;
+    let mut dropped_reported = 0;
+    let mut export_all = |exporter: &mut Box<dyn ActivityExporter>, only_full: bool| {
+        loop {
+            rings.drain_into(&mut batch, config.max_export_batch_size);
+            if batch.is_empty() || (only_full && batch.len() < config.max_export_batch_size) {
+                break;
             }
+            if let Err(e) = exporter.export(&batch) {
+                report(e);
+            }
+            returned.give_back(&mut batch);
         }
-        returned.give_back(&mut batch);
+        let dropped = rings.dropped();
+        if dropped > dropped_reported {
+            dropped_reported = dropped;
+            report(ExportError::QueueFull {
+                signal: Signal::Traces,
+                dropped,
+            });
+        }
     };
     let mut returned_at_last_tick = 0;
     let mut next_export = Instant::now() + config.scheduled_delay;
@@ -692,22 +699,41 @@ fn run(
     }
 }
 
-/// Keeps the pipeline installed. Dropping it stops listening, exports what is queued (up to
-/// 5 seconds) and stops the export thread.
+/// Keeps the pipeline installed (and, from [`crate::init`], the log pipeline too). Dropping it
+/// stops listening, exports what is queued — waiting up to the export timeout
+/// (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s by default), one attempt per batch with no retries, so a
+/// backend that is down does not hold the application up — and stops the export thread.
 #[must_use = "dropping the guard uninstalls the pipeline at once"]
 pub struct ExportGuard {
     registration: Option<ListenerRegistration>,
     listener: Arc<PipelineListener>,
     worker: Option<Worker>,
+    notice: ShutdownNotice,
+    shutdown_timeout: Duration,
+    logs: Option<LogGuard>,
 }
 
 impl ExportGuard {
-    /// Exports everything queued so far and waits for it, up to `timeout`.
+    /// Also keeps `logs` installed, flushed and shut down with the spans.
+    pub fn with_logs(mut self, logs: LogGuard) -> Self {
+        self.logs = Some(logs);
+        self
+    }
+
+    /// The log pipeline this guard keeps, if any.
+    pub fn logs(&self) -> Option<&LogGuard> {
+        self.logs.as_ref()
+    }
+
+    /// Exports everything queued so far (spans, and log records if this guard has a log
+    /// pipeline) and waits for it, up to `timeout` for each.
     pub fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {
-        match &self.worker {
+        let spans = match &self.worker {
             Some(worker) => worker.request(Control::Flush, timeout),
             None => Ok(()),
-        }
+        };
+        let logs = self.logs.as_ref().map_or(Ok(()), |l| l.force_flush(timeout));
+        spans.and(logs)
     }
 
     /// Activities dropped because the queue was full.
@@ -715,35 +741,50 @@ impl ExportGuard {
         self.worker.as_ref().map_or(0, |w| w.rings.dropped())
     }
 
-    /// Stops listening, exports what is queued and stops the export thread, waiting up to
-    /// `timeout` (the thread is left to finish on its own after that).
+    /// Stops listening, exports what is queued (one attempt per batch, no retries) and stops
+    /// the export thread(s), waiting up to `timeout` (the thread is left to finish on its own
+    /// after that).
     pub fn shutdown(mut self, timeout: Duration) -> Result<(), ExportError> {
         self.shutdown_inner(timeout)
     }
 
     fn shutdown_inner(&mut self, timeout: Duration) -> Result<(), ExportError> {
+        let started = Instant::now();
         drop(self.registration.take());
-        let Some(mut worker) = self.worker.take() else {
-            if let Sink::Simple(exporter) = &self.listener.sink {
-                let _quiet = skein::suppress_instrumentation();
-                exporter.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+        self.notice.set();
+        let spans = match self.worker.take() {
+            None => {
+                if let Sink::Simple(exporter) = &self.listener.sink {
+                    let _quiet = skein::suppress_instrumentation();
+                    exporter.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+                }
+                Ok(())
             }
-            return Ok(());
+            Some(mut worker) => {
+                let result = worker.request(Control::Shutdown, timeout);
+                match &result {
+                    Ok(()) => {
+                        if let Some(thread) = worker.thread.take() {
+                            let _ = thread.join();
+                        }
+                    }
+                    Err(e) => report(e.clone()),
+                }
+                result
+            }
         };
-        let result = worker.request(Control::Shutdown, timeout);
-        if result.is_ok() {
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
-            }
-        }
-        result
+        let logs = match self.logs.take() {
+            Some(logs) => logs.shutdown(timeout.saturating_sub(started.elapsed())),
+            None => Ok(()),
+        };
+        spans.and(logs)
     }
 }
 
 impl Drop for ExportGuard {
     fn drop(&mut self) {
         if self.registration.is_some() {
-            let _ = self.shutdown_inner(Duration::from_secs(5));
+            let _ = self.shutdown_inner(self.shutdown_timeout);
         }
     }
 }

@@ -6,7 +6,9 @@
 //! through synchronous calls, and across `.await`s and into spawned tasks and threads with
 //! [`FutureExt`] and [`with_current`]. Ids are W3C Trace Context by default, hierarchical
 //! `Request-Id`s on request; [`propagation`] moves contexts and baggage across processes, and
-//! [`diagnostics`] lets instrumentation publish raw objects to subscribers. This crate knows
+//! [`diagnostics`] lets instrumentation publish raw objects to subscribers, and [`logs`] carries
+//! log records, stamped with the current trace, from logging libraries to log exporters. This
+//! crate knows
 //! nothing of HTTP or export: those live in `skein-http` and `skein-export`.
 //!
 //! ```
@@ -73,6 +75,7 @@ pub mod hierarchical;
 mod id;
 mod inline_vec;
 mod listener;
+pub mod logs;
 pub mod propagation;
 pub mod sampler;
 mod shared;

@@ -69,6 +69,13 @@ pub fn suppress_instrumentation() -> SuppressedInstrumentation {
     }
 }
 
+/// True while a [`SuppressedInstrumentation`] guard lives on this thread (and during thread
+/// teardown, when nothing can be recorded anyway).
+#[inline]
+pub(crate) fn instrumentation_suppressed() -> bool {
+    CACHE.try_with(|cache| cache.suppressed.get() > 0).unwrap_or(true)
+}
+
 /// See [`suppress_instrumentation`]; dropping it ends the suppression (guards nest).
 #[must_use = "instrumentation is suppressed only while the guard lives"]
 pub struct SuppressedInstrumentation {

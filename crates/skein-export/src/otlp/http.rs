@@ -1,6 +1,7 @@
 //! OTLP over HTTP: protobuf or JSON bodies, gzip, retries with backoff.
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -8,11 +9,15 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use skein::logs::LogRecord;
 use skein::Activity;
 
-use crate::{ActivityExporter, ConfigError, ExportError, Resource};
+use super::{error_chain, Retry};
+use crate::report::report;
+use crate::{ActivityExporter, ConfigError, ErrorSource, ExportError, LogExporter, Resource, ShutdownNotice, Signal};
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,30 +38,17 @@ impl Protocol {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
             "http/json" => Ok(Protocol::HttpJson),
-            other => Err(ConfigError(format!(
-                "unknown OTLP protocol {other:?} (expected grpc, http/protobuf or http/json)"
-            ))),
+            other => Err(ConfigError::variable(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                other,
+                "grpc, http/protobuf or http/json",
+            )),
         }
     }
 }
 
-/// Retries of retryable failures: exponential backoff with jitter, within the export timeout.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Backoff {
-    pub(crate) initial: Duration,
-    pub(crate) max: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (0-based), with ±50% jitter.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
-        let jitter = 0.5 + (skein::SpanId::random().to_u64() % 1000) as f64 / 1000.0;
-        base.mul_f64(jitter)
-    }
-}
-
-/// Sends activities to an OTLP/HTTP endpoint (`…/v1/traces`).
+/// Sends activities (to `…/v1/traces`) or log records (to `…/v1/logs`) to an OTLP/HTTP
+/// endpoint: one exporter per endpoint, used as an [`ActivityExporter`] or a [`LogExporter`].
 ///
 /// It runs on the pipeline's export thread with a private single-threaded runtime, so it works
 /// whether or not the application uses tokio.
@@ -70,12 +62,10 @@ struct Sender {
     json: bool,
     gzip: bool,
     headers: HeaderMap,
-    timeout: Duration,
     resource: Resource,
-    backoff: Backoff,
+    retry: Retry,
     client:
         Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<bytes::Bytes>>,
-    partial_reported: bool,
     encoder: super::encode::Encoder,
 }
 
@@ -86,21 +76,17 @@ fn https_connector(
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError(format!("TLS setup: {e}")))?;
+        .map_err(|e| ConfigError::Tls(Arc::new(e)))?;
     let config = match ca_pem {
         Some(pem) => {
             use rustls::pki_types::pem::PemObject;
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| ConfigError(format!("bad OTLP certificate: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ConfigError(format!("bad OTLP certificate: {e}")))?;
+                let cert = cert.map_err(|e| ConfigError::certificate(None, e))?;
+                roots.add(cert).map_err(|e| ConfigError::certificate(None, e))?;
             }
             if roots.is_empty() {
-                return Err(ConfigError(
-                    "bad OTLP certificate: no certificate in the PEM data".into(),
-                ));
+                return Err(ConfigError::certificate(None, "no certificate in the PEM data"));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -108,7 +94,7 @@ fn https_connector(
             use rustls_platform_verifier::BuilderVerifierExt;
             builder
                 .with_platform_verifier()
-                .map_err(|e| ConfigError(format!("TLS setup: {e}")))?
+                .map_err(|e| ConfigError::Tls(Arc::new(e)))?
                 .with_no_client_auth()
         }
     };
@@ -125,7 +111,8 @@ fn https_connector(
 
 impl OtlpHttpExporter {
     /// An exporter posting to `endpoint` (the full URL, e.g.
-    /// `http://localhost:4318/v1/traces`) with protobuf or JSON bodies.
+    /// `http://localhost:4318/v1/traces`, or `…/v1/logs` for log records) with protobuf or JSON
+    /// bodies.
     pub fn new(endpoint: &str, protocol: Protocol, resource: Resource) -> Result<Self, ConfigError> {
         Self::build(endpoint, protocol, resource, None)
     }
@@ -145,21 +132,22 @@ impl OtlpHttpExporter {
         let json = match protocol {
             Protocol::HttpProtobuf => false,
             Protocol::HttpJson => true,
-            Protocol::Grpc => return Err(ConfigError("OtlpHttpExporter speaks HTTP, not gRPC".into())),
+            Protocol::Grpc => {
+                return Err(ConfigError::Protocol {
+                    exporter: "OtlpHttpExporter",
+                    protocol: "grpc",
+                })
+            }
         };
-        let url: http::Uri = endpoint
-            .parse()
-            .map_err(|e| ConfigError(format!("bad OTLP endpoint {endpoint:?}: {e}")))?;
+        let url: http::Uri = endpoint.parse().map_err(|e| ConfigError::endpoint(endpoint, e))?;
         if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-            return Err(ConfigError(format!(
-                "OTLP endpoint {endpoint:?} must be an http or https URL"
-            )));
+            return Err(ConfigError::endpoint(endpoint, "it must be an http or https URL"));
         }
         let client = Client::builder(TokioExecutor::new()).build(https_connector(ca_pem)?);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ConfigError(format!("cannot start the exporter's runtime: {e}")))?;
+            .map_err(|e| ConfigError::Start(Arc::new(e)))?;
         Ok(OtlpHttpExporter {
             runtime,
             sender: Sender {
@@ -167,14 +155,9 @@ impl OtlpHttpExporter {
                 json,
                 gzip: false,
                 headers: HeaderMap::new(),
-                timeout: Duration::from_secs(10),
                 resource,
-                backoff: Backoff {
-                    initial: Duration::from_millis(100),
-                    max: Duration::from_secs(5),
-                },
+                retry: Retry::default(),
                 client,
-                partial_reported: false,
                 encoder: Default::default(),
             },
         })
@@ -188,37 +171,33 @@ impl OtlpHttpExporter {
 
     /// Adds a header to every request (e.g. an API key).
     pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ConfigError(format!("bad OTLP header name {name:?}")))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| ConfigError(format!("bad value for OTLP header {name}")))?;
+        let bad = |reason| ConfigError::Header {
+            name: name.to_owned(),
+            reason,
+        };
+        let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad("not a valid header name"))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| bad("the value cannot be sent in a header"))?;
+        let name = header;
         self.sender.headers.insert(name, value);
         Ok(self)
     }
 
-    /// The longest one export may take, retries included (default 10 s).
+    /// The longest one export may take, retries included (default 10 s, or the pipeline's
+    /// export timeout if that is shorter). A timeout set here is kept whatever the pipeline's.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.sender.timeout = timeout;
+        self.sender.retry.set_timeout(timeout);
         self
     }
 
     /// The first retry delay (then doubling, up to 5 s), mainly for tests.
     pub fn with_initial_backoff(mut self, initial: Duration) -> Self {
-        self.sender.backoff.initial = initial;
+        self.sender.retry.backoff.initial = initial;
         self
     }
 }
 
 impl Sender {
-    fn body(&mut self, batch: &[Activity]) -> Result<Vec<u8>, ExportError> {
-        let raw = if self.json {
-            let request = super::request(&self.resource, batch);
-            serde_json::to_vec(&request).map_err(|e| ExportError::Rejected(format!("cannot encode JSON: {e}")))?
-        } else {
-            let mut raw = Vec::with_capacity(batch.len() * 256);
-            self.encoder.request(&mut raw, &self.resource, batch);
-            raw
-        };
+    fn finish_body(&self, raw: Vec<u8>) -> Result<Vec<u8>, ExportError> {
         if !self.gzip {
             return Ok(raw);
         }
@@ -226,13 +205,35 @@ impl Sender {
         encoder
             .write_all(&raw)
             .and_then(|_| encoder.finish())
-            .map_err(|e| ExportError::Rejected(format!("cannot compress: {e}")))
+            .map_err(|e| ExportError::Encode(Arc::new(e)))
     }
 
-    async fn send(&mut self, body: Vec<u8>) -> Result<(), ExportError> {
+    fn spans_body(&mut self, batch: &[Activity]) -> Result<Vec<u8>, ExportError> {
+        let raw = if self.json {
+            let request = super::request(&self.resource, batch);
+            serde_json::to_vec(&request).map_err(|e| ExportError::Encode(Arc::new(e)))?
+        } else {
+            let mut raw = Vec::with_capacity(batch.len() * 256);
+            self.encoder.request(&mut raw, &self.resource, batch);
+            raw
+        };
+        self.finish_body(raw)
+    }
+
+    fn logs_body(&mut self, batch: &[LogRecord]) -> Result<Vec<u8>, ExportError> {
+        let request = super::logs_request(&self.resource, batch);
+        let raw = if self.json {
+            serde_json::to_vec(&request).map_err(|e| ExportError::Encode(Arc::new(e)))?
+        } else {
+            request.encode_to_vec()
+        };
+        self.finish_body(raw)
+    }
+
+    async fn send(&self, body: Vec<u8>, signal: Signal) -> Result<(), ExportError> {
         // Shared, so a retry re-sends without copying.
         let body = bytes::Bytes::from(body);
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.retry.timeout;
         let content_type = if self.json {
             "application/json"
         } else {
@@ -244,7 +245,7 @@ impl Sender {
             let mut request = http::Request::post(&self.endpoint)
                 .header(CONTENT_TYPE, content_type)
                 .body(Full::new(body.clone()))
-                .map_err(|e| ExportError::Rejected(format!("cannot build the request: {e}")))?;
+                .map_err(|e| ExportError::Encode(Arc::new(e)))?;
             request.headers_mut().extend(self.headers.clone());
             if self.gzip {
                 request
@@ -252,23 +253,25 @@ impl Sender {
                     .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             let exchange = async {
-                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+                let response = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| Arc::new(e) as ErrorSource)?;
                 let (parts, body) = response.into_parts();
-                let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-                Ok::<_, String>((parts, bytes))
+                let bytes = body.collect().await.map_err(|e| Arc::new(e) as ErrorSource)?.to_bytes();
+                Ok::<_, ErrorSource>((parts, bytes))
             };
-            let outcome = match tokio::time::timeout(remaining.max(Duration::from_millis(1)), exchange).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-            };
-            let (retry, error, server_delay) = match outcome {
-                Ok((parts, bytes)) => {
+            let outcome = tokio::time::timeout(remaining.max(Duration::from_millis(1)), exchange).await;
+            let (error, server_delay) = match outcome {
+                Ok(Ok((parts, bytes))) => {
                     let status = parts.status;
                     if status.is_success() {
-                        self.report_partial_success(&bytes);
+                        self.report_partial_success(&bytes, signal);
                         return Ok(());
                     }
-                    let delay = retry_after(&parts.headers);
+                    let text = String::from_utf8_lossy(&bytes);
+                    let message = format!("HTTP {status}: {}", text.trim());
                     let retryable = matches!(
                         status,
                         StatusCode::TOO_MANY_REQUESTS
@@ -276,44 +279,76 @@ impl Sender {
                             | StatusCode::SERVICE_UNAVAILABLE
                             | StatusCode::GATEWAY_TIMEOUT
                     );
-                    let text = String::from_utf8_lossy(&bytes);
-                    let message = format!("HTTP {status} from {}: {}", self.endpoint, text.trim());
-                    if retryable {
-                        (true, ExportError::Unavailable(message), delay)
-                    } else {
-                        (false, ExportError::Rejected(message), None)
+                    if !retryable {
+                        return Err(ExportError::Rejected {
+                            endpoint: self.endpoint.clone(),
+                            message,
+                        });
                     }
+                    (
+                        ExportError::unavailable(&self.endpoint, message, None),
+                        retry_after(&parts.headers),
+                    )
                 }
                 // Connection problems and timeouts are transient.
-                Err(e) => (true, ExportError::Unavailable(format!("{}: {e}", self.endpoint)), None),
+                Ok(Err(e)) => (
+                    ExportError::Unavailable {
+                        endpoint: self.endpoint.clone(),
+                        message: error_chain(&*e),
+                        source: Some(e),
+                    },
+                    None,
+                ),
+                Err(_) => (
+                    ExportError::unavailable(
+                        &self.endpoint,
+                        format!("no answer within {:?}", self.retry.timeout),
+                        None,
+                    ),
+                    None,
+                ),
             };
-            let wait = server_delay.unwrap_or_else(|| self.backoff.delay(attempt));
-            if !retry || Instant::now() + wait >= deadline {
+            if !self.retry.wait(attempt, server_delay, deadline).await {
                 return Err(error);
             }
-            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    fn report_partial_success(&mut self, body: &[u8]) {
+    fn report_partial_success(&self, body: &[u8], signal: Signal) {
         if body.is_empty() {
             return;
         }
-        let response = if self.json {
-            serde_json::from_slice::<ExportTraceServiceResponse>(body).ok()
-        } else {
-            ExportTraceServiceResponse::decode(body).ok()
+        let partial = match signal {
+            Signal::Logs => {
+                let response = if self.json {
+                    serde_json::from_slice::<ExportLogsServiceResponse>(body).ok()
+                } else {
+                    ExportLogsServiceResponse::decode(body).ok()
+                };
+                response
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_log_records, p.error_message))
+            }
+            _ => {
+                let response = if self.json {
+                    serde_json::from_slice::<ExportTraceServiceResponse>(body).ok()
+                } else {
+                    ExportTraceServiceResponse::decode(body).ok()
+                };
+                response
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_spans, p.error_message))
+            }
         };
-        if let Some(partial) = response.and_then(|r| r.partial_success) {
-            if partial.rejected_spans > 0 || !partial.error_message.is_empty() {
-                if !self.partial_reported {
-                    eprintln!(
-                        "skein-export: the backend rejected {} span(s): {} (further partial successes are not reported)",
-                        partial.rejected_spans, partial.error_message
-                    );
-                }
-                self.partial_reported = true;
+        if let Some((rejected, message)) = partial {
+            if rejected > 0 || !message.is_empty() {
+                report(ExportError::PartiallyRejected {
+                    endpoint: self.endpoint.clone(),
+                    signal,
+                    rejected,
+                    message,
+                });
             }
         }
     }
@@ -325,12 +360,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-impl ActivityExporter for OtlpHttpExporter {
-    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let body = self.sender.body(batch)?;
+impl OtlpHttpExporter {
+    fn export_body(&mut self, body: Vec<u8>, signal: Signal) -> Result<(), ExportError> {
         let OtlpHttpExporter { runtime, sender } = self;
         if tokio::runtime::Handle::try_current().is_ok() {
             // Called on a runtime thread (a simple pipeline inside async code): block a helper
@@ -338,19 +369,57 @@ impl ActivityExporter for OtlpHttpExporter {
             std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        // The exporter's own spans are not recorded (no feedback loop).
+                        // The exporter's own spans and logs are not recorded (no feedback loop).
                         let _quiet = skein::suppress_instrumentation();
-                        runtime.block_on(sender.send(body))
+                        runtime.block_on(sender.send(body, signal))
                     })
                     .join()
-                    .unwrap_or_else(|_| Err(ExportError::Unavailable("the export thread panicked".into())))
+                    .unwrap_or_else(|_| {
+                        Err(ExportError::unavailable(
+                            &sender.endpoint,
+                            "the export thread panicked",
+                            None,
+                        ))
+                    })
             })
         } else {
-            runtime.block_on(sender.send(body))
+            runtime.block_on(sender.send(body, signal))
         }
+    }
+}
+
+impl ActivityExporter for OtlpHttpExporter {
+    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let body = self.sender.spans_body(batch)?;
+        self.export_body(body, Signal::Traces)
     }
 
     fn set_export_timeout(&mut self, timeout: Duration) {
-        self.sender.timeout = self.sender.timeout.min(timeout);
+        self.sender.retry.cap_timeout(timeout);
+    }
+
+    fn watch_shutdown(&mut self, notice: ShutdownNotice) {
+        self.sender.retry.notice = Some(notice);
+    }
+}
+
+impl LogExporter for OtlpHttpExporter {
+    fn export(&mut self, batch: &[LogRecord]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let body = self.sender.logs_body(batch)?;
+        self.export_body(body, Signal::Logs)
+    }
+
+    fn set_export_timeout(&mut self, timeout: Duration) {
+        self.sender.retry.cap_timeout(timeout);
+    }
+
+    fn watch_shutdown(&mut self, notice: ShutdownNotice) {
+        self.sender.retry.notice = Some(notice);
     }
 }
