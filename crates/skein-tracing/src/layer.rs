@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+use skein::logs::{LogRecord, Severity};
 use skein::{
     Activity, ActivityEvent, ActivityKind, ActivityLink, ActivityParent, ActivitySource, ActivityStartOptions,
     ActivityStatusCode, CurrentGuard, Tag, TagValue,
@@ -13,7 +14,7 @@ use skein::{
 use tracing_core::callsite::Identifier;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Event, Interest, Metadata, Subscriber};
+use tracing_core::{Event, Interest, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::layer::{Context, Filter, Layer as _};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -26,7 +27,10 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 /// the source up. Fields become tags (typed); `otel.name`, `otel.kind`, `otel.status_code`,
 /// `otel.status_description` and `error` fields set the name, kind and status; `follows_from`
 /// becomes a link; events become activity events (an event with an `error` field sets Error
-/// status). While a span is entered its activity is [`Activity::current`], so Skein
+/// status). When a log pipeline is installed (`skein_export::init()` sets one up), every
+/// event of a severity it wants — inside an activity or not, and `log` records through
+/// `tracing-log` — is also a log record ([`skein::logs`]) carrying the trace and span ids of
+/// the activity it happened in, so its trace shows its logs. While a span is entered its activity is [`Activity::current`], so Skein
 /// activities started inside it are its children, and a span opened while a Skein activity
 /// is current is that activity's child — both ways, across `.await`s with
 /// `tracing::Instrument`.
@@ -99,6 +103,9 @@ where
     }
 
     fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
+        if skein::logs::enabled(severity(event.metadata().level())) {
+            return true; // a log pipeline wants it, in an activity or not
+        }
         match event.parent() {
             Some(parent) => nearest_activity(cx.span(parent)).is_some(),
             None if event.is_root() => false,
@@ -234,32 +241,34 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        let severity = severity(metadata.level());
+        let log = skein::logs::enabled(severity);
         let activity = match event.parent() {
             Some(parent) => nearest_activity(ctx.span(parent)),
             None if event.is_root() => None,
             None => Activity::current(),
         };
-        let Some(activity) = activity else { return };
-        if !activity.is_all_data_requested() {
+        let span_event = activity.as_ref().filter(|a| a.is_all_data_requested());
+        if !log && span_event.is_none() {
             return;
         }
-        let metadata = event.metadata();
-        let mut fields = Fields {
-            tags: vec![
-                Tag::new("level", metadata.level().as_str()),
-                Tag::new("target", metadata.target()),
-            ],
-            ..Default::default()
-        };
+        let mut fields = Fields::default();
         event.record(&mut fields);
+        let message = fields.message.take();
+        if log {
+            skein::logs::emit(log_record(metadata, severity, activity.as_ref(), message.clone(), &fields.tags));
+        }
+        let Some(activity) = span_event else { return };
         // An event without a message is named after its target (its metadata name is only
         // the source location).
-        let name = fields
-            .message
-            .take()
-            .map_or(Cow::Borrowed(metadata.target()), Cow::Owned);
-        fields.apply_status(&activity);
-        activity.add_event(ActivityEvent::new(name).with_tags(fields.tags));
+        let name = message.map_or(Cow::Borrowed(metadata.target()), Cow::Owned);
+        fields.apply_status(activity);
+        let mut tags = Vec::with_capacity(fields.tags.len() + 2);
+        tags.push(Tag::new("level", metadata.level().as_str()));
+        tags.push(Tag::new("target", metadata.target()));
+        tags.append(&mut fields.tags);
+        activity.add_event(ActivityEvent::new(name).with_tags(tags));
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
@@ -290,6 +299,56 @@ where
         let _restore = CurrentGuard::new(Activity::current().as_ref());
         activity.stop();
     }
+}
+
+/// OpenTelemetry's severity for a `tracing` level.
+fn severity(level: &Level) -> Severity {
+    match *level {
+        Level::TRACE => Severity::TRACE,
+        Level::DEBUG => Severity::DEBUG,
+        Level::INFO => Severity::INFO,
+        Level::WARN => Severity::WARN,
+        Level::ERROR => Severity::ERROR,
+    }
+}
+
+/// The log record of an event: its message as the body, its other fields as attributes, its
+/// target as the scope, in the trace of `activity`. `log` records arriving through
+/// `tracing-log` carry their logger in `log.target` (the event's own target is then `log`)
+/// and their source location in `log.*` fields, which are metadata, not attributes.
+fn log_record(
+    metadata: &'static Metadata<'static>,
+    severity: Severity,
+    activity: Option<&Activity>,
+    message: Option<String>,
+    tags: &[Tag],
+) -> LogRecord {
+    let now = skein::Timestamp::now();
+    let mut scope = Cow::Borrowed(metadata.target());
+    let mut attributes = Vec::with_capacity(tags.len());
+    for tag in tags {
+        match &*tag.key {
+            "log.target" => scope = Cow::Owned(tag.value.to_string()),
+            "log.module_path" | "log.file" | "log.line" => {}
+            _ => attributes.push(tag.clone()),
+        }
+    }
+    let mut record = LogRecord {
+        timestamp: now,
+        observed_timestamp: now,
+        severity,
+        severity_text: Cow::Borrowed(metadata.level().as_str()),
+        body: message.map(Cow::Owned),
+        attributes,
+        trace_id: skein::TraceId::INVALID,
+        span_id: skein::SpanId::INVALID,
+        trace_flags: skein::ActivityTraceFlags::NONE,
+        scope,
+    };
+    if let Some(activity) = activity {
+        record.set_activity(activity);
+    }
+    record
 }
 
 /// Field values collected into tags, with the `otel.*`, `error` and `message` fields taken

@@ -3,7 +3,6 @@
 //! (HTTPS) — and a load generator, each service its own process exporting over OTLP exactly as
 //! a user's service would.
 
-pub mod logs;
 pub mod services;
 
 use std::net::SocketAddr;
@@ -43,11 +42,10 @@ async fn spawn_service(name: &'static str, args: &[String], otlp_http: SocketAdd
     command
         .arg("demo-service")
         .arg(name)
-        .arg("--endpoint")
-        .arg(&endpoint)
         .args(args)
         .env("OTEL_SERVICE_NAME", name)
         .env("OTEL_TRACES_EXPORTER", "otlp")
+        .env("OTEL_LOGS_EXPORTER", "otlp")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env(
@@ -55,6 +53,7 @@ async fn spawn_service(name: &'static str, args: &[String], otlp_http: SocketAdd
             "deployment.environment.name=demo,service.version=1.0.0",
         )
         .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+        .env("OTEL_BLRP_SCHEDULE_DELAY", "500")
         .env_remove("OTEL_TRACES_SAMPLER")
         .env_remove("OTEL_TRACES_SAMPLER_ARG")
         .env_remove("OTEL_SDK_DISABLED")

@@ -34,9 +34,6 @@ use tracing_subscriber::Layer as _;
 pub struct ServiceArgs {
     /// storefront, orders, catalog, payments or loadgen.
     pub service: String,
-    /// The collector's OTLP/HTTP endpoint (logs go there; traces follow `OTEL_*`).
-    #[arg(long)]
-    pub endpoint: String,
     #[arg(long)]
     pub catalog: Option<String>,
     #[arg(long)]
@@ -68,14 +65,14 @@ fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Failur
 /// Runs one service until SIGINT, SIGTERM or the parent closing stdin, then flushes.
 pub async fn run(args: ServiceArgs) -> Result<(), Failure> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let traces = skein_export::init().map_err(|e| format!("export setup: {e}"))?;
-    let (log_layer, logs) = super::logs::pipeline(&args.endpoint, &skein_export::Resource::from_env());
-    // The services' own lines at info and above (not the libraries' debug chatter, nor the
-    // log exporter's own HTTP client).
-    let ours = tracing_subscriber::filter::filter_fn(|meta| {
-        meta.target().starts_with("skein::demo") && *meta.level() <= tracing::Level::INFO
-    });
-    tracing_subscriber::registry().with(log_layer.with_filter(ours)).init();
+    // Spans and log records, both as `OTEL_*` says (the demo sets OTLP/HTTP to the collector).
+    let export = skein_export::init().map_err(|e| format!("export setup: {e}"))?;
+    // The services' own `tracing` lines become OTLP log records on their traces (the
+    // libraries' spans and events are left out of the demo).
+    let ours = tracing_subscriber::filter::filter_fn(|meta| meta.target().starts_with("skein::demo"));
+    tracing_subscriber::registry()
+        .with(skein_tracing::layer().with_filter(ours))
+        .init();
     let result = match args.service.as_str() {
         "catalog" => serve(catalog(), None).await,
         "payments" => {
@@ -89,8 +86,7 @@ pub async fn run(args: ServiceArgs) -> Result<(), Failure> {
     };
     // Let in-flight responses finish their activities, then flush.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = tokio::task::spawn_blocking(move || traces.shutdown(Duration::from_secs(5))).await;
-    logs.shutdown(Duration::from_secs(5)).await;
+    let _ = tokio::task::spawn_blocking(move || export.shutdown(Duration::from_secs(5))).await;
     result
 }
 
