@@ -92,8 +92,22 @@ impl Dashboard {
         let ui = lines.next().unwrap().unwrap();
         let otlp = lines.next().unwrap().unwrap();
         // "OTLP: gRPC 127.0.0.1:p · HTTP http://127.0.0.1:q/v1/traces (Ctrl-C to stop)"
-        let otlp_grpc = otlp.split("gRPC ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
-        let otlp_http = otlp.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();
+        let otlp_grpc = otlp
+            .split("gRPC ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        let otlp_http = otlp
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
         Dashboard {
             child,
             ui: ui.strip_prefix("Skein dashboard: ").unwrap().to_owned(),
@@ -127,7 +141,11 @@ async fn logs_reach_their_trace(dashboard: &Dashboard, protocol: &str, endpoint:
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let ready = BufReader::new(service.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let ready = BufReader::new(service.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
     let port = ready.strip_prefix("ready ").unwrap();
 
     // The caller's trace, so the test knows which trace to read.
@@ -154,7 +172,10 @@ async fn logs_reach_their_trace(dashboard: &Dashboard, protocol: &str, endpoint:
                 break trace;
             }
         }
-        assert!(Instant::now() < deadline, "{protocol}: the trace and its 3 logs did not arrive");
+        assert!(
+            Instant::now() < deadline,
+            "{protocol}: the trace and its 3 logs did not arrive"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     drop(service.stdin.take()); // the service stops and flushes
@@ -168,7 +189,11 @@ async fn logs_reach_their_trace(dashboard: &Dashboard, protocol: &str, endpoint:
         .find(|s| s["kind"] == "server")
         .unwrap_or_else(|| panic!("{protocol}: no server span in {trace}"));
     let logs = trace["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 3, "{protocol}: debug lines are below the default severity: {logs:?}");
+    assert_eq!(
+        logs.len(),
+        3,
+        "{protocol}: debug lines are below the default severity: {logs:?}"
+    );
     let find = |body: &str| {
         logs.iter()
             .find(|l| l["body"] == body)
@@ -182,13 +207,23 @@ async fn logs_reach_their_trace(dashboard: &Dashboard, protocol: &str, endpoint:
         let log = find(body);
         assert_eq!(log["severity_text"], severity_text, "{protocol}: {log}");
         assert_eq!(log["severity_number"], severity_number, "{protocol}: {log}");
-        assert_eq!(log["span_id"], server["span_id"], "{protocol}: the line names its span: {log}");
+        assert_eq!(
+            log["span_id"], server["span_id"],
+            "{protocol}: the line names its span: {log}"
+        );
         assert_eq!(log["trace_id"], trace_id.as_str(), "{protocol}: {log}");
-        assert_eq!(log["service"], service_name.as_str(), "{protocol}: the spans' resource: {log}");
+        assert_eq!(
+            log["service"],
+            service_name.as_str(),
+            "{protocol}: the spans' resource: {log}"
+        );
         assert_eq!(log["scope"]["name"], scope, "{protocol}: {log}");
     }
     let declined = find("payment declined").to_string();
-    assert!(declined.contains("order.id"), "{protocol}: typed attributes: {declined}");
+    assert!(
+        declined.contains("order.id"),
+        "{protocol}: typed attributes: {declined}"
+    );
     assert!(
         declined.contains("18446744073709551615"),
         "{protocol}: u64 above i64::MAX keeps its digits: {declined}"

@@ -257,7 +257,13 @@ where
         event.record(&mut fields);
         let message = fields.message.take();
         if log {
-            skein::logs::emit(log_record(metadata, severity, activity.as_ref(), message.clone(), &fields.tags));
+            skein::logs::emit(log_record(
+                metadata,
+                severity,
+                activity.as_ref(),
+                message.clone(),
+                &fields.tags,
+            ));
         }
         let Some(activity) = span_event else { return };
         // An event without a message is named after its target (its metadata name is only
