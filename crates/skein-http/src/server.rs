@@ -10,7 +10,9 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use skein::propagation::{self, DistributedContextPropagator};
-use skein::{Activity, ActivityKind, ActivitySource, ActivityStatusCode, CurrentGuard, Tag};
+use skein::{
+    Activity, ActivityKind, ActivitySource, ActivityStatusCode, BaggageTags, CurrentGuard, ListenerRegistration, Tag,
+};
 
 /// The source of server request activities.
 pub static SERVER_SOURCE: ActivitySource =
@@ -27,6 +29,14 @@ pub struct TraceLayer {
     filter: Option<Filter>,
     on_request: Option<RequestHook>,
     on_response: Option<ResponseHook>,
+    baggage_tags: Option<Arc<BaggageTagging>>,
+}
+
+/// The baggage entries copied onto server activities, and the listener copying them onto
+/// their children (removed when the last clone of the layer goes).
+struct BaggageTagging {
+    tags: BaggageTags,
+    _children: ListenerRegistration,
 }
 
 impl TraceLayer {
@@ -50,6 +60,23 @@ impl TraceLayer {
     /// Called with each request's activity before the handler runs, to add tags.
     pub fn on_request(mut self, hook: impl Fn(&Activity, &http::request::Parts) + Send + Sync + 'static) -> Self {
         self.on_request = Some(Arc::new(hook));
+        self
+    }
+
+    /// Copies the chosen baggage entries of each request onto its server activity and the
+    /// activities started under it, as tags (OpenTelemetry's BaggageSpanProcessor), so they
+    /// can be searched in every service the request reached:
+    /// `TraceLayer::new().with_baggage_tags(BaggageTags::keys(["customer.tier"]))`.
+    ///
+    /// The children are tagged by a [`BaggageTags`] listener that this adds for as long as the
+    /// layer lives; it tags every activity started while such baggage is in effect (client
+    /// calls the handler makes included), and never changes what is sampled.
+    pub fn with_baggage_tags(mut self, tags: BaggageTags) -> Self {
+        let children = ActivitySource::add_activity_listener(tags.clone());
+        self.baggage_tags = Some(Arc::new(BaggageTagging {
+            tags,
+            _children: children,
+        }));
         self
     }
 
@@ -166,6 +193,9 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
     };
     let activity = SERVER_SOURCE.start_activity_with(name, ActivityKind::Server, options)?;
     incoming.apply_baggage(&activity);
+    if let Some(tagging) = &config.baggage_tags {
+        tagging.tags.apply(&activity);
+    }
     if activity.is_all_data_requested() {
         // New keys: added under one lock, without looking for existing ones.
         let mut more = Vec::with_capacity(4);

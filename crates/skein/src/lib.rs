@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 mod activity;
+mod baggage_tags;
 mod clock;
 mod context;
 mod current;
@@ -87,6 +88,7 @@ mod trace_state;
 pub use activity::{
     Activity, ActivityData, ActivityEvent, ActivityIdFormat, ActivityKind, ActivityLink, ActivityStatusCode,
 };
+pub use baggage_tags::BaggageTags;
 pub use clock::Timestamp;
 pub use context::ActivityContext;
 pub use current::{with_current, CurrentGuard, FutureExt, WithActivity};

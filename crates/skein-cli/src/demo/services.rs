@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -127,23 +126,10 @@ fn announce(port: u16) {
     let _ = out.flush();
 }
 
-/// Server middleware: copies the customer baggage onto the server activity as tags, so the
-/// dashboard can search by tier in every service (OpenTelemetry's baggage span processor idea).
-async fn baggage_tags(request: Request, next: Next) -> Response {
-    if let Some(activity) = Activity::current() {
-        for key in ["customer.tier", "customer.id"] {
-            if let Some(value) = activity.baggage_item(key) {
-                activity.set_tag(key, value);
-            }
-        }
-    }
-    next.run(request).await
-}
-
+/// Server activities continuing the caller's trace, with the customer's baggage copied onto
+/// them and everything under them as tags, so the dashboard can search by tier in every service.
 fn instrumented(router: Router) -> Router {
-    router
-        .layer(axum::middleware::from_fn(baggage_tags))
-        .layer(TraceLayer::new())
+    router.layer(TraceLayer::new().with_baggage_tags(skein::BaggageTags::keys(["customer.tier", "customer.id"])))
 }
 
 async fn pause(min_ms: u64, max_ms: u64) {
