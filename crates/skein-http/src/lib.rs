@@ -21,6 +21,7 @@ mod client;
 #[cfg(feature = "connections")]
 mod connect;
 pub mod diagnostics;
+mod forwarded;
 mod server;
 
 #[cfg(feature = "reqwest")]

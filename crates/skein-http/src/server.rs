@@ -23,6 +23,15 @@ type RequestHook = Arc<dyn Fn(&Activity, &http::request::Parts) + Send + Sync>;
 type ResponseHook = Arc<dyn Fn(&Activity, &http::response::Parts) + Send + Sync>;
 
 /// Traces every request as a Server activity (see the crate documentation).
+///
+/// **Client address.** `client.address` and `client.port` name the client behind any proxies
+/// (RFC 7239 `Forwarded` `for=`, else the first `X-Forwarded-For` entry), else the
+/// connection's peer; `network.peer.address`/`.port` name the peer. The peer is known when
+/// the server puts it in the request: [`crate::serve_tls`] does ([`ConnectionInfo`]), and so
+/// does axum when served with
+/// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`. A plain
+/// `axum::serve(listener, app)` keeps the peer to itself (it reaches only the make-service,
+/// not middleware), so there only the proxy headers can name the client.
 #[derive(Clone, Default)]
 pub struct TraceLayer {
     propagator: Option<Arc<dyn DistributedContextPropagator>>,
@@ -118,7 +127,8 @@ fn server_address(parts: &http::request::Parts) -> Option<(String, Option<u16>)>
 
 /// What the server knows about the connection a request came on. [`crate::serve_tls`] adds it
 /// to every request; a server of your own can insert it into the request extensions so
-/// `url.scheme` and `client.address` are right. axum's `ConnectInfo<SocketAddr>` is read too.
+/// `url.scheme`, `client.*` and `network.peer.*` are right. axum's `ConnectInfo<SocketAddr>`
+/// is read too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionInfo {
     /// The client's address.
@@ -209,8 +219,27 @@ fn start(config: &TraceLayer, parts: &http::request::Parts) -> Option<Activity> 
         if let Some(version) = crate::protocol_version(parts.version) {
             more.push(Tag::new("network.protocol.version", version));
         }
-        if let Some(peer) = connection.and_then(|c| c.peer).or_else(|| connect_info(parts)) {
-            more.push(Tag::new("client.address", peer.ip().to_string()));
+        // The socket's peer (with `serve_tls`, or axum's `ConnectInfo<SocketAddr>`), and the
+        // client behind any proxies (`Forwarded`, `X-Forwarded-For`), which
+        // `client.address` names when it is known.
+        let peer = connection.and_then(|c| c.peer).or_else(|| connect_info(parts));
+        if let Some(peer) = peer {
+            more.push(Tag::new("network.peer.address", peer.ip().to_string()));
+            more.push(Tag::new("network.peer.port", i64::from(peer.port())));
+        }
+        match crate::forwarded::original_client(&parts.headers) {
+            Some((address, port)) => {
+                more.push(Tag::new("client.address", address.to_string()));
+                if let Some(port) = port {
+                    more.push(Tag::new("client.port", i64::from(port)));
+                }
+            }
+            None => {
+                if let Some(peer) = peer {
+                    more.push(Tag::new("client.address", peer.ip().to_string()));
+                    more.push(Tag::new("client.port", i64::from(peer.port())));
+                }
+            }
         }
         if let Some(route) = matched_route(parts) {
             activity.set_display_name(format!("{name} {route}"));
