@@ -27,4 +27,4 @@ mod sqlx;
 pub use fmt::WithTraceIds;
 pub use layer::{layer, ListenedTargets, SkeinLayer};
 #[cfg(feature = "sqlx")]
-pub use sqlx::{TracedPool, SQLX};
+pub use sqlx::{TracedExecutor, TracedPool, TracedPoolConnection, TracedTransaction, SQLX};

@@ -1,13 +1,18 @@
 //! Database activities for sqlx: [`TracedPool`] wraps a pool and makes every query a Client
-//! activity under the activity that ran it, following OpenTelemetry's database conventions.
+//! activity under the activity that ran it, following OpenTelemetry's database conventions —
+//! on the pool, on its connections ([`TracedPool::acquire`]) and in its transactions
+//! ([`TracedPool::begin`]), whose `BEGIN`, `COMMIT` and `ROLLBACK` are activities too.
 
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::future::BoxFuture;
 use futures_core::stream::{BoxStream, Stream};
 use skein::{Activity, ActivityKind, ActivitySource, ActivityStatusCode, CurrentGuard};
-use sqlx::{Database, Either, Error, Execute, Executor, Pool, SqlStr};
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, Database, Either, Error, Execute, Executor, Pool, SqlStr, Transaction};
 
 /// The source of database activities (listen to `"sqlx"`).
 pub static SQLX: ActivitySource = ActivitySource::new("sqlx");
@@ -16,7 +21,23 @@ pub static SQLX: ActivitySource = ActivitySource::new("sqlx");
 /// (operation and table), with `db.system.name`, `db.query.text` (literals replaced by `?`
 /// unless [`TracedPool::with_query_literals`]), `db.operation.name`, `db.collection.name` where
 /// the statement names one table, `db.response.returned_rows`, and `error.type` plus Error
-/// status when the query fails. Use it wherever sqlx takes an executor (`&traced_pool`).
+/// status when the query fails. Use it wherever sqlx takes an executor (`&traced_pool`); its
+/// connections and transactions are used as sqlx's are (`&mut *conn`, `&mut *tx`) and record
+/// the same activities:
+///
+/// ```
+/// # async fn example() -> Result<(), sqlx::Error> {
+/// let db = skein_tracing::TracedPool::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+/// let mut tx = db.begin().await?; // a BEGIN activity
+/// sqlx::query("CREATE TABLE t (v INTEGER)").execute(&mut *tx).await?; // CREATE
+/// sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *tx).await?; // INSERT t
+/// tx.commit().await?; // COMMIT
+/// let mut conn = db.acquire().await?;
+/// let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM t").fetch_one(&mut *conn).await?;
+/// # assert_eq!(n, 1);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(example()).unwrap();
+/// ```
 ///
 /// ```
 /// # async fn example() -> Result<(), sqlx::Error> {
@@ -53,18 +74,55 @@ impl<DB: Database> TracedPool<DB> {
         &self.pool
     }
 
-    /// Starts the activity of one query under the current activity, without making it current
-    /// (the query runs on whatever sqlx chooses).
-    fn start(&self) -> Option<Activity> {
-        let system = system_name(DB::NAME);
-        let _restore = CurrentGuard::new(Activity::current().as_ref());
-        let activity = SQLX.start_activity(system, ActivityKind::Client)?;
-        activity.set_tag("db.system.name", system);
-        Some(activity)
+    fn tracing(&self) -> Tracing {
+        Tracing {
+            system: system_name(DB::NAME),
+            keep_literals: self.keep_literals,
+        }
+    }
+
+    /// A connection from the pool, whose queries are recorded (`&mut *conn`).
+    pub async fn acquire(&self) -> Result<TracedPoolConnection<DB>, Error> {
+        Ok(TracedPoolConnection {
+            executor: TracedExecutor {
+                inner: self.pool.acquire().await?,
+                tracing: self.tracing(),
+            },
+        })
+    }
+
+    /// Begins a transaction on a connection from the pool (a `BEGIN` activity); its queries
+    /// are recorded (`&mut *tx`). Dropped without [`TracedTransaction::commit`], it rolls
+    /// back, as sqlx's does.
+    pub async fn begin(&self) -> Result<TracedTransaction<'static, DB>, Error> {
+        let tracing = self.tracing();
+        let tx = tracing.statement("BEGIN", self.pool.begin()).await?;
+        Ok(TracedTransaction {
+            executor: TracedExecutor { inner: tx, tracing },
+        })
     }
 }
 
-impl<DB: Database> TracedPool<DB> {
+/// What `fetch_many` yields.
+type ResultStream<'e, DB> = BoxStream<'e, Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, Error>>;
+
+/// What a traced executor needs to describe its queries.
+#[derive(Clone, Copy, Debug)]
+struct Tracing {
+    system: &'static str,
+    keep_literals: bool,
+}
+
+impl Tracing {
+    /// Starts the activity of one query under the current activity, without making it current
+    /// (the query runs on whatever sqlx chooses).
+    fn start(&self) -> Option<Activity> {
+        let _restore = CurrentGuard::new(Activity::current().as_ref());
+        let activity = SQLX.start_activity(self.system, ActivityKind::Client)?;
+        activity.set_tag("db.system.name", self.system);
+        Some(activity)
+    }
+
     /// The activity of a query and the query that will describe it to the activity.
     fn describe_query<E>(&self, query: E) -> (Option<Activity>, Described<E>) {
         let activity = self.start();
@@ -74,6 +132,146 @@ impl<DB: Database> TracedPool<DB> {
             keep_literals: self.keep_literals,
         };
         (activity, described)
+    }
+
+    /// Runs a transaction statement (`BEGIN`, `COMMIT`, `ROLLBACK`) as an activity.
+    async fn statement<T>(
+        &self,
+        operation: &'static str,
+        run: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let activity = self.start();
+        if let Some(activity) = &activity {
+            activity.set_display_name(operation);
+            activity.set_tag("db.operation.name", operation);
+        }
+        let result = run.await;
+        if let Some(activity) = activity {
+            finish(activity, None, result.as_ref().err());
+        }
+        result
+    }
+
+    fn fetch_many<'e, 'q: 'e, DB, X, E>(self, executor: X, query: E) -> ResultStream<'e, DB>
+    where
+        DB: Database,
+        X: Executor<'e, Database = DB>,
+        E: 'q + Execute<'q, DB>,
+    {
+        let (activity, query) = self.describe_query(query);
+        Box::pin(TracedStream {
+            inner: executor.fetch_many(query),
+            activity,
+            rows: 0,
+            is_row: |item| matches!(item, Either::Right(_)),
+        })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, DB, X, E>(
+        self,
+        executor: X,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
+    where
+        DB: Database,
+        X: Executor<'e, Database = DB> + 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        let (activity, query) = self.describe_query(query);
+        Box::pin(async move {
+            // Ends the activity even if the caller drops the future half-way.
+            let mut stream = TracedStream {
+                inner: Box::pin(futures_util::stream::once(executor.fetch_optional(query))),
+                activity,
+                rows: 0,
+                is_row: |row: &Option<DB::Row>| row.is_some(),
+            };
+            let result = futures_util::StreamExt::next(&mut stream).await;
+            result.unwrap_or(Ok(None))
+        })
+    }
+}
+
+/// A connection or transaction whose queries are recorded: what `&mut *conn` and `&mut *tx`
+/// give for a [`TracedPoolConnection`] and a [`TracedTransaction`].
+#[derive(Debug)]
+pub struct TracedExecutor<C> {
+    inner: C,
+    tracing: Tracing,
+}
+
+/// A pooled connection whose queries are recorded; `&mut *conn` is its executor, as with
+/// sqlx's `PoolConnection`. Returned to the pool when dropped.
+#[derive(Debug)]
+pub struct TracedPoolConnection<DB: Database> {
+    executor: TracedExecutor<PoolConnection<DB>>,
+}
+
+impl<DB: Database> TracedPoolConnection<DB> {
+    /// Begins a transaction on this connection (a `BEGIN` activity).
+    pub async fn begin(&mut self) -> Result<TracedTransaction<'_, DB>, Error> {
+        let tracing = self.executor.tracing;
+        let tx = tracing.statement("BEGIN", (&mut self.executor.inner).begin()).await?;
+        Ok(TracedTransaction {
+            executor: TracedExecutor { inner: tx, tracing },
+        })
+    }
+
+    /// The connection itself (its queries are not recorded).
+    pub fn untraced(&mut self) -> &mut PoolConnection<DB> {
+        &mut self.executor.inner
+    }
+}
+
+impl<DB: Database> Deref for TracedPoolConnection<DB> {
+    type Target = TracedExecutor<PoolConnection<DB>>;
+    fn deref(&self) -> &Self::Target {
+        &self.executor
+    }
+}
+
+impl<DB: Database> DerefMut for TracedPoolConnection<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.executor
+    }
+}
+
+/// A transaction whose queries are recorded; `&mut *tx` is its executor, as with sqlx's
+/// `Transaction`. Dropped without [`commit`](Self::commit), it rolls back.
+#[derive(Debug)]
+pub struct TracedTransaction<'c, DB: Database> {
+    executor: TracedExecutor<Transaction<'c, DB>>,
+}
+
+impl<'c, DB: Database> TracedTransaction<'c, DB> {
+    /// Commits (a `COMMIT` activity).
+    pub async fn commit(self) -> Result<(), Error> {
+        let TracedExecutor { inner, tracing } = self.executor;
+        tracing.statement("COMMIT", inner.commit()).await
+    }
+
+    /// Rolls back (a `ROLLBACK` activity).
+    pub async fn rollback(self) -> Result<(), Error> {
+        let TracedExecutor { inner, tracing } = self.executor;
+        tracing.statement("ROLLBACK", inner.rollback()).await
+    }
+
+    /// The transaction itself (its queries are not recorded).
+    pub fn untraced(&mut self) -> &mut Transaction<'c, DB> {
+        &mut self.executor.inner
+    }
+}
+
+impl<'c, DB: Database> Deref for TracedTransaction<'c, DB> {
+    type Target = TracedExecutor<Transaction<'c, DB>>;
+    fn deref(&self) -> &Self::Target {
+        &self.executor
+    }
+}
+
+impl<DB: Database> DerefMut for TracedTransaction<'_, DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.executor
     }
 }
 
@@ -111,8 +309,10 @@ fn describe(activity: &Activity, sql: &str, keep_literals: bool) {
     }
 }
 
-fn finish(activity: Activity, rows: u64, error: Option<&Error>) {
-    activity.set_tag("db.response.returned_rows", rows as i64);
+fn finish(activity: Activity, rows: Option<u64>, error: Option<&Error>) {
+    if let Some(rows) = rows {
+        activity.set_tag("db.response.returned_rows", rows as i64);
+    }
     if let Some(error) = error {
         let kind = match error {
             Error::Database(e) => e.code().map_or_else(|| "database".to_owned(), |c| c.into_owned()),
@@ -182,12 +382,12 @@ impl<T> Stream for TracedStream<'_, T> {
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(activity) = self.activity.take() {
-                    finish(activity, self.rows, Some(e));
+                    finish(activity, Some(self.rows), Some(e));
                 }
             }
             Poll::Ready(None) => {
                 if let Some(activity) = self.activity.take() {
-                    finish(activity, self.rows, None);
+                    finish(activity, Some(self.rows), None);
                 }
             }
             Poll::Pending => {}
@@ -199,7 +399,7 @@ impl<T> Stream for TracedStream<'_, T> {
 impl<T> Drop for TracedStream<'_, T> {
     fn drop(&mut self) {
         if let Some(activity) = self.activity.take() {
-            finish(activity, self.rows, None);
+            finish(activity, Some(self.rows), None);
         }
     }
 }
@@ -216,13 +416,7 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        let (activity, query) = self.describe_query(query);
-        Box::pin(TracedStream {
-            inner: self.pool.fetch_many(query),
-            activity,
-            rows: 0,
-            is_row: |item| matches!(item, Either::Right(_)),
-        })
+        self.tracing().fetch_many(&self.pool, query)
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
@@ -230,19 +424,7 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        let (activity, query) = self.describe_query(query);
-        let pool = &self.pool;
-        Box::pin(async move {
-            // Ends the activity even if the caller drops the future half-way.
-            let mut stream = TracedStream {
-                inner: Box::pin(futures_util::stream::once(pool.fetch_optional(query))),
-                activity,
-                rows: 0,
-                is_row: |row: &Option<DB::Row>| row.is_some(),
-            };
-            let result = futures_util::StreamExt::next(&mut stream).await;
-            result.unwrap_or(Ok(None))
-        })
+        self.tracing().fetch_optional(&self.pool, query)
     }
 
     fn prepare_with<'e>(
@@ -263,6 +445,60 @@ where
         self.pool.describe(sql)
     }
 }
+
+/// The executor of a traced connection or transaction: queries go to the connection inside.
+macro_rules! traced_executor {
+    ($($inner:ty),*) => {$(
+        impl<'c, 't, DB> Executor<'c> for &'c mut TracedExecutor<$inner>
+        where
+            DB: Database,
+            for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+        {
+            type Database = DB;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let tracing = self.tracing;
+                tracing.fetch_many(&mut *self.inner, query)
+            }
+
+            fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let tracing = self.tracing;
+                tracing.fetch_optional(&mut *self.inner, query)
+            }
+
+            fn prepare_with<'e>(
+                self,
+                sql: SqlStr,
+                parameters: &'e [DB::TypeInfo],
+            ) -> BoxFuture<'e, Result<DB::Statement, Error>>
+            where
+                'c: 'e,
+            {
+                (&mut *self.inner).prepare_with(sql, parameters)
+            }
+
+            fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, Error>>
+            where
+                'c: 'e,
+            {
+                (&mut *self.inner).describe(sql)
+            }
+        }
+    )*};
+}
+
+traced_executor!(PoolConnection<DB>, Transaction<'t, DB>);
 
 /// The statement's first keyword, upper-cased (`SELECT`, `INSERT`, …).
 pub(crate) fn operation_name(sql: &str) -> Option<String> {
