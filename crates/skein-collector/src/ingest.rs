@@ -161,7 +161,7 @@ impl OpenFrame {
             resource_spans: self.resource_spans,
         }
         .encode_to_vec();
-        let data = zstd::bulk::compress(&raw, 1).map_err(|e| StoreError::Storage(format!("zstd: {e}")))?;
+        let data = zstd::bulk::compress(&raw, 1).map_err(|e| StoreError::storage("cannot compress a frame", e))?;
         Ok(PreparedFrame {
             min_start: self.min_start,
             max_start: self.max_start,

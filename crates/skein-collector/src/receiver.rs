@@ -191,7 +191,7 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => Refusal::Busy,
-            StoreError::Closed | StoreError::Unavailable(_) => Refusal::Unavailable(e.to_string()),
+            StoreError::Closed | StoreError::Unavailable { .. } => Refusal::Unavailable(e.to_string()),
             other => Refusal::Internal(other.to_string()),
         }
     }

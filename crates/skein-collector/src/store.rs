@@ -37,49 +37,81 @@ const CHECK_EVERY_PART: u64 = 32;
 /// Requests committed together at most.
 const GROUP_MAX_REQUESTS: usize = 64;
 
-/// Why the store could not do something.
-#[derive(Clone, Debug)]
+/// The underlying error of a [`StoreError`], shared (errors are cloned to every waiting
+/// request).
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the store could not do something. The underlying error (SQLite's, the file system's,
+/// the decoder's) is kept as the `source()`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The write queue is full: the client should retry later.
+    #[error("the store is behind; retry later")]
     Busy,
     /// The store is shutting down.
+    #[error("the store is shutting down")]
     Closed,
     /// Storage trouble that may pass (the database locked past the busy timeout, a full
     /// disk, an I/O error, no file descriptors left): the client should retry later.
-    Unavailable(String),
-    /// SQLite or the file system failed.
-    Storage(String),
+    #[error("storage temporarily unavailable: {}", with_source(message, source))]
+    Unavailable {
+        /// What was being done, or why the store is read-only.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// SQLite, the file system or stored data failed.
+    #[error("storage error: {}", with_source(message, source))]
+    Storage {
+        /// What was being done.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The data directory cannot be used.
-    DataDir(String),
+    #[error("unusable data directory {}: {}", path.display(), with_source(message, source))]
+    DataDir {
+        /// The directory or database file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
 }
 
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Busy => f.write_str("the store is behind; retry later"),
-            StoreError::Closed => f.write_str("the store is shutting down"),
-            StoreError::Unavailable(e) => write!(f, "storage temporarily unavailable: {e}"),
-            StoreError::Storage(e) => write!(f, "storage error: {e}"),
-            StoreError::DataDir(e) => write!(f, "unusable data directory: {e}"),
-        }
+/// `message: source`, or the message alone.
+fn with_source(message: &str, source: &Option<ErrorSource>) -> String {
+    match source {
+        Some(source) if message.is_empty() => source.to_string(),
+        Some(source) => format!("{message}: {source}"),
+        None => message.to_owned(),
     }
 }
-
-impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::*;
-        match &e {
-            rusqlite::Error::SqliteFailure(failure, _)
-                if matches!(
-                    failure.code,
-                    DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
-                ) =>
-            {
-                StoreError::Unavailable(e.to_string())
+        let transient = matches!(&e, rusqlite::Error::SqliteFailure(failure, _)
+        if matches!(
+            failure.code,
+            DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
+        ));
+        let source = Some(Arc::new(e) as ErrorSource);
+        if transient {
+            StoreError::Unavailable {
+                message: String::new(),
+                source,
             }
-            _ => StoreError::Storage(e.to_string()),
+        } else {
+            StoreError::Storage {
+                message: String::new(),
+                source,
+            }
         }
     }
 }
@@ -87,7 +119,44 @@ impl From<rusqlite::Error> for StoreError {
 impl StoreError {
     /// True for what may succeed if tried again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Busy | StoreError::Closed | StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Busy | StoreError::Closed | StoreError::Unavailable { .. }
+        )
+    }
+
+    /// A [`StoreError::Storage`] saying what failed, keeping why.
+    pub(crate) fn storage(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Storage {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A [`StoreError::DataDir`] for `path`, keeping why.
+    pub(crate) fn data_dir(path: &Path, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::DataDir {
+            path: path.to_owned(),
+            message: String::new(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A [`StoreError::DataDir`] for `path` with no underlying error.
+    pub(crate) fn unusable(path: &Path, message: impl Into<String>) -> Self {
+        StoreError::DataDir {
+            path: path.to_owned(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The store is read-only: `why`.
+    pub(crate) fn read_only(why: &str) -> Self {
+        StoreError::Unavailable {
+            message: why.to_owned(),
+            source: None,
+        }
     }
 }
 
@@ -225,7 +294,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WI
 ";
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+    let conn = Connection::open(path).map_err(|e| StoreError::data_dir(path, e))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // Space freed by retention goes back to the file system a little at a time (a full
     // VACUUM would stop ingest while it rewrites the whole file). Takes effect only on a new
@@ -255,7 +324,7 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
             let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
             Connection::open_with_flags(uri, flags).and_then(readable)
         })
-        .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))
+        .map_err(|e| StoreError::data_dir(path, e))
 }
 
 /// A connection for queries: read-only when the store is.
@@ -271,15 +340,16 @@ impl Store {
     /// Opens (or creates) the store under `config.data_dir` and starts its writer thread.
     /// `progress` hears what is happening while a large store opens.
     pub fn open(config: StoreConfig, progress: &dyn Fn(&str)) -> Result<Arc<Store>, StoreError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StoreError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::data_dir(&config.data_dir, e))?;
         let path = config.data_dir.join("skein.db");
         progress(&format!("opening {}", path.display()));
         // A full disk (or other storage trouble that may pass) can refuse even opening for
         // writing (the write-ahead files cannot be created): then the store opens read-only.
         let (conn, mut read_only) = match open_connection(&path) {
             Ok(conn) => (conn, None),
-            Err(StoreError::Unavailable(reason)) if path.exists() => (open_read_only(&path)?, Some(reason)),
+            Err(reason @ StoreError::Unavailable { .. }) if path.exists() => {
+                (open_read_only(&path)?, Some(reason.to_string()))
+            }
             Err(e) => return Err(e),
         };
         let old_format: bool = conn.query_row(
@@ -288,19 +358,18 @@ impl Store {
             |r| r.get(0),
         )?;
         if old_format {
-            return Err(StoreError::DataDir(format!(
-                "{} was written by an earlier Skein in a format this one does not read; move it away or choose another data directory",
-                path.display()
-            )));
+            return Err(StoreError::unusable(
+                &path,
+                "written by an earlier Skein in a format this one does not read; move it away or choose another data directory",
+            ));
         }
         if read_only.is_none() {
-            conn.execute_batch(SCHEMA)
-                .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
+            conn.execute_batch(SCHEMA).map_err(|e| StoreError::data_dir(&path, e))?;
         }
         // A quick structural check, so a damaged file is reported, not discovered later.
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(StoreError::DataDir(format!("{} is damaged: {check}", path.display())));
+            return Err(StoreError::unusable(&path, format!("damaged: {check}")));
         }
         let spans: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM frames", [], |r| r.get(0))?;
         progress(&format!("{spans} spans stored"));
@@ -348,7 +417,7 @@ impl Store {
         if read_only.is_none() {
             match writer.replay(progress) {
                 Ok(()) => {}
-                Err(StoreError::Unavailable(reason)) => read_only = Some(reason),
+                Err(reason @ StoreError::Unavailable { .. }) => read_only = Some(reason.to_string()),
                 Err(other) => return Err(other),
             }
         }
@@ -365,7 +434,7 @@ impl Store {
                 let handle = std::thread::Builder::new()
                     .name("skein-store".into())
                     .spawn(move || writer.run(rx))
-                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                    .map_err(|e| StoreError::storage("cannot start the writer thread", e))?;
                 (Some(jobs), Some(handle))
             }
             Some(_) => (None, None),
@@ -420,7 +489,7 @@ impl Store {
 
     async fn commit_write(&self, write: Write) -> Result<(), StoreError> {
         if let Some(why) = &self.read_only {
-            return Err(StoreError::Unavailable(why.clone()));
+            return Err(StoreError::read_only(why));
         }
         let (done, wait) = oneshot::channel();
         {
@@ -1239,7 +1308,7 @@ fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
         }
         bytes_taken += record.len() + body.len();
         let mut data = opentelemetry_proto::tonic::logs::v1::LogsData::decode(record)
-            .map_err(|e| StoreError::Storage(format!("a stored log record does not decode: {e}")))?;
+            .map_err(|e| StoreError::storage("a stored log record does not decode", e))?;
         for rl in &mut data.resource_logs {
             for sl in &mut rl.scope_logs {
                 for record in &mut sl.log_records {
@@ -1259,8 +1328,9 @@ fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
 
 /// Decompresses and decodes a frame.
 fn decode_frame(data: &[u8]) -> Result<TracesData, StoreError> {
-    let raw = zstd::bulk::decompress(data, 64 << 20).map_err(|e| StoreError::Storage(format!("frame: {e}")))?;
-    TracesData::decode(&raw[..]).map_err(|e| StoreError::Storage(format!("frame: {e}")))
+    let raw = zstd::bulk::decompress(data, 64 << 20)
+        .map_err(|e| StoreError::storage("a stored frame does not decompress", e))?;
+    TracesData::decode(&raw[..]).map_err(|e| StoreError::storage("a stored frame does not decode", e))
 }
 
 /// Calls `f` with each span of a frame and its resource and scope.

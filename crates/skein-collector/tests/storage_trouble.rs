@@ -84,3 +84,30 @@ async fn an_oversized_grpc_message_is_resource_exhausted() {
     running.trace(&"7a".repeat(16), 2).await;
     running.collector.shutdown().await;
 }
+
+/// A data directory that cannot be used is a typed error naming it, with the file system's
+/// error as its source.
+#[test]
+fn an_unusable_data_directory_is_a_typed_error_keeping_its_cause() {
+    use skein_collector::store::{Store, StoreConfig, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    let config = StoreConfig {
+        data_dir: file.join("data"),
+        queue_requests: 16,
+        retention: std::time::Duration::from_secs(3600),
+        max_disk_bytes: 1 << 30,
+    };
+    let Err(error) = Store::open(config, &|_| {}) else {
+        panic!("a data directory under a file opened")
+    };
+    assert!(
+        matches!(&error, StoreError::DataDir { path, .. } if path.ends_with("data")),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    let source = std::error::Error::source(&error).expect("the io error is kept");
+    assert!(source.to_string().contains("Not a directory"), "{source:?}");
+    assert!(error.to_string().contains("not-a-directory"), "{error}");
+}

@@ -1,13 +1,16 @@
-//! Skein's export pipeline: it takes stopped, recorded activities off the application's threads
-//! and ships them to a backend — any OpenTelemetry collector, Jaeger, Grafana Tempo or the Skein
-//! collector over OTLP (HTTP protobuf, HTTP JSON), or the console and memory during
-//! development and tests. The instrumented thread never blocks and never waits on I/O: it hands
-//! the activity to a bounded queue (dropping and counting when it is full), and a dedicated
-//! export thread — not a task on the application's runtime — batches and sends. It works in
-//! programs with no async runtime and inside any tokio runtime alike.
+//! Skein's export pipelines: they take stopped, recorded activities and log records
+//! ([`skein::logs`]) off the application's threads and ship them to a backend — any
+//! OpenTelemetry collector, Jaeger, Grafana Tempo or the Skein collector over OTLP (gRPC, HTTP
+//! protobuf, HTTP JSON), or the console and memory during development and tests. The
+//! instrumented thread never blocks and never waits on I/O: it hands the item to a bounded
+//! queue (dropping and counting when it is full), and a dedicated export thread per signal —
+//! not a task on the application's runtime — batches and sends, retrying what may pass.
+//! Failures are typed ([`ExportError`], [`ConfigError`]) and go to the application's handler
+//! ([`set_error_handler`]) or, rate-limited, to standard error. It works in programs with no
+//! async runtime and inside any tokio runtime alike.
 //!
 //! ```no_run
-//! // Reads OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER…
+//! // Reads OTEL_TRACES_EXPORTER, OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME…
 //! let _guard = skein_export::init().expect("valid OTEL_* configuration");
 //! // … instrumented code runs; dropping the guard flushes what is queued.
 //! ```
