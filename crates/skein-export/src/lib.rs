@@ -23,6 +23,7 @@ pub mod otlp;
 mod pipeline;
 mod report;
 mod resource;
+mod worker;
 
 pub use console::{ConsoleExporter, ConsoleFormat};
 pub use error::{ConfigError, ErrorSource, ExportError, Signal};

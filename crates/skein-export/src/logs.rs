@@ -3,14 +3,15 @@
 //! so a slow log backend never delays spans, nor spans logs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use skein::logs::{self, LogProcessor, LogProcessorRegistration, LogRecord, Severity};
 
 use crate::report::report;
+use crate::worker::{self, Control, Step};
 use crate::{BatchConfig, ExportError, ShutdownNotice, Signal};
 
 /// Sends batches of log records somewhere. Runs on the log pipeline's export thread, so it may
@@ -170,11 +171,6 @@ impl LogProcessor for QueueProcessor {
     }
 }
 
-enum Control {
-    Flush(mpsc::Sender<()>),
-    Shutdown(mpsc::Sender<()>),
-}
-
 fn run(
     mut exporter: Box<dyn LogExporter>,
     config: BatchConfig,
@@ -213,38 +209,12 @@ fn run(
             });
         }
     };
-    let mut next_export = Instant::now() + config.scheduled_delay;
-    loop {
-        let now = Instant::now();
-        if now < next_export && !counters.wake.swap(false, Ordering::AcqRel) {
-            std::thread::park_timeout(next_export - now);
+    worker::drive(config.scheduled_delay, control, &counters.wake, |step| {
+        export_queued(&mut exporter, step == Step::Early);
+        if step == Step::Last {
+            exporter.shutdown();
         }
-        counters.wake.store(false, Ordering::Release);
-        match control.try_recv() {
-            Ok(Control::Flush(done)) => {
-                export_queued(&mut exporter, false);
-                let _ = done.send(());
-            }
-            Ok(Control::Shutdown(done)) => {
-                export_queued(&mut exporter, false);
-                exporter.shutdown();
-                let _ = done.send(());
-                return;
-            }
-            Err(TryRecvError::Disconnected) => {
-                export_queued(&mut exporter, false);
-                exporter.shutdown();
-                return;
-            }
-            Err(TryRecvError::Empty) => {}
-        }
-        if Instant::now() >= next_export {
-            export_queued(&mut exporter, false);
-            next_export = Instant::now() + config.scheduled_delay;
-        } else {
-            export_queued(&mut exporter, true);
-        }
-    }
+    });
 }
 
 /// What the producers should count from: records left in a partial batch still count toward
@@ -267,16 +237,8 @@ pub struct LogGuard {
 
 impl LogGuard {
     fn request(&self, make: impl FnOnce(mpsc::Sender<()>) -> Control, timeout: Duration) -> Result<(), ExportError> {
-        let (tx, rx) = mpsc::channel();
-        self.control.send(make(tx)).map_err(|_| ExportError::Shutdown)?;
-        self.counters.wake.store(true, Ordering::Release);
-        if let Some(thread) = &self.thread {
-            thread.thread().unpark();
-        }
-        rx.recv_timeout(timeout).map_err(|_| ExportError::NotDoneInTime {
-            signal: Signal::Logs,
-            timeout,
-        })
+        let thread = self.thread.as_ref().map(|t| t.thread());
+        worker::request(&self.control, &self.counters.wake, thread, make, timeout, Signal::Logs)
     }
 
     /// Exports every record queued so far and waits for it, up to `timeout`.
@@ -299,12 +261,13 @@ impl LogGuard {
         drop(self.registration.take());
         self.notice.set();
         let result = self.request(Control::Shutdown, timeout);
-        if result.is_ok() {
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
+        match &result {
+            Ok(()) => {
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
             }
-        } else if let Err(e) = &result {
-            report(e.clone());
+            Err(e) => report(e.clone()),
         }
         result
     }

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use skein::{
 };
 
 use crate::report::report;
+use crate::worker::{self, Control, Step};
 use crate::{ActivityExporter, ExportError, LogGuard, ShutdownNotice, Signal};
 
 /// Batch settings; the defaults and the `OTEL_BSP_*` (spans) and `OTEL_BLRP_*` (logs)
@@ -290,11 +291,6 @@ impl ActivityListener for PipelineListener {
             Sink::Batch(queue) => queue.push(activity),
         }
     }
-}
-
-enum Control {
-    Flush(Sender<()>),
-    Shutdown(Sender<()>),
 }
 
 /// Exported activities on their way back to the application's threads to be freed there.
@@ -614,16 +610,8 @@ impl Worker {
     }
 
     fn request(&self, make: impl FnOnce(Sender<()>) -> Control, timeout: Duration) -> Result<(), ExportError> {
-        let (tx, rx) = mpsc::channel();
-        self.control.send(make(tx)).map_err(|_| ExportError::Shutdown)?;
-        self.wake.store(true, Ordering::Release);
-        if let Some(t) = &self.thread {
-            t.thread().unpark();
-        }
-        rx.recv_timeout(timeout).map_err(|_| ExportError::NotDoneInTime {
-            signal: Signal::Traces,
-            timeout,
-        })
+        let thread = self.thread.as_ref().map(|t| t.thread());
+        worker::request(&self.control, &self.wake, thread, make, timeout, Signal::Traces)
     }
 }
 
@@ -658,45 +646,24 @@ fn run(
         }
     };
     let mut returned_at_last_tick = 0;
-    let mut next_export = Instant::now() + config.scheduled_delay;
-    loop {
-        let now = Instant::now();
-        if now < next_export && !wake.swap(false, Ordering::AcqRel) {
-            std::thread::park_timeout(next_export - now);
-        }
-        wake.store(false, Ordering::Release);
-        match control.try_recv() {
-            Ok(Control::Flush(done)) => {
-                export_all(&mut exporter, false);
-                let _ = done.send(());
-            }
-            Ok(Control::Shutdown(done)) => {
-                export_all(&mut exporter, false);
-                exporter.shutdown();
-                let _ = done.send(());
-                return;
-            }
-            Err(TryRecvError::Disconnected) => {
-                export_all(&mut exporter, false);
-                exporter.shutdown();
-                return;
-            }
-            Err(TryRecvError::Empty) => {}
-        }
-        if Instant::now() >= next_export {
+    let mut export = |step: Step| {
+        if step == Step::Due {
             // Nothing taken back for a whole interval: the application is idle.
             let waiting = returned.len.load(Ordering::Relaxed);
             if waiting > 0 && waiting == returned_at_last_tick {
                 returned.release_all();
             }
-            export_all(&mut exporter, false);
-            returned_at_last_tick = returned.len.load(Ordering::Relaxed);
-            next_export = Instant::now() + config.scheduled_delay;
-        } else {
-            // Woken early: export only full batches, keep the rest for the timer.
-            export_all(&mut exporter, true);
         }
-    }
+        // Woken early: export only full batches, keep the rest for the timer.
+        export_all(&mut exporter, step == Step::Early);
+        if step == Step::Due {
+            returned_at_last_tick = returned.len.load(Ordering::Relaxed);
+        }
+        if step == Step::Last {
+            exporter.shutdown();
+        }
+    };
+    worker::drive(config.scheduled_delay, control, &wake, &mut export);
 }
 
 /// Keeps the pipeline installed (and, from [`crate::init`], the log pipeline too). Dropping it
