@@ -2,7 +2,7 @@
 //! blocking the thread that logs) and an export thread of its own that batches and sends them,
 //! so a slow log backend never delays spans, nor spans logs.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use skein::logs::{self, LogProcessor, LogProcessorRegistration, LogRecord, Severity};
 
 use crate::report::report;
-use crate::worker::{self, Control, Step};
+use crate::worker::{self, Control, Sleep, Step};
 use crate::{BatchConfig, ExportError, ShutdownNotice, Signal};
 
 /// Sends batches of log records somewhere. Runs on the log pipeline's export thread, so it may
@@ -139,7 +139,7 @@ struct Counters {
     /// Records queued since the export thread last took them (to wake it once per batch).
     queued: AtomicUsize,
     dropped: AtomicU64,
-    wake: AtomicBool,
+    sleep: Sleep,
 }
 
 struct QueueProcessor {
@@ -160,8 +160,8 @@ impl LogProcessor for QueueProcessor {
             Ok(()) => {
                 let queued = self.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
                 // Woken once a batch is waiting, not per record (a wake-up is a system call).
-                if queued >= self.batch_size && !self.counters.wake.swap(true, Ordering::AcqRel) {
-                    self.worker.unpark();
+                if queued >= self.batch_size {
+                    self.counters.sleep.nudge(&self.worker);
                 }
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -181,7 +181,9 @@ fn run(
     let batch_size = config.max_export_batch_size.clamp(1, config.max_queue_size.max(1));
     let mut batch: Vec<LogRecord> = Vec::with_capacity(batch_size);
     let mut dropped_reported = 0;
+    // Exports what is queued (only full batches if `only_full`); says whether a batch was full.
     let mut export_queued = |exporter: &mut Box<dyn LogExporter>, only_full: bool| {
+        let mut full = false;
         loop {
             while batch.len() < batch_size {
                 match records.try_recv() {
@@ -192,6 +194,7 @@ fn run(
             counters
                 .queued
                 .store(records_waiting(&batch, batch_size), Ordering::Relaxed);
+            full |= batch.len() >= batch_size;
             if batch.is_empty() || (only_full && batch.len() < batch_size) {
                 break;
             }
@@ -208,12 +211,14 @@ fn run(
                 dropped,
             });
         }
+        full
     };
-    worker::drive(config.scheduled_delay, control, &counters.wake, |step| {
-        export_queued(&mut exporter, step == Step::Early);
+    worker::drive(config.scheduled_delay, control, &counters.sleep, |step| {
+        let full = export_queued(&mut exporter, step == Step::Early);
         if step == Step::Last {
             exporter.shutdown();
         }
+        full
     });
 }
 
@@ -238,7 +243,7 @@ pub struct LogGuard {
 impl LogGuard {
     fn request(&self, make: impl FnOnce(mpsc::Sender<()>) -> Control, timeout: Duration) -> Result<(), ExportError> {
         let thread = self.thread.as_ref().map(|t| t.thread());
-        worker::request(&self.control, &self.counters.wake, thread, make, timeout, Signal::Logs)
+        worker::request(&self.control, thread, make, timeout, Signal::Logs)
     }
 
     /// Exports every record queued so far and waits for it, up to `timeout`.

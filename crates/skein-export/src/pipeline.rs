@@ -1,7 +1,7 @@
 //! The listener that feeds exporters: sampling, the bounded queue, the export thread.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
@@ -13,16 +13,23 @@ use skein::{
 };
 
 use crate::report::report;
-use crate::worker::{self, Control, Step};
+use crate::worker::{self, Control, Sleep, Step};
 use crate::{ActivityExporter, ExportError, LogGuard, ShutdownNotice, Signal};
 
 /// Batch settings; the defaults and the `OTEL_BSP_*` (spans) and `OTEL_BLRP_*` (logs)
 /// variables follow the OpenTelemetry specification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Most items waiting for export; more are dropped and counted (default 2048). For spans
-    /// each application thread queues into a ring of its own of this size, so the memory held
-    /// grows with the number of threads that stop recorded activities.
+    /// Most items waiting for export in the whole process; more are dropped and counted
+    /// (default 2048), and the application never waits.
+    ///
+    /// What a span pipeline may hold, at most: the queued activities (about 650 bytes each,
+    /// plus whatever their tags, events and links own on the heap) and the batch being
+    /// exported; a ring of 8 bytes per queue slot in each thread that has stopped a recorded
+    /// activity (16 KiB at the default size); and, in the core, 256 free activity blocks per
+    /// thread and 4,096 shared (2.5 MiB). With the defaults and 8 recording threads: about
+    /// 1.6 MiB of queued activities, 128 KiB of rings, 1.3 MiB of per-thread pools and
+    /// 2.5 MiB shared. (`tests/memory_bound.rs` holds a stalled exporter to it.)
     pub max_queue_size: usize,
     /// Longest wait between two exports (default 5 s for spans, 1 s for logs).
     pub scheduled_delay: Duration,
@@ -363,14 +370,19 @@ impl Returned {
 /// the export thread), so queuing an activity writes a slot and publishes it with a release
 /// store. A queue shared by all threads would make every push a read-modify-write on cache
 /// lines that the other producers and the export thread keep taking away.
+///
+/// The bound is process-wide all the same (`max_queue_size` activities waiting in all rings
+/// together, as `OTEL_BSP_MAX_QUEUE_SIZE` means in other SDKs): a thread takes room from a
+/// shared budget a few slots at a time ([`Rings::reserve`]), and the export thread gives room
+/// back as it takes activities out.
 struct Queue {
     /// Tells this pipeline's rings apart in the threads' ring lists.
     id: u64,
     rings: Arc<Rings>,
     returned: Arc<Returned>,
     worker: Thread,
-    wake: Arc<AtomicBool>,
-    /// Activities a thread queues between two wake-ups of the export thread.
+    sleep: Arc<Sleep>,
+    /// Activities a thread queues between two nudges of the export thread.
     wake_every: usize,
 }
 
@@ -379,8 +391,12 @@ struct Rings {
     consumers: Mutex<Vec<ConsumerEnd>>,
     /// Activities queued while their thread was exiting (its ring is gone by then).
     orphans: Mutex<Vec<Activity>>,
-    /// Each ring's room: the most activities one thread has waiting for export.
+    /// Each ring's room: one thread may hold the whole queue.
     capacity: usize,
+    /// Room left in the whole queue, not yet reserved by any thread.
+    budget: AtomicUsize,
+    /// Room a thread reserves at a time.
+    reserve_chunk: usize,
     /// Activities dropped by threads that are gone, or that were exiting.
     dropped_elsewhere: AtomicU64,
 }
@@ -399,7 +415,43 @@ impl Rings {
             consumers: Mutex::new(Vec::new()),
             orphans: Mutex::new(Vec::new()),
             capacity,
+            budget: AtomicUsize::new(capacity),
+            // Small next to the queue, so that threads holding unused room cannot starve the
+            // others; large enough that reserving is rare (one read-modify-write per chunk).
+            reserve_chunk: (capacity / 64).clamp(1, 64),
             dropped_elsewhere: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes up to `reserve_chunk` slots of room from the budget; 0 when the queue is full.
+    fn reserve(&self) -> usize {
+        let mut available = self.budget.load(Ordering::Relaxed);
+        loop {
+            let take = available.min(self.reserve_chunk);
+            if take == 0 {
+                return 0;
+            }
+            match self
+                .budget
+                .compare_exchange_weak(available, available - take, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return take,
+                Err(now) => available = now,
+            }
+        }
+    }
+
+    /// Takes one slot of room; false when the queue is full.
+    fn take_one(&self) -> bool {
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Gives back room: activities taken out for export, or a thread's unused reservation.
+    fn give_back_room(&self, slots: usize) {
+        if slots > 0 {
+            self.budget.fetch_add(slots, Ordering::Relaxed);
         }
     }
 
@@ -413,6 +465,7 @@ impl Rings {
     /// Moves queued activities into `batch` until it holds `max`, taking from each thread's
     /// ring in turn; rings whose thread has exited are dropped once empty.
     fn drain_into(&self, batch: &mut Vec<Activity>, max: usize) {
+        let start = batch.len();
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         let room = max.saturating_sub(batch.len()).min(orphans.len());
         batch.extend(orphans.drain(..room));
@@ -432,6 +485,7 @@ impl Rings {
                 break;
             }
         }
+        self.give_back_room(batch.len() - start);
         consumers.retain(|c| {
             let gone = c.ring.is_abandoned() && c.ring.is_empty();
             if gone {
@@ -454,6 +508,16 @@ struct ThreadRing {
     since_wake: usize,
     /// What this thread dropped (see `ConsumerEnd::dropped`).
     dropped: Arc<AtomicU64>,
+    /// Room reserved from the pipeline's budget and not used yet.
+    room: usize,
+    rings: Arc<Rings>,
+}
+
+impl Drop for ThreadRing {
+    fn drop(&mut self) {
+        // The thread is exiting or the pipeline is gone: its unused room goes back.
+        self.rings.give_back_room(self.room);
+    }
 }
 
 thread_local! {
@@ -482,8 +546,18 @@ impl Queue {
                 None => self.add_ring(&mut rings),
             };
             let thread_ring = &mut rings[index];
+            if thread_ring.room == 0 {
+                thread_ring.room = self.rings.reserve();
+            }
+            if thread_ring.room == 0 {
+                // The whole queue is full.
+                let dropped = &thread_ring.dropped;
+                dropped.store(dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                return Some(Pushed::Full(activity.take()?));
+            }
             match thread_ring.ring.push(activity.take()?) {
                 Ok(()) => {
+                    thread_ring.room -= 1;
                     thread_ring.since_wake += 1;
                     let since_wake = thread_ring.since_wake;
                     if since_wake >= self.wake_every {
@@ -500,8 +574,8 @@ impl Queue {
         });
         match pushed {
             Ok(Some(Pushed::Queued(since_wake))) => {
-                if since_wake >= self.wake_every && !self.wake.swap(true, Ordering::AcqRel) {
-                    self.worker.unpark();
+                if since_wake >= self.wake_every {
+                    self.sleep.nudge(&self.worker);
                 }
                 let release_turn = since_wake % RELEASE_EVERY == 0 || since_wake >= self.wake_every;
                 if release_turn && self.returned.len.load(Ordering::Relaxed) > 0 {
@@ -515,7 +589,7 @@ impl Queue {
             Ok(None) | Err(_) => {
                 if let Some(activity) = activity {
                     let mut orphans = self.rings.orphans.lock().unwrap_or_else(|e| e.into_inner());
-                    if orphans.len() < self.rings.capacity {
+                    if self.rings.take_one() {
                         orphans.push(activity);
                     } else {
                         drop(orphans);
@@ -547,6 +621,8 @@ impl Queue {
             ring: producer,
             since_wake: 0,
             dropped,
+            room: 0,
+            rings: self.rings.clone(),
         });
         rings.len() - 1
     }
@@ -556,7 +632,6 @@ impl Queue {
 struct Worker {
     control: Sender<Control>,
     thread: Option<JoinHandle<()>>,
-    wake: Arc<AtomicBool>,
     rings: Arc<Rings>,
 }
 
@@ -565,15 +640,16 @@ impl Worker {
         let rings = Arc::new(Rings::new(config.max_queue_size));
         let worker_rings = rings.clone();
         let (control_tx, control_rx) = mpsc::channel::<Control>();
-        let wake = Arc::new(AtomicBool::new(false));
-        let worker_wake = wake.clone();
+        let sleep = Arc::new(Sleep::default());
+        let worker_sleep = sleep.clone();
         exporter.set_export_timeout(config.export_timeout);
         exporter.watch_shutdown(notice);
-        // A thread wakes the export thread once it has queued a batch, or three quarters of
-        // its ring if that is more: a wake-up is a system call and, in a virtual machine, an
-        // interrupt to another CPU, worth a few microseconds; the rest of the ring absorbs the
-        // activities queued while the export thread gets going.
-        let wake_every = config.max_export_batch_size.max(config.max_queue_size / 4 * 3).max(1);
+        // A thread nudges the export thread each time it has queued a batch: waiting longer
+        // (for most of a large queue) lets tens of thousands of finished activities pile up,
+        // out of every cache and out of the memory pools, and the producers then pay for
+        // fresh memory. A nudge costs a system call only when the export thread is asleep,
+        // not while batches keep it busy.
+        let wake_every = config.max_export_batch_size.min(config.max_queue_size).max(1);
         let returned = Arc::new(Returned::new());
         let worker_returned = returned.clone();
         let thread = std::thread::Builder::new()
@@ -587,7 +663,7 @@ impl Worker {
                     config,
                     &worker_rings,
                     control_rx,
-                    worker_wake,
+                    &worker_sleep,
                     worker_returned,
                 )
             })
@@ -597,13 +673,12 @@ impl Worker {
             rings: rings.clone(),
             returned,
             worker: thread.thread().clone(),
-            wake: wake.clone(),
+            sleep,
             wake_every,
         };
         let worker = Worker {
             control: control_tx,
             thread: Some(thread),
-            wake,
             rings,
         };
         (queue, worker)
@@ -611,7 +686,7 @@ impl Worker {
 
     fn request(&self, make: impl FnOnce(Sender<()>) -> Control, timeout: Duration) -> Result<(), ExportError> {
         let thread = self.thread.as_ref().map(|t| t.thread());
-        worker::request(&self.control, &self.wake, thread, make, timeout, Signal::Traces)
+        worker::request(&self.control, thread, make, timeout, Signal::Traces)
     }
 }
 
@@ -620,14 +695,17 @@ fn run(
     config: BatchConfig,
     rings: &Rings,
     control: Receiver<Control>,
-    wake: Arc<AtomicBool>,
+    sleep: &Sleep,
     returned: Arc<Returned>,
 ) {
     let mut batch: Vec<Activity> = Vec::with_capacity(config.max_export_batch_size);
     let mut dropped_reported = 0;
+    // Exports what is queued (only full batches if `only_full`); says whether a batch was full.
     let mut export_all = |exporter: &mut Box<dyn ActivityExporter>, only_full: bool| {
+        let mut full = false;
         loop {
             rings.drain_into(&mut batch, config.max_export_batch_size);
+            full |= batch.len() >= config.max_export_batch_size;
             if batch.is_empty() || (only_full && batch.len() < config.max_export_batch_size) {
                 break;
             }
@@ -644,6 +722,7 @@ fn run(
                 dropped,
             });
         }
+        full
     };
     let mut returned_at_last_tick = 0;
     let mut export = |step: Step| {
@@ -655,15 +734,16 @@ fn run(
             }
         }
         // Woken early: export only full batches, keep the rest for the timer.
-        export_all(&mut exporter, step == Step::Early);
+        let full = export_all(&mut exporter, step == Step::Early);
         if step == Step::Due {
             returned_at_last_tick = returned.len.load(Ordering::Relaxed);
         }
         if step == Step::Last {
             exporter.shutdown();
         }
+        full
     };
-    worker::drive(config.scheduled_delay, control, &wake, &mut export);
+    worker::drive(config.scheduled_delay, control, sleep, &mut export);
 }
 
 /// Keeps the pipeline installed (and, from [`crate::init`], the log pipeline too). Dropping it

@@ -2,7 +2,7 @@
 //! answer flush and shutdown requests from the application. What is exported at each step is
 //! the pipeline's business.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -28,21 +28,62 @@ pub(crate) enum Step {
     Last,
 }
 
+/// How long the export thread naps between two looks while full batches keep coming: it then
+/// takes them by itself, and the application threads make no system call to wake it.
+const BUSY_NAP: Duration = Duration::from_micros(100);
+
+/// Whether the export thread is asleep until woken, as the application threads see it.
+#[derive(Default)]
+pub(crate) struct Sleep {
+    asleep: AtomicBool,
+}
+
+impl Sleep {
+    /// Called by an application thread that has queued a batch: wakes the export thread if it
+    /// is asleep. While it is busy (napping between full batches) this is one load.
+    #[inline]
+    pub(crate) fn nudge(&self, thread: &Thread) {
+        // What was just queued is visible before `asleep` is read: either this thread sees
+        // the export thread asleep, or the export thread, having said so, sees the batch (it
+        // looks once more after saying it).
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::AcqRel) {
+            thread.unpark();
+        }
+    }
+}
+
 /// Runs until shutdown (asked for, or the application side gone), calling `export` at each
-/// step.
+/// step; `export` says whether it found a full batch (the export thread then naps briefly
+/// instead of sleeping until woken).
+///
 pub(crate) fn drive(
     scheduled_delay: Duration,
     control: Receiver<Control>,
-    wake: &AtomicBool,
-    mut export: impl FnMut(Step),
+    sleep: &Sleep,
+    mut export: impl FnMut(Step) -> bool,
 ) {
     let mut next_export = Instant::now() + scheduled_delay;
+    let mut busy = false;
     loop {
         let now = Instant::now();
-        if now < next_export && !wake.swap(false, Ordering::AcqRel) {
-            std::thread::park_timeout(next_export - now);
+        if now < next_export {
+            if busy {
+                std::thread::park_timeout(BUSY_NAP.min(next_export - now));
+            } else {
+                sleep.asleep.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                // A batch queued while this thread was deciding to sleep was nudged for when
+                // it looked awake: look once more (see `Sleep::nudge`).
+                if export(Step::Early) {
+                    sleep.asleep.store(false, Ordering::Relaxed);
+                    busy = true;
+                    continue;
+                }
+                std::thread::park_timeout(next_export - now);
+                sleep.asleep.store(false, Ordering::SeqCst);
+            }
         }
-        wake.store(false, Ordering::Release);
         match control.try_recv() {
             Ok(Control::Flush(done)) => {
                 export(Step::Flush);
@@ -59,12 +100,12 @@ pub(crate) fn drive(
             }
             Err(TryRecvError::Empty) => {}
         }
-        if Instant::now() >= next_export {
-            export(Step::Due);
+        busy = if Instant::now() >= next_export {
             next_export = Instant::now() + scheduled_delay;
+            export(Step::Due)
         } else {
-            export(Step::Early);
-        }
+            export(Step::Early)
+        };
     }
 }
 
@@ -72,7 +113,6 @@ pub(crate) fn drive(
 /// `timeout`.
 pub(crate) fn request(
     control: &Sender<Control>,
-    wake: &AtomicBool,
     thread: Option<&Thread>,
     make: impl FnOnce(Sender<()>) -> Control,
     timeout: Duration,
@@ -80,7 +120,6 @@ pub(crate) fn request(
 ) -> Result<(), ExportError> {
     let (tx, rx) = mpsc::channel();
     control.send(make(tx)).map_err(|_| ExportError::Shutdown)?;
-    wake.store(true, Ordering::Release);
     if let Some(thread) = thread {
         thread.unpark();
     }

@@ -65,7 +65,7 @@ fn activities_of_exited_threads_are_exported_or_counted_as_dropped() {
     first_export
         .recv_timeout(Duration::from_secs(10))
         .expect("the export thread was woken");
-    // Two more threads while the export still waits: their rings fill and overflow too.
+    // Two more threads while the export still waits: the queue is full, they drop.
     let threads: Vec<_> = (0..2)
         .map(|_| {
             std::thread::spawn(move || {
@@ -84,9 +84,16 @@ fn activities_of_exited_threads_are_exported_or_counted_as_dropped() {
     guard.force_flush(Duration::from_secs(10)).unwrap();
     let exported = *exported.lock().unwrap();
     let dropped = guard.dropped_count();
+    // The first batch waited at the gate; what the exited threads left queued behind it was
+    // exported after it, and the queue never held more than its 8 slots in all (the bound is
+    // process-wide, as OTEL_BSP_MAX_QUEUE_SIZE is in other SDKs).
     assert!(
-        exported >= 8 * 3,
-        "each exited thread's ring was drained ({exported} exported)"
+        exported > 8,
+        "an exited thread's ring was drained ({exported} exported)"
+    );
+    assert!(
+        exported <= 8 + 8,
+        "8 in the gated export + at most 8 queued ({exported} exported)"
     );
     assert_eq!(
         exported as u64 + dropped,
