@@ -605,8 +605,9 @@ fn bridge(queue: usize, verdicts: &mut Vec<String>) {
     );
 }
 
-/// Two producer threads making `make` for `duration`, at most `rate` per second each (if
-/// given); returns (made, delivered).
+/// Two producer threads making `make` for `duration`, each at a steady `rate` per second if
+/// given (a thread that fell behind its schedule by more than a millisecond, having been
+/// descheduled, does not make up for it in a burst); returns (made, delivered).
 fn produce(
     duration: Duration,
     rate: Option<f64>,
@@ -622,17 +623,21 @@ fn produce(
         .map(|_| {
             let (stop, make) = (stop.clone(), make.clone());
             std::thread::spawn(move || {
-                let started = Instant::now();
+                let chunk = if rate.is_some() { 16 } else { 64 };
+                let mut schedule = Instant::now();
                 let mut made = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..64 {
+                    for _ in 0..chunk {
                         make();
                     }
-                    made += 64;
+                    made += chunk;
                     if let Some(rate) = rate {
-                        let due = Duration::from_secs_f64(made as f64 / rate);
-                        if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                            std::thread::sleep(ahead);
+                        schedule += Duration::from_secs_f64(chunk as f64 / rate);
+                        let now = Instant::now();
+                        match schedule.checked_duration_since(now) {
+                            Some(ahead) => std::thread::sleep(ahead),
+                            None if now - schedule > Duration::from_millis(1) => schedule = now,
+                            None => {}
                         }
                     }
                 }
@@ -696,7 +701,7 @@ fn throughput(verdicts: &mut Vec<String>) {
         100.0 * otel_got as f64 / otel_made.max(1) as f64
     );
     println!(
-        "  at {:.0}/s (half the peer's delivered rate): skein dropped {}, opentelemetry_sdk dropped {}",
+        "  at a steady {:.0}/s (half the peer's delivered rate): skein made {skein_paced}, dropped {}; opentelemetry_sdk made {otel_paced}, dropped {}",
         sustained * 2.0,
         skein_paced - skein_paced_got,
         otel_paced - otel_paced_got
