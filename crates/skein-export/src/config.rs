@@ -55,10 +55,10 @@ pub(crate) fn init_from(var: impl Fn(&str) -> Option<String>) -> Result<ExportGu
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(ExportPipeline::new().with_sampler(AlwaysOffSampler).install());
     }
-    let sampler = sampler_from(
-        var("OTEL_TRACES_SAMPLER").as_deref(),
-        var("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-    )?;
+    let sampler_name = var("OTEL_TRACES_SAMPLER");
+    let sampler = sampler_from(sampler_name.as_deref(), var("OTEL_TRACES_SAMPLER_ARG").as_deref())?;
+    // Always-off is answered inline by the pipeline.
+    let sampler = (sampler_name.as_deref() != Some("always_off")).then_some(sampler);
     let span_batch = BatchConfig::from_lookup("OTEL_BSP", BatchConfig::default(), var)?;
     let log_batch = BatchConfig::from_lookup("OTEL_BLRP", BatchConfig::for_logs(), var)?;
     let min_severity = match var("SKEIN_LOGS_MIN_SEVERITY") {
@@ -89,11 +89,11 @@ pub(crate) fn init_from(var: impl Fn(&str) -> Option<String>) -> Result<ExportGu
     let spans = match traces {
         Destination::Nowhere => ExportPipeline::new().with_sampler(AlwaysOffSampler).install(),
         Destination::Console(format) => ExportPipeline::new()
-            .with_boxed_sampler(sampler)
+            .with_configured_sampler(sampler)
             .batch(ConsoleExporter::new(format), span_batch)
             .install(),
         Destination::Otlp(otlp) => {
-            let pipeline = ExportPipeline::new().with_boxed_sampler(sampler);
+            let pipeline = ExportPipeline::new().with_configured_sampler(sampler);
             match *otlp {
                 Otlp::Http(e) => pipeline.batch(e, span_batch).install(),
                 Otlp::Grpc(e) => pipeline.batch(e, span_batch).install(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use skein::{
     Activity, ActivityContext, ActivityCreationOptions, ActivityListener, ActivitySamplingResult, ActivitySource,
-    AlwaysOnSampler, ListenerRegistration, ParentBasedSampler, Sampler,
+    AlwaysOffSampler, AlwaysOnSampler, ListenerRegistration, ParentBasedSampler, Sampler,
 };
 
 use crate::report::report;
@@ -151,7 +151,7 @@ enum Processor {
 /// guard.force_flush(std::time::Duration::from_secs(1)).unwrap();
 /// ```
 pub struct ExportPipeline {
-    sampler: Box<dyn Sampler>,
+    sampler: PipelineSampler,
     sources: SourceFilter,
     processor: Option<Processor>,
 }
@@ -166,7 +166,7 @@ impl ExportPipeline {
     /// A pipeline listening to every source with a parent-based, always-on sampler.
     pub fn new() -> Self {
         ExportPipeline {
-            sampler: Box::new(ParentBasedSampler::new(AlwaysOnSampler)),
+            sampler: PipelineSampler::new(ParentBasedSampler::new(AlwaysOnSampler)),
             sources: SourceFilter::All,
             processor: None,
         }
@@ -174,12 +174,16 @@ impl ExportPipeline {
 
     /// Replaces the sampler.
     pub fn with_sampler(mut self, sampler: impl Sampler + 'static) -> Self {
-        self.sampler = Box::new(sampler);
+        self.sampler = PipelineSampler::new(sampler);
         self
     }
 
-    pub(crate) fn with_boxed_sampler(mut self, sampler: Box<dyn Sampler>) -> Self {
-        self.sampler = sampler;
+    /// The sampler `init` read from the environment: `None` for always-off.
+    pub(crate) fn with_configured_sampler(mut self, sampler: Option<Box<dyn Sampler>>) -> Self {
+        self.sampler = match sampler {
+            None => PipelineSampler::AlwaysOff,
+            Some(sampler) => PipelineSampler::Other(sampler),
+        };
         self
     }
 
@@ -241,8 +245,33 @@ enum Sink {
     Batch(Queue),
 }
 
+/// The pipeline's sampler. Always-off is answered inline: a sampled-out activity costs a
+/// few nanoseconds, and an indirect call is a noticeable share of them.
+enum PipelineSampler {
+    AlwaysOff,
+    Other(Box<dyn Sampler>),
+}
+
+impl PipelineSampler {
+    fn new<S: Sampler + 'static>(sampler: S) -> Self {
+        let any: &dyn std::any::Any = &sampler;
+        if any.is::<AlwaysOffSampler>() {
+            return PipelineSampler::AlwaysOff;
+        }
+        PipelineSampler::Other(Box::new(sampler))
+    }
+
+    #[inline]
+    fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        match self {
+            PipelineSampler::AlwaysOff => ActivitySamplingResult::None,
+            PipelineSampler::Other(sampler) => sampler.should_sample(options),
+        }
+    }
+}
+
 struct PipelineListener {
-    sampler: Box<dyn Sampler>,
+    sampler: PipelineSampler,
     sources: SourceFilter,
     sink: Sink,
 }
