@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, RwLock};
 
 use skein::logs::{LogRecord, Severity};
@@ -51,7 +52,28 @@ pub struct SkeinLayer {
 
 /// The source of each span callsite, looked up once.
 #[derive(Default)]
-struct SourceCache(RwLock<HashMap<Identifier, &'static ActivitySource>>);
+struct SourceCache(RwLock<HashMap<Identifier, &'static ActivitySource, BuildHasherDefault<CallsiteHasher>>>);
+
+/// Callsite identifiers are addresses of statics: distinct, and hashed by one multiplication
+/// (the default SipHash costs more than the rest of the lookup).
+#[derive(Default)]
+struct CallsiteHasher(u64);
+
+impl std::hash::Hasher for CallsiteHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 impl SourceCache {
     fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {

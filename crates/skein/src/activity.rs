@@ -111,7 +111,12 @@ impl ActivityEvent {
 
     /// Adds tags to the event.
     pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
-        self.tags.extend(tags);
+        if self.tags.is_empty() {
+            // Collecting a vector's own iterator keeps its allocation.
+            self.tags = tags.into_iter().collect();
+        } else {
+            self.tags.extend(tags);
+        }
         self
     }
 
@@ -150,7 +155,12 @@ impl ActivityLink {
 
     /// Adds tags to the link.
     pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
-        self.tags.extend(tags);
+        if self.tags.is_empty() {
+            // Collecting a vector's own iterator keeps its allocation.
+            self.tags = tags.into_iter().collect();
+        } else {
+            self.tags.extend(tags);
+        }
         self
     }
 }
