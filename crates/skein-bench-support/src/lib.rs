@@ -2,8 +2,9 @@
 //! what they are given (Skein's [`DiscardActivities`] and opentelemetry_sdk's
 //! [`DiscardSpans`]), the "recorded, 4 tags + 1 event" workload on both sides
 //! ([`skein_recorded_activity`], [`otel_recorded_span`]), and [`median_ns`] to read criterion's results back for
-//! the ratio tables the benchmarks print. Its own `benches/peers.rs` runs the core against
-//! its peers (`cargo bench -p skein-bench-support --bench peers`), kept here so that the core
+//! the ratio tables the benchmarks print. Its own `benches/pipeline.rs` runs Skein against its
+//! peers, each through its real export path (`cargo bench -p skein-bench-support --bench
+//! pipeline`), kept here so that the core
 //! crate's tests (and Miri) build without the peers. Not published; only benchmarks depend on
 //! it.
 
