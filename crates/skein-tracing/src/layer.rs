@@ -75,15 +75,107 @@ impl std::hash::Hasher for CallsiteHasher {
     }
 }
 
+type CallsiteMap<V> = HashMap<Identifier, V, BuildHasherDefault<CallsiteHasher>>;
+
+thread_local! {
+    /// This thread's copy of the callsites' sources: asked twice per span (the filter, then
+    /// the layer), so it is read without the shared lock's two atomic updates. A callsite's
+    /// source is the one named after its target whichever layer asks, so one copy serves all.
+    static THREAD_SOURCES: RefCell<CallsiteMap<&'static ActivitySource>> = RefCell::new(HashMap::default());
+}
+
 impl SourceCache {
     fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {
         let id = metadata.callsite();
-        if let Some(source) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Ok(Some(source)) = THREAD_SOURCES.try_with(|sources| sources.borrow().get(&id).copied()) {
             return source;
         }
-        let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(id, source);
+        let shared = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
+        let source = match shared {
+            Some(source) => source,
+            None => {
+                // No borrow or lock is held here: creating a source asks the listeners.
+                let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
+                self.0
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone(), source);
+                source
+            }
+        };
+        let _ = THREAD_SOURCES.try_with(|sources| sources.borrow_mut().insert(id, source));
         source
+    }
+}
+
+/// Event messages without arguments (`info!("cart emptied")`) are the same text every time:
+/// the first one seen at a callsite is kept (once per process, if short) and later events
+/// there that say the same borrow it instead of allocating their own copy.
+mod messages {
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::fmt::{self, Write as _};
+    use std::sync::{LazyLock, RwLock};
+
+    use tracing_core::callsite::Identifier;
+
+    use super::CallsiteMap;
+
+    /// Longer first messages are not kept.
+    const MAX_KEPT: usize = 256;
+
+    static KEPT: LazyLock<RwLock<CallsiteMap<&'static str>>> = LazyLock::new(|| RwLock::new(HashMap::default()));
+
+    thread_local! {
+        /// The text this thread expects at each callsite; `None` once it was seen to vary.
+        static EXPECTED: RefCell<CallsiteMap<Option<&'static str>>> = RefCell::new(HashMap::default());
+        /// Where messages are written, reused.
+        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+
+    /// The message `value` formats to, borrowed from the kept text when it is the same.
+    pub(super) fn text(callsite: &Identifier, value: &dyn fmt::Debug) -> Cow<'static, str> {
+        // No borrow is held while `value` formats: its `Debug` may log in turn.
+        let mut buffer = BUFFER
+            .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
+            .unwrap_or_default();
+        buffer.clear();
+        let _ = write!(buffer, "{value:?}");
+        let expected = EXPECTED.try_with(|e| e.borrow().get(callsite).copied()).ok().flatten();
+        let result = match expected {
+            Some(Some(kept)) if kept == buffer => Cow::Borrowed(kept),
+            Some(Some(_)) => {
+                let _ = EXPECTED.try_with(|e| e.borrow_mut().insert(callsite.clone(), None));
+                Cow::Owned(buffer.clone())
+            }
+            Some(None) => Cow::Owned(buffer.clone()),
+            None => {
+                let kept = keep(callsite, &buffer);
+                let _ = EXPECTED.try_with(|e| e.borrow_mut().insert(callsite.clone(), kept.filter(|k| *k == buffer)));
+                match kept {
+                    Some(kept) if kept == buffer => Cow::Borrowed(kept),
+                    _ => Cow::Owned(buffer.clone()),
+                }
+            }
+        };
+        let _ = BUFFER.try_with(|b| *b.borrow_mut() = buffer);
+        result
+    }
+
+    /// The text kept for `callsite`, keeping `first` if there is none yet.
+    fn keep(callsite: &Identifier, first: &str) -> Option<&'static str> {
+        if let Some(kept) = KEPT.read().unwrap_or_else(|e| e.into_inner()).get(callsite) {
+            return Some(kept);
+        }
+        if first.len() > MAX_KEPT {
+            return None;
+        }
+        let mut kept = KEPT.write().unwrap_or_else(|e| e.into_inner());
+        Some(
+            kept.entry(callsite.clone())
+                .or_insert_with(|| Box::leak(first.to_owned().into_boxed_str())),
+        )
     }
 }
 
@@ -165,8 +257,9 @@ where
 struct SpanActivity(Activity);
 
 thread_local! {
-    /// What was current before each entered span's activity, innermost last.
-    static ENTERED: RefCell<Vec<Option<Activity>>> = const { RefCell::new(Vec::new()) };
+    /// The entered spans that have activities, innermost last, each with what was current
+    /// before it: exiting needs no look-up in the registry.
+    static ENTERED: RefCell<Vec<(Id, Option<Activity>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SkeinLayer {
@@ -275,7 +368,10 @@ where
         if !log && span_event.is_none() {
             return;
         }
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            event_callsite: Some(metadata.callsite()),
+            ..Fields::default()
+        };
         event.record(&mut fields);
         let message = fields.message.take();
         if log {
@@ -290,7 +386,7 @@ where
         let Some(activity) = span_event else { return };
         // An event without a message is named after its target (its metadata name is only
         // the source location).
-        let name = message.map_or(Cow::Borrowed(metadata.target()), Cow::Owned);
+        let name = message.unwrap_or(Cow::Borrowed(metadata.target()));
         fields.apply_status(activity);
         let mut tags = Vec::with_capacity(fields.tags.len() + 2);
         tags.push(Tag::new("level", metadata.level().as_str()));
@@ -302,18 +398,32 @@ where
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         if let Some(activity) = activity_of(id, &ctx) {
             let previous = Activity::set_current(Some(&activity));
-            ENTERED.with(|stack| stack.borrow_mut().push(previous));
+            let _ = ENTERED.try_with(|stack| stack.borrow_mut().push((id.clone(), previous)));
         }
     }
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        let entered = ctx
-            .span(id)
-            .is_some_and(|s| s.extensions().get::<SpanActivity>().is_some());
-        if entered {
-            if let Some(previous) = ENTERED.with(|stack| stack.borrow_mut().pop()) {
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        // Activities are dropped only once the stack is no longer borrowed: a drop may stop
+        // an activity and run listeners, which may enter spans in turn.
+        let exited = ENTERED.try_with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let at = stack.iter().rposition(|(entered, _)| entered == id)?;
+            let (_, previous) = stack.remove(at);
+            Some(if at == stack.len() {
+                // The innermost: what was current before it is current again.
+                (Some(previous), None)
+            } else {
+                // Exited out of order: the span entered after it now goes back, when it
+                // exits, to what was current before this one.
+                let replaced = std::mem::replace(&mut stack[at].1, previous);
+                (None, replaced)
+            })
+        });
+        if let Ok(Some((restore, replaced))) = exited {
+            if let Some(previous) = restore {
                 Activity::set_current(previous.as_ref());
             }
+            drop(replaced);
         }
     }
 
@@ -348,7 +458,7 @@ fn log_record(
     metadata: &'static Metadata<'static>,
     severity: Severity,
     activity: Option<&Activity>,
-    message: Option<String>,
+    message: Option<Cow<'static, str>>,
     tags: &[Tag],
 ) -> LogRecord {
     let now = skein::Timestamp::now();
@@ -366,7 +476,7 @@ fn log_record(
         observed_timestamp: now,
         severity,
         severity_text: Cow::Borrowed(metadata.level().as_str()),
-        body: message.map(Cow::Owned),
+        body: message,
         attributes,
         trace_id: skein::TraceId::INVALID,
         span_id: skein::SpanId::INVALID,
@@ -388,7 +498,9 @@ struct Fields {
     kind: Option<ActivityKind>,
     status: Option<ActivityStatusCode>,
     status_description: Option<String>,
-    message: Option<String>,
+    message: Option<Cow<'static, str>>,
+    /// The event's callsite, for its message (see [`messages`]); `None` for spans.
+    event_callsite: Option<Identifier>,
 }
 
 impl Fields {
@@ -426,7 +538,7 @@ impl Fields {
                 self.tags.push(Tag::new("exception.message", description.clone()));
                 self.status_description = Some(description);
             }
-            "message" => self.message = Some(text(value)),
+            "message" => self.message = Some(Cow::Owned(text(value))),
             name => self.tags.push(Tag::new(name, value)),
         }
     }
@@ -441,6 +553,12 @@ fn text(value: TagValue) -> String {
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            if let Some(callsite) = &self.event_callsite {
+                self.message = Some(messages::text(callsite, value));
+                return;
+            }
+        }
         self.record(field, TagValue::Str(format!("{value:?}").into()));
     }
 

@@ -1,0 +1,52 @@
+//! Event messages become event names (and log bodies) exactly, whether a callsite always says
+//! the same (its text is then shared, not copied) or says something different each time.
+
+use skein::{ActivityKind, ActivitySource};
+use skein_export::{ExportPipeline, InMemoryExporter};
+use tracing_subscriber::layer::SubscriberExt;
+
+static APP: ActivitySource = ActivitySource::new("event_messages");
+
+/// Formats by logging: a message whose `Debug` logs while the layer formats it (no borrow
+/// may be held then; `tracing` itself drops the inner event, as it does any event raised
+/// while the subscriber is handling one).
+struct Chatty(u32);
+impl std::fmt::Debug for Chatty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::info!("from inside Debug");
+        write!(f, "chatty {}", self.0)
+    }
+}
+
+#[test]
+fn constant_and_varying_messages_are_recorded_as_said() {
+    let exporter = InMemoryExporter::default();
+    let _export = ExportPipeline::new()
+        .with_sources([APP.name()])
+        .simple(exporter.clone())
+        .install();
+    let subscriber = tracing_subscriber::registry().with(skein_tracing::layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let activity = APP.start_activity("work", ActivityKind::Internal).unwrap();
+        for i in 0..3 {
+            tracing::info!("cart emptied");
+            tracing::info!("item {} removed", i);
+        }
+        tracing::info!("{:?}", Chatty(7));
+        drop(activity);
+    });
+    let finished = exporter.finished();
+    let names: Vec<String> = finished[0].events().iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "cart emptied",
+            "item 0 removed",
+            "cart emptied",
+            "item 1 removed",
+            "cart emptied",
+            "item 2 removed",
+            "chatty 7"
+        ]
+    );
+}
