@@ -27,7 +27,8 @@ use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
-use skein::{Activity, ActivityEvent, ActivityKind, ActivitySource, AlwaysOffSampler, Tag};
+use skein::{Activity, ActivityKind, ActivitySource, AlwaysOffSampler};
+use skein_bench_support::{otel_recorded_span, skein_recorded_activity};
 use skein_export::{ActivityExporter, BatchConfig, ExportError, ExportGuard, ExportPipeline};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -246,11 +247,15 @@ fn settle(system: &mut System) {
     }
 }
 
-/// A bar: Skein's system over a peer's, at most (or, for throughput, at least) this.
+/// A bar: Skein's system over a peer's, at most this.
 struct Bar {
     ours: &'static str,
     theirs: &'static str,
     at_most: f64,
+}
+
+const fn bar(ours: &'static str, theirs: &'static str, at_most: f64) -> Bar {
+    Bar { ours, theirs, at_most }
 }
 
 fn report(title: &str, results: &[Measured], bars: &[Bar], verdicts: &mut Vec<String>) {
@@ -310,32 +315,14 @@ static STOPPED: ActivitySource = ActivitySource::new("bench.pipeline.stopped");
 static TREE: ActivitySource = ActivitySource::new("bench.pipeline.tree");
 static THROUGHPUT: ActivitySource = ActivitySource::new("bench.pipeline.throughput");
 
-/// The attribute values every system records: one string, one integer, one boolean, one
-/// float (fastrace takes strings only: the same values, written out, without allocating).
+/// The attribute values every system records (`skein_recorded_activity`, `otel_recorded_span`
+/// and `fastrace_recorded`): one string, one integer, one boolean, one float (fastrace takes
+/// strings only: the same values, written out, without allocating).
 fn skein_recorded(source: &'static ActivitySource, explicit_stop: bool) {
-    let a = source.start_activity("op", ActivityKind::Internal).unwrap();
-    a.add_tags([
-        Tag::new("str", "value"),
-        Tag::new("int", 42i64),
-        Tag::new("bool", true),
-        Tag::new("float", 1.5),
-    ])
-    .add_event(ActivityEvent::new("event"));
+    let activity = skein_recorded_activity(source);
     if explicit_stop {
-        a.stop();
+        activity.stop();
     }
-}
-
-fn otel_recorded(tracer: &opentelemetry_sdk::trace::SdkTracer) {
-    let mut span = tracer.start("op");
-    span.set_attributes([
-        opentelemetry::KeyValue::new("str", "value"),
-        opentelemetry::KeyValue::new("int", 42i64),
-        opentelemetry::KeyValue::new("bool", true),
-        opentelemetry::KeyValue::new("float", 1.5),
-    ]);
-    span.add_event("event", vec![]);
-    span.end();
 }
 
 fn fastrace_recorded() {
@@ -465,11 +452,7 @@ fn no_listener(verdicts: &mut Vec<String>) {
     report(
         "no listener / no subscriber",
         &results,
-        &[Bar {
-            ours: "skein",
-            theirs: "tracing (no subscriber)",
-            at_most: 2.0,
-        }],
+        &[bar("skein", "tracing (no subscriber)", 2.0)],
         verdicts,
     );
 }
@@ -495,11 +478,7 @@ fn sampled_out(queue: usize, verdicts: &mut Vec<String>) {
     report(
         &format!("sampled out (queue {queue})"),
         &results,
-        &[Bar {
-            ours: "skein",
-            theirs: "opentelemetry_sdk",
-            at_most: 0.10,
-        }],
+        &[bar("skein", "opentelemetry_sdk", 0.10)],
         verdicts,
     );
 }
@@ -515,7 +494,7 @@ fn recorded(queue: usize, verdicts: &mut Vec<String>) {
             skein_recorded(&STOPPED, true)
         }),
         otel_system("opentelemetry_sdk", provider, otel_count, 1, move || {
-            otel_recorded(&tracer)
+            otel_recorded_span(&tracer)
         }),
         fastrace_system("fastrace", 1, fastrace_recorded),
     ];
@@ -524,21 +503,9 @@ fn recorded(queue: usize, verdicts: &mut Vec<String>) {
         &format!("recorded, 4 tags + 1 event (queue {queue})"),
         &results,
         &[
-            Bar {
-                ours: "skein",
-                theirs: "opentelemetry_sdk",
-                at_most: 0.20,
-            },
-            Bar {
-                ours: "skein (explicit stop())",
-                theirs: "opentelemetry_sdk",
-                at_most: 0.20,
-            },
-            Bar {
-                ours: "skein",
-                theirs: "fastrace",
-                at_most: 0.5,
-            },
+            bar("skein", "opentelemetry_sdk", 0.20),
+            bar("skein (explicit stop())", "opentelemetry_sdk", 0.20),
+            bar("skein", "fastrace", 0.5),
         ],
         verdicts,
     );
@@ -575,11 +542,7 @@ fn tree(queue: usize, verdicts: &mut Vec<String>) {
     report(
         &format!("root + 10 children through the current context (queue {queue})"),
         &results,
-        &[Bar {
-            ours: "skein",
-            theirs: "opentelemetry_sdk",
-            at_most: 0.25,
-        }],
+        &[bar("skein", "opentelemetry_sdk", 0.25)],
         verdicts,
     );
 }
@@ -632,11 +595,7 @@ fn bridge(queue: usize, verdicts: &mut Vec<String>) {
     report(
         &format!("tracing span, 2 fields + 1 event (queue {queue}); lean = location, threads, busy/idle off"),
         &results,
-        &[Bar {
-            ours: "skein (SkeinLayer)",
-            theirs: "tracing-opentelemetry (lean)",
-            at_most: 0.33,
-        }],
+        &[bar("skein (SkeinLayer)", "tracing-opentelemetry (lean)", 0.33)],
         verdicts,
     );
 }
@@ -706,7 +665,7 @@ fn throughput(verdicts: &mut Vec<String>) {
     };
     let otel_delivered = move || otel_count.get();
     let skein_make: Arc<dyn Fn() + Send + Sync> = Arc::new(|| skein_recorded(&THROUGHPUT, false));
-    let otel_make: Arc<dyn Fn() + Send + Sync> = Arc::new(move || otel_recorded(&tracer));
+    let otel_make: Arc<dyn Fn() + Send + Sync> = Arc::new(move || otel_recorded_span(&tracer));
 
     let (skein_made, skein_got) = produce(duration, None, skein_make.clone(), &mut skein_flush, &skein_delivered);
     let (otel_made, otel_got) = produce(duration, None, otel_make.clone(), &mut otel_flush, &otel_delivered);

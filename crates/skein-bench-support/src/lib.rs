@@ -41,8 +41,9 @@ impl SpanExporter for DiscardSpans {
     }
 }
 
-/// One activity with 4 typed tags and 1 event, from `source` (which must have a listener).
-pub fn skein_recorded_activity(source: &'static ActivitySource) {
+/// One activity with 4 typed tags and 1 event, from `source` (which must have a listener);
+/// dropping it stops it.
+pub fn skein_recorded_activity(source: &'static ActivitySource) -> Activity {
     let a = source.start_activity("op", ActivityKind::Internal).unwrap();
     a.add_tags([
         Tag::new("str", "value"),
@@ -51,6 +52,7 @@ pub fn skein_recorded_activity(source: &'static ActivitySource) {
         Tag::new("float", 1.5),
     ])
     .add_event(ActivityEvent::new("event"));
+    a
 }
 
 /// The same through the SDK's tracer: one span with 4 typed attributes and 1 event.

@@ -130,7 +130,7 @@ fn otel_provider(addr: SocketAddr) -> SdkTracerProvider {
 fn producer_side(c: &mut Criterion, sink: SocketAddr) {
     let mut group = c.benchmark_group("producer_recorded_4tags_1event");
     let guard = skein_pipeline(sink);
-    group.bench_function("skein", |b| b.iter(|| skein_recorded_activity(&SOURCE)));
+    group.bench_function("skein", |b| b.iter(|| drop(skein_recorded_activity(&SOURCE))));
     drop(guard);
     let provider = otel_provider(sink);
     let tracer = provider.tracer("bench");
@@ -207,7 +207,7 @@ fn main() {
     let g = guard.clone();
     let (skein_made, skein_arrived) = throughput(
         Duration::from_secs(seconds),
-        || skein_recorded_activity(&SOURCE),
+        || drop(skein_recorded_activity(&SOURCE)),
         move || {
             let _ = g.force_flush(Duration::from_secs(10));
         },
