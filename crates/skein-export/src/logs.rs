@@ -136,7 +136,7 @@ impl LogPipeline {
 
 #[derive(Default)]
 struct Counters {
-    /// Records queued since the export thread last took them (to wake it once per batch).
+    /// Records toward the export thread's next full batch (it is nudged once there is one).
     queued: AtomicUsize,
     dropped: AtomicU64,
     sleep: Sleep,
@@ -191,9 +191,11 @@ fn run(
                     Err(_) => break,
                 }
             }
-            counters
-                .queued
-                .store(records_waiting(&batch, batch_size), Ordering::Relaxed);
+            // The producers count toward the next full batch from what this thread holds now
+            // (a full batch is about to go). A count lost to a concurrent increment only
+            // delays a nudge; the schedule bounds it.
+            let held = if batch.len() >= batch_size { 0 } else { batch.len() };
+            counters.queued.store(held, Ordering::Relaxed);
             full |= batch.len() >= batch_size;
             if batch.is_empty() || (only_full && batch.len() < batch_size) {
                 break;
@@ -220,12 +222,6 @@ fn run(
         }
         full
     });
-}
-
-/// What the producers should count from: records left in a partial batch still count toward
-/// the next wake-up.
-fn records_waiting(batch: &[LogRecord], batch_size: usize) -> usize {
-    batch.len() % batch_size
 }
 
 /// Keeps the log pipeline installed. Dropping it stops taking records, exports what is queued
