@@ -29,8 +29,11 @@ pub(crate) enum Step {
 }
 
 /// How long the export thread naps between two looks while full batches keep coming: it then
-/// takes them by itself, and the application threads make no system call to wake it.
-const BUSY_NAP: Duration = Duration::from_micros(100);
+/// takes them by itself, and the application threads make no system call to wake it. Short,
+/// so that few finished activities wait at a time: they and their memory stay in the
+/// producers' caches (measured: a root with 10 children through the pipeline ~970 ns with
+/// 100 µs naps, ~915 ns with 30 µs, ~1,060 ns with 200 µs).
+const BUSY_NAP: Duration = Duration::from_micros(30);
 
 /// Whether the export thread is asleep until woken, as the application threads see it.
 #[derive(Default)]
