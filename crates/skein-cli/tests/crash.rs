@@ -1,53 +1,15 @@
 //! `skein dashboard` as a real child process: streams spans into it, kills it with SIGKILL
 //! mid-stream, restarts it on the same data directory and finds every acknowledged span.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::Dashboard;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-
-struct Dashboard {
-    child: Child,
-    ui: String,
-    otlp_http: String,
-}
-
-/// Starts `skein dashboard` on ephemeral ports and reads the addresses it prints.
-fn start(data: &std::path::Path) -> Dashboard {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args([
-            "dashboard",
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--ui",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ui = lines.next().unwrap().unwrap();
-    let otlp = lines.next().unwrap().unwrap();
-    let ui = ui.strip_prefix("Skein dashboard: ").unwrap().to_owned();
-    let otlp_http = otlp
-        .split("HTTP ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    Dashboard { child, ui, otlp_http }
-}
 
 fn request(n: u64) -> Vec<u8> {
     let mut trace_id = vec![0u8; 16];
@@ -81,12 +43,12 @@ fn trace_hex(n: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_span_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
-    let mut dashboard = start(data.path());
+    let mut dashboard = Dashboard::start(data.path());
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let client = reqwest::Client::new();
     let mut senders = Vec::new();
     for lane in 0..4u64 {
-        let (client, url, acknowledged) = (client.clone(), dashboard.otlp_http.clone(), acknowledged.clone());
+        let (client, url, acknowledged) = (client.clone(), dashboard.traces_url(), acknowledged.clone());
         senders.push(tokio::spawn(async move {
             for k in 0.. {
                 let n = k * 4 + lane;
@@ -121,7 +83,7 @@ async fn every_acknowledged_span_survives_sigkill() {
         acknowledged.len()
     );
 
-    let mut restarted = start(data.path());
+    let mut restarted = Dashboard::start(data.path());
     for n in &acknowledged {
         let url = format!("{}/api/v1/traces/{}", restarted.ui, trace_hex(*n));
         let response = client.get(&url).send().await.unwrap();
@@ -158,7 +120,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
     rlimit::Resource::NOFILE.set(1024.min(hard), hard).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut dashboard = start(dir.path());
+    let mut dashboard = Dashboard::start(dir.path());
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", dashboard.child.id())).unwrap();
     let _ = dashboard.child.kill();
     let _ = dashboard.child.wait();

@@ -6,10 +6,13 @@
 //! runs itself again with `SKEIN_LOGS_TEST_ROLE=service` and the transport's `OTEL_*`
 //! variables (it has no test harness, hence the `main`).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Dashboard;
 use serde_json::Value;
 
 const ROLE: &str = "SKEIN_LOGS_TEST_ROLE";
@@ -69,59 +72,6 @@ fn service() {
             .unwrap();
     });
     drop(guard);
-}
-
-struct Dashboard {
-    child: Child,
-    ui: String,
-    otlp_grpc: String,
-    otlp_http: String,
-}
-
-impl Dashboard {
-    fn start(data: &std::path::Path) -> Dashboard {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skein"))
-            .args(["dashboard", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-            .args(["--ui", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ui = lines.next().unwrap().unwrap();
-        let otlp = lines.next().unwrap().unwrap();
-        // "OTLP: gRPC 127.0.0.1:p · HTTP http://127.0.0.1:q/v1/traces (Ctrl-C to stop)"
-        let otlp_grpc = otlp
-            .split("gRPC ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_owned();
-        let otlp_http = otlp
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        Dashboard {
-            child,
-            ui: ui.strip_prefix("Skein dashboard: ").unwrap().to_owned(),
-            otlp_grpc,
-            otlp_http,
-        }
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn logs_reach_their_trace(dashboard: &Dashboard, protocol: &str, endpoint: &str) {
