@@ -261,16 +261,7 @@ impl LogGuard {
     fn shutdown_inner(&mut self, timeout: Duration) -> Result<(), ExportError> {
         drop(self.registration.take());
         self.notice.set();
-        let result = self.request(Control::Shutdown, timeout);
-        match &result {
-            Ok(()) => {
-                if let Some(thread) = self.thread.take() {
-                    let _ = thread.join();
-                }
-            }
-            Err(e) => report(e.clone()),
-        }
-        result
+        worker::shut_down(&self.control, &mut self.thread, timeout, Signal::Logs)
     }
 }
 

@@ -842,18 +842,7 @@ impl ExportGuard {
                 }
                 Ok(())
             }
-            Some(mut worker) => {
-                let result = worker.request(Control::Shutdown, timeout);
-                match &result {
-                    Ok(()) => {
-                        if let Some(thread) = worker.thread.take() {
-                            let _ = thread.join();
-                        }
-                    }
-                    Err(e) => report(e.clone()),
-                }
-                result
-            }
+            Some(mut worker) => worker::shut_down(&worker.control, &mut worker.thread, timeout, Signal::Traces),
         };
         let logs = match self.logs.take() {
             Some(logs) => logs.shutdown(timeout.saturating_sub(started.elapsed())),

@@ -129,3 +129,29 @@ pub(crate) fn request(
     rx.recv_timeout(timeout)
         .map_err(|_| ExportError::NotDoneInTime { signal, timeout })
 }
+
+/// Asks the export thread to export what is queued and end, waits up to `timeout`, and joins
+/// it; a thread that does not answer in time is reported and left to finish on its own.
+pub(crate) fn shut_down(
+    control: &Sender<Control>,
+    thread: &mut Option<std::thread::JoinHandle<()>>,
+    timeout: Duration,
+    signal: Signal,
+) -> Result<(), ExportError> {
+    let result = request(
+        control,
+        thread.as_ref().map(|t| t.thread()),
+        Control::Shutdown,
+        timeout,
+        signal,
+    );
+    match &result {
+        Ok(()) => {
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+        Err(e) => crate::report::report(e.clone()),
+    }
+    result
+}
