@@ -722,3 +722,62 @@ async fn empty_live_evicted_and_huge_traces() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// Services that call each other with no service calling them first (`web → api → web`, and
+/// `web → db`) once left the map's first column empty: its layout read `NaN` everywhere and
+/// the map did not draw. Every service is placed, callers left of what they call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_map_lays_out_services_that_call_each_other() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let base = now();
+    let (cycle, to_db) = ([0xd1; 16], [0xd2; 16]);
+    let spans = [
+        fx("web", cycle, 1, 0, "GET /a", span::SpanKind::Server, 0, 30),
+        fx("api", cycle, 2, 1, "GET /b", span::SpanKind::Server, 5, 25),
+        fx("web", cycle, 3, 2, "GET /callback", span::SpanKind::Server, 10, 20),
+        fx("web", to_db, 11, 0, "GET /c", span::SpanKind::Server, 0, 10),
+        fx("db", to_db, 12, 11, "SELECT", span::SpanKind::Server, 2, 8),
+    ];
+    post(addr, "/v1/traces", traces_request(base, &spans)).await;
+    running
+        .search_until("/api/v1/dependencies", |d| {
+            d["dependencies"].as_array().is_some_and(|edges| edges.len() >= 3)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/services")).await;
+    browser.find("#dependency-map .node[data-service='db']").await;
+    let markup = browser
+        .eval("return document.querySelector('#dependency-map svg').outerHTML;")
+        .await;
+    assert!(!markup.as_str().unwrap().contains("NaN"), "{markup}");
+    let placed = browser
+        .eval(
+            "return Object.fromEntries([...document.querySelectorAll('#dependency-map .node')].map((g) => {
+                const r = g.querySelector('rect');
+                return [g.dataset.service, [Number(r.getAttribute('x')), Number(r.getAttribute('y'))]];
+            }));",
+        )
+        .await;
+    let at = |service: &str| -> (f64, f64) {
+        let p = &placed[service];
+        (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())
+    };
+    let (web, api, db) = (at("web"), at("api"), at("db"));
+    assert!(
+        web.0 < api.0 && web.0 < db.0,
+        "web calls both, so it comes first: {placed}"
+    );
+    assert_eq!(api.0, db.0, "api and db are both one call from web: {placed}");
+    assert_ne!(api.1, db.1, "one column, two rows: {placed}");
+    let edges = browser
+        .eval("return document.querySelectorAll('#dependency-map path.edge').length;")
+        .await;
+    assert_eq!(edges, serde_json::json!(3));
+    browser.screenshot("service-map-cycle").await;
+    browser.close().await;
+    running.collector.shutdown().await;
+}

@@ -1085,23 +1085,35 @@
   function dependencyMap(edges, ops, onPick) {
     const names = new Set(ops.map((o) => o.service));
     for (const e of edges) { names.add(e.parent); names.add(e.child); }
+    // Columns by breadth-first distance from the services nobody calls. Services that only call
+    // each other (a cycle with no entry) start a search of their own from the one that calls
+    // most and is called least, so back edges never push services right and every column
+    // from the first one holds a service.
     const incoming = new Map([...names].map((n) => [n, 0]));
-    for (const e of edges) if (e.parent !== e.child) incoming.set(e.child, incoming.get(e.child) + 1);
-    // Longest distance from a caller-less service; cycles are cut by the iteration bound.
-    const level = new Map([...names].map((n) => [n, 0]));
-    for (let i = 0; i < names.size; i++) {
-      let changed = false;
-      for (const e of edges) {
-        if (e.parent === e.child) continue;
-        if (level.get(e.child) < level.get(e.parent) + 1 && level.get(e.parent) + 1 < names.size) {
-          level.set(e.child, level.get(e.parent) + 1);
-          changed = true;
+    const outgoing = new Map([...names].map((n) => [n, 0]));
+    const callees = new Map([...names].map((n) => [n, []]));
+    for (const e of edges) {
+      if (e.parent === e.child) continue;
+      incoming.set(e.child, incoming.get(e.child) + 1);
+      outgoing.set(e.parent, outgoing.get(e.parent) + 1);
+      callees.get(e.parent).push(e.child);
+    }
+    const level = new Map();
+    const search = (starts) => {
+      const queue = [];
+      for (const n of starts) if (!level.has(n)) { level.set(n, 0); queue.push(n); }
+      for (let i = 0; i < queue.length; i++) {
+        for (const c of callees.get(queue[i]).slice().sort()) {
+          if (!level.has(c)) { level.set(c, level.get(queue[i]) + 1); queue.push(c); }
         }
       }
-      if (!changed) break;
-    }
+    };
+    const byName = [...names].sort();
+    search(byName.filter((n) => incoming.get(n) === 0));
+    const entryFirst = byName.slice().sort((a, b) => (incoming.get(a) - outgoing.get(a)) - (incoming.get(b) - outgoing.get(b)));
+    for (const n of entryFirst) search([n]);
     const columns = [];
-    for (const n of [...names].sort()) {
+    for (const n of byName) {
       const l = level.get(n);
       (columns[l] = columns[l] || []).push(n);
     }
