@@ -6,7 +6,7 @@
 //! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` (repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`; newest first |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
-//! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute |
+//! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
 //! | `GET /api/v1/dependencies?start=&end=` | calls and errors between services |
 //! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&start=&end=&limit=&before=` | log records, newest first, in pages of at most `limit` (1000) records and 8 MiB; `next` is the `before` of the next page |
 //! | `GET /api/v1/live` | server-sent events: a trace summary whenever a trace gets new spans |
@@ -275,7 +275,17 @@ async fn stats(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Respon
     let (start, end) = range(&params)?;
     let service = first(&params, "service").map(str::to_owned);
     let stats = blocking(&api.store, move |s| s.operation_stats(start, end, service.as_deref())).await?;
-    let minutes = ((end.saturating_sub(start)) as f64 / 60e9).max(1.0 / 60.0);
+    // Rates are over the time the data covers: from the first minute with data in the range
+    // (not the range's start, which may be long before anything was received) to the range's
+    // end or now. A steady load reads the same whatever range is chosen.
+    let first_minute = stats
+        .iter()
+        .filter_map(|s| s.per_minute.first())
+        .map(|p| p.minute)
+        .min();
+    let covered_from = first_minute.map_or(start, |m| start.max(m.saturating_mul(60_000_000_000)));
+    let covered_to = end.min(now_nanos()).max(covered_from);
+    let minutes = ((covered_to - covered_from) as f64 / 60e9).max(1.0);
     let stats: Vec<_> = stats
         .into_iter()
         .map(|s| {
@@ -288,7 +298,10 @@ async fn stats(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Respon
             })
         })
         .collect();
-    Ok(Json(json!({ "start": start, "end": end, "operations": stats })).into_response())
+    Ok(Json(json!({
+        "start": start, "end": end, "rate_start": covered_from, "rate_end": covered_to, "operations": stats
+    }))
+    .into_response())
 }
 
 async fn dependencies(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
