@@ -830,3 +830,78 @@ async fn rate_per_minute_is_over_the_time_the_data_covers() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// Service colours came from a hash of the name: `py-middle` and `rust-back`, `loadgen` and
+/// `orders` were near-identical, and some services were red, the colour of errors. Every
+/// service of a view now has a colour of its own, none red.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_of_a_view_has_its_own_colour_and_none_is_red() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let names = [
+        "py-middle",
+        "rust-back",
+        "loadgen",
+        "orders",
+        "catalog",
+        "payments",
+        "storefront",
+        "auth",
+        "search",
+        "billing",
+        "inventory",
+        "shipping",
+    ];
+    let spans: Vec<Fixture> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut trace = [0xf0; 16];
+            trace[15] = i as u8;
+            fx(name, trace, 1, 0, "GET /", span::SpanKind::Server, 0, 3)
+        })
+        .collect();
+    post(addr, "/v1/traces", traces_request(now(), &spans)).await;
+    running
+        .search_until("/api/v1/stats", |s| {
+            s["operations"].as_array().is_some_and(|ops| ops.len() >= names.len())
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/services")).await;
+    browser.find("#stats-table .svc-head .dot").await;
+    let colours = browser
+        .eval(
+            "return [...document.querySelectorAll('#stats-table .svc-head .chip')].map((chip) => {
+                const [r, g, b] = getComputedStyle(chip.querySelector('.dot')).backgroundColor.match(/\\d+/g).map(Number);
+                return [chip.textContent, r, g, b];
+            });",
+        )
+        .await;
+    let colours: Vec<(String, [f64; 3])> = colours
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let rgb = [1, 2, 3].map(|i| c[i].as_f64().unwrap());
+            (c[0].as_str().unwrap().trim().to_owned(), rgb)
+        })
+        .collect();
+    assert_eq!(colours.len(), names.len(), "{colours:?}");
+    for (i, (a, ca)) in colours.iter().enumerate() {
+        // Red: a strong red channel over weak green and blue.
+        assert!(
+            !(ca[0] > 150.0 && ca[1] < 110.0 && ca[2] < 110.0),
+            "{a} is drawn in red, the colour of errors: {ca:?}"
+        );
+        for (b, cb) in &colours[i + 1..] {
+            let distance = ca.iter().zip(cb).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+            assert!(distance > 40.0, "{a} {ca:?} and {b} {cb:?} look alike ({distance:.0})");
+        }
+    }
+    browser.screenshot("service-colours").await;
+    browser.close().await;
+    running.collector.shutdown().await;
+}

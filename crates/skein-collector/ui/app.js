@@ -73,10 +73,22 @@
   const fmtRate = (x) => (x >= 10 ? x.toFixed(0) : x.toFixed(2));
 
   /** A stable colour per service name. */
+  /** Distinguishable colours, none of them red (red means error here). */
+  const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac", "#7b68ee", "#8a9a2b", "#17a2c8", "#c5b0d5"];
+  const serviceColors = new Map();
+  /**
+   * A service's colour: the palette's, in the order services are first seen this session (the
+   * same service keeps its colour on every page, and the first twelve never share one); then
+   * hues spread by the golden angle, away from red.
+   */
   function serviceColor(name) {
-    let hash = 2166136261;
-    for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
-    return `hsl(${(hash >>> 0) % 360}, 62%, 52%)`;
+    let colour = serviceColors.get(name);
+    if (colour === undefined) {
+      const n = serviceColors.size;
+      colour = n < PALETTE.length ? PALETTE[n] : `hsl(${30 + ((n - PALETTE.length) * 137.508) % 300}, 45%, 40%)`;
+      serviceColors.set(name, colour);
+    }
+    return colour;
   }
 
   const serviceChip = (name) => h("span", { class: "chip" }, h("span", { class: "dot", style: { background: serviceColor(name) } }), name);
