@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, the traces linking to it, its logs |
-//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` (repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`; newest first |
+//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`; newest first |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
@@ -199,11 +199,12 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     q.service = first(params, "service").map(str::to_owned);
     q.operation = first(params, "operation").map(str::to_owned);
     for (k, v) in params {
-        if k == "attr" && !v.is_empty() {
-            let (key, value) = v
-                .split_once('=')
-                .ok_or_else(|| bad(format!("attr: {v:?} is not key=value")))?;
-            q.attributes.push((key.trim().to_owned(), value.trim().to_owned()));
+        if k == "attr" && !v.trim().is_empty() {
+            // `key=value`, or a bare `key`: spans that have the attribute, whatever its value.
+            match v.split_once('=') {
+                Some((key, value)) => q.attributes.push((key.trim().to_owned(), value.trim().to_owned())),
+                None => q.attribute_keys.push(v.trim().to_owned()),
+            }
         }
     }
     q.min_duration_nano = duration_param(params, "min_duration")?;

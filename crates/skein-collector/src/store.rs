@@ -1062,6 +1062,8 @@ pub struct SearchQuery {
     /// `key=value` pairs, all required, on attributes of one span: its own, its resource's,
     /// its events' or its links'.
     pub attributes: Vec<(String, String)>,
+    /// Attribute keys, all required with any value, on the same places as `attributes`.
+    pub attribute_keys: Vec<String>,
     /// The span's kind (OTLP number), if asked for.
     pub kind: Option<i32>,
     /// The span's status code (OTLP number: 1 ok, 2 error), if asked for.
@@ -1082,6 +1084,7 @@ impl Default for SearchQuery {
             service: None,
             operation: None,
             attributes: Vec::new(),
+            attribute_keys: Vec::new(),
             kind: None,
             status_code: None,
             scope_name: None,
@@ -1099,6 +1102,7 @@ impl SearchQuery {
         self.service.is_none()
             && self.operation.is_none()
             && self.attributes.is_empty()
+            && self.attribute_keys.is_empty()
             && self.kind.is_none()
             && self.status_code.is_none()
             && self.scope_name.is_none()
@@ -1115,6 +1119,8 @@ impl SearchQuery {
         for (k, v) in &self.attributes {
             terms.push(term_attribute(k, v));
         }
+        // Keys alone have no term of their own in the frames' filters (frames written before
+        // would lack it): they are checked span by span.
         terms
     }
 
@@ -1158,17 +1164,17 @@ impl SearchQuery {
         if self.errors_only && !model::is_error(span) {
             return false;
         }
-        self.attributes.iter().all(|(k, v)| {
-            let found = |attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]| {
-                attrs
-                    .iter()
-                    .any(|kv| &kv.key == k && &model::any_value_text(kv.value.as_ref()) == v)
-            };
-            found(&span.attributes)
-                || resource.is_some_and(|r| found(&r.attributes))
-                || span.events.iter().any(|e| found(&e.attributes))
-                || span.links.iter().any(|l| found(&l.attributes))
-        })
+        // An attribute of the span, its resource, its events or its links.
+        let anywhere = |found: &dyn Fn(&opentelemetry_proto::tonic::common::v1::KeyValue) -> bool| {
+            span.attributes.iter().any(found)
+                || resource.is_some_and(|r| r.attributes.iter().any(found))
+                || span.events.iter().any(|e| e.attributes.iter().any(found))
+                || span.links.iter().any(|l| l.attributes.iter().any(found))
+        };
+        self.attributes
+            .iter()
+            .all(|(k, v)| anywhere(&|kv| &kv.key == k && &model::any_value_text(kv.value.as_ref()) == v))
+            && self.attribute_keys.iter().all(|k| anywhere(&|kv| &kv.key == k))
     }
 
     /// Trace-level conditions (for searches without span conditions, durations are the trace's).

@@ -905,3 +905,55 @@ async fn every_service_of_a_view_has_its_own_colour_and_none_is_red() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// An attribute filter that is a bare key (`customer.tier`) was dropped without a word and the
+/// search ran unfiltered; it now finds the traces with that attribute, whatever its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_attribute_key_finds_the_traces_that_have_it() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let mut gold = fx("shop", [0xa7; 16], 1, 0, "GET /gold", span::SpanKind::Server, 0, 5);
+    gold.attributes = vec![text("customer.tier", "gold")];
+    let mut silver = fx("shop", [0xa8; 16], 1, 0, "GET /silver", span::SpanKind::Server, 0, 5);
+    silver.attributes = vec![text("customer.tier", "silver")];
+    let anonymous = fx("shop", [0xa9; 16], 1, 0, "GET /anonymous", span::SpanKind::Server, 0, 5);
+    post(addr, "/v1/traces", traces_request(now(), &[gold, silver, anonymous])).await;
+    running
+        .search_until("/api/v1/traces?service=shop", |r| {
+            r["traces"].as_array().is_some_and(|t| t.len() == 3)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces?service=shop")).await;
+    browser.wait_for_text("#trace-list", "GET /anonymous").await;
+    browser
+        .find("#trace-search input[name=attr]")
+        .await
+        .send_keys("customer.tier")
+        .await
+        .unwrap();
+    browser.click("#trace-search button[type=submit]").await;
+    browser
+        .wait_until(
+            "two results",
+            "document.querySelectorAll('#trace-list tbody tr').length === 2",
+        )
+        .await;
+    let rows = browser.texts("#trace-list tbody tr").await.join("\n");
+    assert!(rows.contains("GET /gold") && rows.contains("GET /silver"), "{rows}");
+    assert!(!rows.contains("GET /anonymous"), "{rows}");
+    let location = browser.location().await;
+    assert!(
+        location.contains("attr=customer.tier"),
+        "the filter is in the URL: {location}"
+    );
+    // And kept in the form as typed.
+    let typed = browser
+        .eval("return document.querySelector('#trace-search input[name=attr]').value;")
+        .await;
+    assert_eq!(typed, serde_json::json!("customer.tier"));
+    browser.close().await;
+    running.collector.shutdown().await;
+}

@@ -276,15 +276,17 @@
   }
 
   /** `key=value key2="a b"` into pairs. */
+  /** `key=value`, `key="a value"` and bare `key` (has the attribute, any value), by spaces. */
   function parseAttrFilters(text) {
-    const pairs = [];
-    const re = /([^\s=]+)=("([^"]*)"|\S*)/g;
+    const filters = [];
+    const re = /([^\s=]+)(?:=("([^"]*)"|\S*))?/g;
     let m;
-    while ((m = re.exec(text))) pairs.push(`${m[1]}=${m[3] !== undefined ? m[3] : m[2]}`);
-    return pairs;
+    while ((m = re.exec(text))) filters.push(m[2] === undefined ? m[1] : `${m[1]}=${m[3] !== undefined ? m[3] : m[2]}`);
+    return filters;
   }
-  const formatAttrFilters = (pairs) =>
-    pairs.map((p) => {
+  const formatAttrFilters = (filters) =>
+    filters.map((p) => {
+      if (!p.includes("=")) return p;
       const [k, ...rest] = p.split("=");
       const v = rest.join("=");
       return /\s/.test(v) ? `${k}="${v}"` : `${k}=${v}`;
@@ -316,7 +318,7 @@
       h("label", {}, "Time", range), custom,
       h("label", {}, "Service", serviceSelect),
       h("label", {}, "Operation", opSelect),
-      h("label", {}, "Attributes", h("input", { class: "attrs", name: "attr", placeholder: "http.response.status_code=503 customer.tier=gold", value: formatAttrFilters(params.getAll("attr")) })),
+      h("label", {}, "Attributes", h("input", { class: "attrs", name: "attr", placeholder: "http.response.status_code=503 customer.tier=gold error.type", value: formatAttrFilters(params.getAll("attr")) })),
       h("label", {}, "Min duration", h("input", { class: "dur", name: "min_duration", placeholder: "250ms", value: params.get("min_duration") || "" })),
       h("label", {}, "Max duration", h("input", { class: "dur", name: "max_duration", placeholder: "2s", value: params.get("max_duration") || "" })),
       h("label", { class: "inline" }, h("input", { type: "checkbox", name: "errors", checked: params.get("errors") === "true" }), "Errors only"),
