@@ -43,13 +43,27 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile; screenshots go to
     /// `artefacts`.
     pub async fn start(artefacts: impl Into<PathBuf>) -> Browser {
+        Self::launch(artefacts.into(), None).await
+    }
+
+    /// The same, with the browser's local time zone set to `zone` (`America/New_York`), to see
+    /// what a user elsewhere sees.
+    pub async fn start_in_time_zone(artefacts: impl Into<PathBuf>, zone: &str) -> Browser {
+        Self::launch(artefacts.into(), Some(zone)).await
+    }
+
+    async fn launch(artefacts: PathBuf, zone: Option<&str>) -> Browser {
         let chromium = program("SKEIN_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("SKEIN_CHROMEDRIVER", "/usr/bin/chromedriver");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port for chromedriver")
             .port();
-        let driver = Command::new(chromedriver)
+        let mut driver = Command::new(chromedriver);
+        if let Some(zone) = zone {
+            driver.env("TZ", zone); // Chromium, which chromedriver starts, inherits it
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             // Its own process group, so the browser it starts can be killed with it.
             .process_group(0)
@@ -85,7 +99,6 @@ impl Browser {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        let artefacts = artefacts.into();
         std::fs::create_dir_all(&artefacts).expect("the screenshot directory");
         Browser {
             client,

@@ -957,3 +957,58 @@ async fn a_bare_attribute_key_finds_the_traces_that_have_it() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// With UTC chosen, the custom time range was still typed and read as local time (a user in
+/// New York asking for 03:04 UTC got 08:04 UTC), and the inputs started empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_time_ranges_are_in_the_zone_shown_and_start_as_the_range_on_screen() {
+    let running = common::start().await;
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let browser = Browser::start_in_time_zone(artefacts(), "America/New_York").await;
+    browser.goto(&format!("{ui}/traces")).await;
+    browser
+        .eval("localStorage.setItem('skein.tz', 'utc'); return true;")
+        .await;
+
+    browser
+        .goto(&format!(
+            "{ui}/traces?start=2026-01-02T03:04:05.000Z&end=2026-01-02T04:04:05.000Z"
+        ))
+        .await;
+    browser.find("#trace-search input[name=start]").await;
+    let shown = browser
+        .eval("return ['start', 'end'].map((n) => document.querySelector(`#trace-search input[name=${n}]`).value);")
+        .await;
+    assert_eq!(shown, serde_json::json!(["2026-01-02T03:04:05", "2026-01-02T04:04:05"]));
+    let label = browser.texts("#trace-search label").await.join(" | ");
+    assert!(label.contains("From (UTC)"), "{label}");
+    // Searching again keeps the range as it is.
+    browser.click("#trace-search button[type=submit]").await;
+    browser
+        .wait_until("the search is done", "location.search.includes('start=')")
+        .await;
+    let location = browser.location().await;
+    assert!(
+        location.contains("start=2026-01-02T03%3A04%3A05.000Z")
+            && location.contains("end=2026-01-02T04%3A04%3A05.000Z"),
+        "{location}"
+    );
+
+    // A preset range: the custom inputs start as that range, in UTC.
+    browser.goto(&format!("{ui}/traces?range=6h")).await;
+    browser.find("#trace-search input[name=start]").await;
+    let (start, end) = {
+        let v = browser
+            .eval("return ['start', 'end'].map((n) => Date.parse(document.querySelector(`#trace-search input[name=${n}]`).value + 'Z'));")
+            .await;
+        (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+    };
+    let now_ms = now() as f64 / 1e6;
+    assert!((end - now_ms).abs() < 120_000.0, "the end is now: {end} vs {now_ms}");
+    assert!(
+        (end - start - 6.0 * 3600e3).abs() < 2_000.0,
+        "six hours: {start}..{end}"
+    );
+    browser.close().await;
+    running.collector.shutdown().await;
+}

@@ -268,6 +268,15 @@
 
   const isoMs = (ms) => new Date(ms).toISOString();
 
+  /** A time for a `datetime-local` input, in the zone the dashboard shows. */
+  function toTimeInput(ms) {
+    const shifted = prefs.utc ? ms : ms - new Date(ms).getTimezoneOffset() * 60e3;
+    return new Date(shifted).toISOString().slice(0, 19);
+  }
+
+  /** What a `datetime-local` input says, read in the zone the dashboard shows (NaN if empty). */
+  const fromTimeInput = (value) => (value ? Date.parse(prefs.utc ? `${value}Z` : value) : NaN);
+
   function rangeSelect(params) {
     const current = params.get("start") || params.get("end") ? "custom" : params.get("range") || "1h";
     return h("select", { name: "range", "aria-label": "Time range" },
@@ -275,7 +284,6 @@
       h("option", { value: "custom", selected: current === "custom" }, "Custom…"));
   }
 
-  /** `key=value key2="a b"` into pairs. */
   /** `key=value`, `key="a value"` and bare `key` (has the attribute, any value), by spaces. */
   function parseAttrFilters(text) {
     const filters = [];
@@ -299,20 +307,18 @@
     const form = h("form", { class: "search panel", id: "trace-search" });
     const serviceSelect = h("select", { name: "service", "aria-label": "Service" }, h("option", { value: "" }, "All services"));
     const opSelect = h("select", { name: "operation", "aria-label": "Operation" }, h("option", { value: "" }, "All operations"));
+    // The custom range is typed in the zone the dashboard shows (UTC or local) and starts as
+    // the range on screen.
+    const zone = prefs.utc ? "UTC" : "local";
     const custom = h("span", { class: "row", style: { display: "none" } },
-      h("label", {}, "From", h("input", { type: "datetime-local", name: "start", step: "1" })),
-      h("label", {}, "To", h("input", { type: "datetime-local", name: "end", step: "1" })));
+      h("label", {}, `From (${zone})`, h("input", { type: "datetime-local", name: "start", step: "1" })),
+      h("label", {}, `To (${zone})`, h("input", { type: "datetime-local", name: "end", step: "1" })));
     const range = rangeSelect(params);
     const showCustom = () => (custom.style.display = range.value === "custom" ? "" : "none");
     range.addEventListener("change", showCustom);
-    const toLocalInput = (v) => {
-      const ms = Date.parse(v);
-      if (Number.isNaN(ms)) return "";
-      const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
-      return d.toISOString().slice(0, 19);
-    };
-    $("input[name=start]", custom).value = toLocalInput(params.get("start"));
-    $("input[name=end]", custom).value = toLocalInput(params.get("end"));
+    const onScreen = timeRange(params);
+    $("input[name=start]", custom).value = toTimeInput(onScreen.startMs);
+    $("input[name=end]", custom).value = toTimeInput(onScreen.endMs);
     showCustom();
     form.append(
       h("label", {}, "Time", range), custom,
@@ -329,7 +335,10 @@
       const data = new FormData(form);
       const next = new URLSearchParams();
       if (data.get("range") === "custom") {
-        for (const k of ["start", "end"]) if (data.get(k)) next.set(k, new Date(data.get(k)).toISOString());
+        for (const k of ["start", "end"]) {
+          const ms = fromTimeInput(data.get(k));
+          if (!Number.isNaN(ms)) next.set(k, isoMs(ms));
+        }
       } else if (data.get("range") !== "1h") next.set("range", data.get("range"));
       for (const k of ["service", "operation", "min_duration", "max_duration"]) if (data.get(k)) next.set(k, data.get(k).trim());
       for (const pair of parseAttrFilters(data.get("attr") || "")) next.append("attr", pair);
