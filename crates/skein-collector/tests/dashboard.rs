@@ -1012,3 +1012,48 @@ async fn custom_time_ranges_are_in_the_zone_shown_and_start_as_the_range_on_scre
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// A bar that starts at the left edge and ends near the right one had its duration drawn to
+/// its left, over the span names. Every duration label is now within the bars' column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_labels_never_cover_the_span_names() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let trace = [0xb7; 16];
+    let spans = [
+        fx("shop", trace, 1, 0, "GET /whole", span::SpanKind::Server, 0, 100),
+        fx("shop", trace, 2, 1, "load everything", span::SpanKind::Internal, 0, 99),
+        fx("shop", trace, 3, 1, "late", span::SpanKind::Internal, 50, 95),
+        fx("shop", trace, 4, 1, "early", span::SpanKind::Internal, 0, 10),
+    ];
+    post(addr, "/v1/traces", traces_request(now(), &spans)).await;
+    running.trace(&hex(&trace), 4).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{}", hex(&trace))).await;
+    browser.wait_for_text(".trace-head", "4 spans").await;
+    let placed = browser
+        .eval(
+            "return [...document.querySelectorAll('.wf-row')].map((row) => {
+                const column = row.querySelector('.bar-col').getBoundingClientRect();
+                const names = row.querySelector('.name-col').getBoundingClientRect();
+                const label = row.querySelector('.bar-label').getBoundingClientRect();
+                return [row.querySelector('.op').textContent, label.left, label.right, column.left, column.right, names.right];
+            });",
+        )
+        .await;
+    let rows = placed.as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{placed}");
+    for row in rows {
+        let [label_left, column_left, names_right] = [1, 3, 5].map(|i| row[i].as_f64().unwrap());
+        assert!(
+            label_left >= column_left - 0.5 && label_left >= names_right - 0.5,
+            "the duration of {} is drawn over the names: {row}",
+            row[0]
+        );
+    }
+    browser.screenshot("duration-labels").await;
+    browser.close().await;
+    running.collector.shutdown().await;
+}

@@ -718,8 +718,14 @@
         const exception = ev.name === "exception";
         bar.append(h("div", { class: `ev${exception ? " exception" : ""}`, title: `${ev.name} at +${fmtDur(ev.time_unix_nano - sp.start_unix_nano)}`, style: { left: `${((ev.time_unix_nano - sp.start_unix_nano) / width) * 100}%` } }));
       }
-      const labelAtRight = right < 0.8;
-      const label = h("div", { class: "bar-label", style: labelAtRight ? { left: `calc(${Math.max(right, 0) * 100}% + 4px)` } : { right: `calc(${Math.max(1 - left, 0) * 100}% + 4px)` } }, fmtDur(sp.duration_nano));
+      // The duration goes after the bar, else before it, else (a bar across the whole track,
+      // or zoomed to start before its left edge) inside it: never over the names.
+      const room = 0.15;
+      const label = right < 1 - room
+        ? h("div", { class: "bar-label", style: { left: `calc(${Math.max(right, 0) * 100}% + 4px)` } }, fmtDur(sp.duration_nano))
+        : left > room
+          ? h("div", { class: "bar-label", style: { right: `calc(${Math.max(1 - left, 0) * 100}% + 4px)` } }, fmtDur(sp.duration_nano))
+          : h("div", { class: "bar-label inside", style: { left: `calc(${Math.max(left, 0) * 100}% + 4px)` } }, fmtDur(sp.duration_nano));
       const classes = ["wf-row"];
       if (sp.span_id === selected) classes.push("selected");
       if (isError) classes.push("error");
