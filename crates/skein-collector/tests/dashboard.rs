@@ -1057,3 +1057,90 @@ async fn duration_labels_never_cover_the_span_names() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// Indentation was 14 px a level inside the names' column: below ~26 levels the bars' column
+/// moved right, bars shrank to nothing and names vanished (854 px of padding at depth 60). The
+/// column now has one width for every row, deep levels are compressed and marked, every bar is
+/// on the ruler's axis, and the column can be resized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_deep_trace_keeps_its_names_and_its_bars_on_the_axis() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let trace = [0xc9; 16];
+    let spans: Vec<Fixture> = (1..=61u64)
+        .map(|id| {
+            fx(
+                "deep",
+                trace,
+                id,
+                id - 1,
+                "nested call",
+                span::SpanKind::Internal,
+                id,
+                200 - id,
+            )
+        })
+        .collect();
+    post(addr, "/v1/traces", traces_request(now(), &spans)).await;
+    running.trace(&hex(&trace), 61).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{}", hex(&trace))).await;
+    browser.wait_for_text(".trace-head", "61 spans").await;
+    let measure = "return {
+        ruler: document.querySelector('#ruler').getBoundingClientRect().left,
+        rows: [...document.querySelectorAll('.wf-row')].map((row) => ({
+            depth: Number(row.querySelector('.depth')?.textContent || 0),
+            bars: row.querySelector('.bar-col').getBoundingClientRect().left,
+            bar: row.querySelector('.bar').getBoundingClientRect().width,
+            name: row.querySelector('.op').getBoundingClientRect().width,
+        })),
+    };";
+    let check = |layout: &serde_json::Value| {
+        let ruler = layout["ruler"].as_f64().unwrap();
+        let rows = layout["rows"].as_array().unwrap();
+        assert!(rows.len() > 20, "{layout}");
+        for row in rows {
+            assert!(
+                (row["bars"].as_f64().unwrap() - ruler).abs() < 1.0,
+                "a row's bars are off the axis ({ruler}): {row}"
+            );
+            assert!(row["bar"].as_f64().unwrap() > 1.0, "a bar shrank to nothing: {row}");
+            assert!(row["name"].as_f64().unwrap() > 40.0, "a name has no room: {row}");
+        }
+    };
+    check(&browser.eval(measure).await);
+    // The deepest rows (scrolled to) say how deep they are.
+    let waterfall = browser.find("#waterfall").await;
+    waterfall.send_keys(&key(Key::End)).await.unwrap();
+    browser
+        .wait_until(
+            "the last row",
+            "[...document.querySelectorAll('.wf-row .depth')].some((d) => d.textContent === '60')",
+        )
+        .await;
+    check(&browser.eval(measure).await);
+
+    // Dragging the column's edge resizes it for the axis and every row alike.
+    let before = browser
+        .eval("return document.querySelector('#ruler').getBoundingClientRect().left;")
+        .await;
+    browser
+        .eval(
+            "const handle = document.querySelector('#name-col-handle');
+             const x = handle.getBoundingClientRect().left + 2;
+             handle.dispatchEvent(new MouseEvent('mousedown', { clientX: x, bubbles: true }));
+             document.dispatchEvent(new MouseEvent('mousemove', { clientX: x + 120, bubbles: true }));
+             document.dispatchEvent(new MouseEvent('mouseup', { clientX: x + 120, bubbles: true }));
+             return true;",
+        )
+        .await;
+    let after = browser.eval(measure).await;
+    let moved = after["ruler"].as_f64().unwrap() - before.as_f64().unwrap();
+    assert!((moved - 120.0).abs() < 2.0, "the column grew by {moved} px");
+    check(&after);
+    browser.screenshot("deep-trace").await;
+    browser.close().await;
+    running.collector.shutdown().await;
+}

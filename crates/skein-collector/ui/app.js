@@ -91,6 +91,12 @@
     return colour;
   }
 
+  /** Levels indented in full; deeper ones are compressed and marked with their depth. */
+  const FULL_INDENT_DEPTH = 8;
+  /** A waterfall row's indentation: 14 px a level, then 2 px a level, at most 160 px, so that
+   * the names keep their room at any depth. */
+  const indent = (depth) => Math.min(depth <= FULL_INDENT_DEPTH ? depth * 14 : FULL_INDENT_DEPTH * 14 + (depth - FULL_INDENT_DEPTH) * 2, 160);
+
   const serviceChip = (name) => h("span", { class: "chip" }, h("span", { class: "dot", style: { background: serviceColor(name) } }), name);
 
   function copyButton(text, what) {
@@ -648,7 +654,10 @@
     const scroller = h("div", { class: "wf-scroll", tabindex: "0", id: "waterfall", "aria-label": "Spans; arrow keys move, left and right collapse and expand" });
     const rowsBox = h("div", { class: "wf-rows" });
     scroller.append(rowsBox);
-    const nameColAxis = h("div", { class: "name-col muted", style: { paddingLeft: "12px" } }, "Service · operation");
+    // The names' column has one width for the axis and every row (so every bar is drawn on the
+    // ruler's axis at any depth); drag its edge to resize it (kept for the next visit).
+    const nameColHandle = h("div", { class: "name-col-handle", id: "name-col-handle", title: "Drag to resize the names' column" });
+    const nameColAxis = h("div", { class: "name-col muted", style: { paddingLeft: "12px" } }, "Service · operation", nameColHandle);
     const waterfall = h("div", { class: "waterfall panel" },
       h("div", { class: "wf-tools" }, search, matchInfo, h("span", { class: "spacer" }), expandAll, collapseAll, zoomSpan, zoomReset,
         h("span", { class: "legend" }, h("span", {}, h("span", { class: "cp-swatch" }), " critical path"), h("span", { class: "err" }, "▮ error"))),
@@ -656,6 +665,29 @@
       scroller);
     const detail = h("aside", { class: "detail panel", id: "span-detail" });
     view.append(head, h("div", { class: "trace-body" }, waterfall, detail));
+    // In pixels, not a share of each row: the rows are narrower than the axis by the
+    // scrollbar, and a share would put their bars off the ruler.
+    const savedNameCol = Number(localStorage.getItem("skein.nameCol"));
+    const nameCol = savedNameCol > 0 ? savedNameCol : Math.round(Math.min(Math.max(0.38 * waterfall.clientWidth, 240), 520));
+    waterfall.style.setProperty("--name-col", `${nameCol}px`);
+    nameColHandle.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      const from = e.clientX;
+      const width = nameColAxis.getBoundingClientRect().width;
+      const most = waterfall.getBoundingClientRect().width * 0.7;
+      const move = (m) => {
+        const next = Math.round(Math.min(Math.max(width + m.clientX - from, 160), most));
+        waterfall.style.setProperty("--name-col", `${next}px`);
+        localStorage.setItem("skein.nameCol", String(next));
+      };
+      const up = () => {
+        document.removeEventListener("mousemove", move);
+        document.removeEventListener("mouseup", up);
+      };
+      document.addEventListener("mousemove", move);
+      document.addEventListener("mouseup", up);
+    });
 
     let rows = [];
     const matches = new Set();
@@ -741,7 +773,8 @@
           else select(sp.span_id);
         },
       },
-      h("div", { class: "name-col", style: { paddingLeft: `${trace.depth.get(sp.span_id) * 14}px` } },
+      h("div", { class: "name-col", style: { paddingLeft: `${indent(trace.depth.get(sp.span_id))}px` } },
+        trace.depth.get(sp.span_id) > FULL_INDENT_DEPTH ? h("span", { class: "depth", title: `depth ${trace.depth.get(sp.span_id)}` }, trace.depth.get(sp.span_id)) : null,
         h("span", { class: "toggle", title: list.length ? `${isCollapsed ? "Expand" : "Collapse"} ${list.length} child span(s)` : "" }, list.length ? (isCollapsed ? "▶" : "▼") : ""),
         h("span", { class: "stripe", style: { background: color } }),
         h("span", { class: "svc" }, sp.service),
