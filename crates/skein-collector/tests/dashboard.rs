@@ -1144,3 +1144,97 @@ async fn a_sixty_deep_trace_keeps_its_names_and_its_bars_on_the_axis() {
     browser.close().await;
     running.collector.shutdown().await;
 }
+
+/// Live and pause: "Resume (N new)" counted updates (a trace arriving in three requests was
+/// three, traces the filters exclude counted too); a trace whose root was still on its way was
+/// called "missing root"; an empty page waited for a reload to show the first trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_pause_counts_new_matching_traces_and_the_empty_page_wakes_up() {
+    let running = common::start().await;
+    let addr = running.collector.otlp_http_addr();
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let browser = Browser::start(artefacts()).await;
+
+    // An empty page, not live: the first trace shows by itself.
+    browser.goto(&format!("{ui}/traces")).await;
+    browser.find("#empty-state").await;
+    let base = now();
+    let first = [0x91; 16];
+    post(
+        addr,
+        "/v1/traces",
+        traces_request(
+            base,
+            &[fx("web", first, 1, 0, "GET /first", span::SpanKind::Server, 0, 5)],
+        ),
+    )
+    .await;
+    browser.wait_for_text("#trace-list", "GET /first").await;
+
+    // Live, filtered to web, paused: one new web trace in three requests, one trace of another
+    // service. One new trace matches.
+    browser.goto(&format!("{ui}/traces?live=1&service=web")).await;
+    browser.wait_for_text("#trace-list", "GET /first").await;
+    browser.click("#live-pause").await;
+    let busy = [0x92; 16];
+    for (id, parent, name) in [(3u64, 2u64, "SELECT"), (2, 1, "load cart"), (1, 0, "GET /busy")] {
+        post(
+            addr,
+            "/v1/traces",
+            traces_request(base, &[fx("web", busy, id, parent, name, span::SpanKind::Server, 0, 5)]),
+        )
+        .await;
+    }
+    post(
+        addr,
+        "/v1/traces",
+        traces_request(
+            base,
+            &[fx(
+                "other",
+                [0x93; 16],
+                1,
+                0,
+                "GET /elsewhere",
+                span::SpanKind::Server,
+                0,
+                5,
+            )],
+        ),
+    )
+    .await;
+    browser.wait_for_text("#live-pause", "Resume (1 new)").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(browser.texts("#live-pause").await, ["Resume (1 new)"], "still one");
+    browser.click("#live-pause").await;
+    browser.wait_for_text("#trace-list", "GET /busy").await;
+    assert!(!browser.texts("#trace-list").await[0].contains("GET /elsewhere"));
+
+    // A trace whose root has not come yet, a moment ago: arriving, not missing.
+    let partial = [0x94; 16];
+    post(
+        addr,
+        "/v1/traces",
+        traces_request(
+            base,
+            &[fx(
+                "web",
+                partial,
+                2,
+                1,
+                "GET /partial child",
+                span::SpanKind::Internal,
+                0,
+                5,
+            )],
+        ),
+    )
+    .await;
+    browser
+        .wait_for_text("#trace-list", "(its root span may still come)")
+        .await;
+    let text = browser.texts("#trace-list").await.join("\n");
+    assert!(text.contains("arriving…") && !text.contains("missing root"), "{text}");
+    browser.close().await;
+    running.collector.shutdown().await;
+}

@@ -382,22 +382,28 @@
     serviceSelect.addEventListener("change", loadOperations);
 
     let shown = new Set();
-    async function search() {
+    /** The traces the filters find now (throws if the search fails). */
+    async function find() {
       const { startMs, endMs } = timeRange(params);
       const query = new URLSearchParams({ start: isoMs(startMs), end: isoMs(endMs), limit: params.get("limit") || "50" });
       for (const k of ["service", "operation", "min_duration", "max_duration", "errors"]) if (params.get(k)) query.set(k, params.get(k));
       for (const pair of params.getAll("attr")) query.append("attr", pair);
-      let traces;
+      const { traces } = await api("/traces", query);
+      return { traces, startMs, endMs, limit: Number(query.get("limit")) };
+    }
+    async function search() {
+      let found;
       try {
-        ({ traces } = await api("/traces", query));
+        found = await find();
       } catch (e) {
         results.replaceChildren(errorBox("Search failed", e));
         scatter.replaceChildren();
         summary.textContent = "";
         return;
       }
+      const { traces, startMs, endMs, limit } = found;
       if (params.get("sort") === "duration") traces.sort((a, b) => b.duration_nano - a.duration_nano);
-      summary.textContent = `${traces.length} trace${traces.length === 1 ? "" : "s"}${traces.length >= Number(query.get("limit")) ? " (limit reached)" : ""}`;
+      summary.textContent = `${traces.length} trace${traces.length === 1 ? "" : "s"}${traces.length >= limit ? " (limit reached)" : ""}`;
       drawScatter(scatter, traces, startMs, endMs);
       const fresh = new Set(traces.map((t) => t.trace_id).filter((id) => shown.size && !shown.has(id)));
       shown = new Set(traces.map((t) => t.trace_id));
@@ -406,23 +412,29 @@
     await search();
 
     // Live mode: the server pushes a summary whenever a trace grows; the search is re-run (at
-    // most once a second) so every filter, attributes included, still applies.
+    // most once a second) so every filter, attributes included, still applies. Paused, the
+    // same search counts the traces it would add (not the updates), without drawing them.
+    // An empty page listens too, so that the first trace shows by itself.
     let source = null;
     let paused = false;
-    let missed = 0;
     let timer = null;
-    const schedule = () => {
-      if (paused) {
-        missed++;
-        pauseButton.textContent = `Resume (${missed} new)`;
-        return;
+    const countNew = async () => {
+      try {
+        const { traces } = await find();
+        const added = traces.filter((t) => !shown.has(t.trace_id)).length;
+        if (paused) pauseButton.textContent = added ? `Resume (${added} new)` : "Resume";
+      } catch (e) {
+        // The next update tries again.
       }
-      if (!timer) timer = setTimeout(() => { timer = null; search(); }, 1000);
     };
-    if (params.get("live")) {
+    const schedule = () => {
+      if (!timer) timer = setTimeout(() => { timer = null; if (paused) countNew(); else search(); }, 1000);
+    };
+    const empty = () => Boolean($("#empty-state", results));
+    if (params.get("live") || empty()) {
       source = new EventSource(`/api/v1/live${token ? `?token=${encodeURIComponent(token)}` : ""}`);
-      source.addEventListener("trace", schedule);
-      source.onerror = () => (summary.textContent = "live feed interrupted — reconnecting…");
+      source.addEventListener("trace", () => { if (params.get("live") || empty()) schedule(); });
+      source.onerror = () => { if (params.get("live")) summary.textContent = "live feed interrupted — reconnecting…"; };
       onCleanup(() => { source.close(); clearTimeout(timer); });
     }
     liveButton.addEventListener("click", () => {
@@ -435,8 +447,7 @@
       paused = !paused;
       pauseButton.textContent = paused ? "Resume" : "Pause";
       pauseButton.classList.toggle("active", paused);
-      if (!paused && missed) { missed = 0; search(); }
-      missed = 0;
+      if (!paused) search();
     });
   }
 
@@ -448,6 +459,10 @@
     return h("div", { class: "empty", id: "empty-state" }, h("h3", {}, "No traces match"),
       h("p", {}, filtered ? "Loosen the filters or widen the time range." : "Nothing arrived in this time range; widen it."));
   }
+
+  /** A trace without its root whose last span ended less than a minute ago: its root (which
+   * ends last) is probably still on its way, not lost. */
+  const stillArriving = (t) => !t.root_service && Date.now() * 1e6 - (t.start_unix_nano + t.duration_nano) < 60e9;
 
   function traceTable(traces, fresh, params) {
     const longest = Math.max(...traces.map((t) => t.duration_nano), 1);
@@ -463,7 +478,7 @@
         const href = `/traces/${t.trace_id}`;
         return h("tr", { class: fresh.has(t.trace_id) ? "fresh" : "", dataset: { traceId: t.trace_id }, onclick: (e) => { if (!e.target.closest("a,button")) navigate(href); } },
           h("td", { class: "mono" }, fmtTime(t.start_unix_nano)),
-          h("td", {}, h("a", { href }, t.root_service ? serviceChip(t.root_service) : h("span", { class: "chip" }, "missing root"), " ", t.root_name || h("em", { class: "muted" }, "(root span not received)")),
+          h("td", {}, h("a", { href }, t.root_service ? serviceChip(t.root_service) : stillArriving(t) ? h("span", { class: "chip arriving" }, "arriving…") : h("span", { class: "chip" }, "missing root"), " ", t.root_name || h("em", { class: "muted" }, stillArriving(t) ? "(its root span may still come)" : "(root span not received)")),
             " ", h("span", { class: "muted mono" }, t.trace_id.slice(0, 8))),
           h("td", { class: "num" }, t.span_count),
           h("td", {}, t.services.map(serviceChip)),
