@@ -140,6 +140,27 @@ fn traces_request(base: u64, spans: &[Fixture]) -> Vec<u8> {
     ExportTraceServiceRequest { resource_spans }.encode_to_vec()
 }
 
+/// A collector on loopback ports: its OTLP/HTTP address and the dashboard's URL.
+struct Scene {
+    running: common::Running,
+    addr: std::net::SocketAddr,
+    ui: String,
+}
+
+impl Scene {
+    async fn start() -> Scene {
+        let running = common::start().await;
+        let addr = running.collector.otlp_http_addr();
+        let ui = format!("http://{}", running.collector.ui_addr());
+        Scene { running, addr, ui }
+    }
+
+    async fn end(running: common::Running, browser: Browser) {
+        browser.close().await;
+        running.collector.shutdown().await;
+    }
+}
+
 const CHECKOUT: [u8; 16] = [0xa1; 16];
 const CONNECTION: [u8; 16] = [0xb2; 16];
 const PAYMENT: [u8; 16] = [0xc3; 16];
@@ -728,9 +749,7 @@ async fn empty_live_evicted_and_huge_traces() {
 /// the map did not draw. Every service is placed, callers left of what they call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_map_lays_out_services_that_call_each_other() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let base = now();
     let (cycle, to_db) = ([0xd1; 16], [0xd2; 16]);
     let spans = [
@@ -778,17 +797,14 @@ async fn the_service_map_lays_out_services_that_call_each_other() {
         .await;
     assert_eq!(edges, serde_json::json!(3));
     browser.screenshot("service-map-cycle").await;
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// The same steady load once read 242/min on 5 minutes, 33/min on an hour and 1.48/min on a
 /// day: the rate was divided by the range chosen, not by the time the data covers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_per_minute_is_over_the_time_the_data_covers() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     // 10 calls in each of the 4 whole minutes before this one.
     let minute = 60_000 * MS;
     let this_minute = now() / minute * minute;
@@ -827,8 +843,7 @@ async fn rate_per_minute_is_over_the_time_the_data_covers() {
         // 40 calls over 4 minutes and the part of this one gone by: 8 to 10 a minute.
         assert!((7.9..=10.1).contains(&rate), "range {range:?}: {rate}/min");
     }
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// Service colours came from a hash of the name: `py-middle` and `rust-back`, `loadgen` and
@@ -836,9 +851,7 @@ async fn rate_per_minute_is_over_the_time_the_data_covers() {
 /// service of a view now has a colour of its own, none red.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_of_a_view_has_its_own_colour_and_none_is_red() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let names = [
         "py-middle",
         "rust-back",
@@ -902,17 +915,14 @@ async fn every_service_of_a_view_has_its_own_colour_and_none_is_red() {
         }
     }
     browser.screenshot("service-colours").await;
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// An attribute filter that is a bare key (`customer.tier`) was dropped without a word and the
 /// search ran unfiltered; it now finds the traces with that attribute, whatever its value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_attribute_key_finds_the_traces_that_have_it() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let mut gold = fx("shop", [0xa7; 16], 1, 0, "GET /gold", span::SpanKind::Server, 0, 5);
     gold.attributes = vec![text("customer.tier", "gold")];
     let mut silver = fx("shop", [0xa8; 16], 1, 0, "GET /silver", span::SpanKind::Server, 0, 5);
@@ -954,8 +964,7 @@ async fn a_bare_attribute_key_finds_the_traces_that_have_it() {
         .eval("return document.querySelector('#trace-search input[name=attr]').value;")
         .await;
     assert_eq!(typed, serde_json::json!("customer.tier"));
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// With UTC chosen, the custom time range was still typed and read as local time (a user in
@@ -1009,17 +1018,14 @@ async fn custom_time_ranges_are_in_the_zone_shown_and_start_as_the_range_on_scre
         (end - start - 6.0 * 3600e3).abs() < 2_000.0,
         "six hours: {start}..{end}"
     );
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// A bar that starts at the left edge and ends near the right one had its duration drawn to
 /// its left, over the span names. Every duration label is now within the bars' column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_labels_never_cover_the_span_names() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let trace = [0xb7; 16];
     let spans = [
         fx("shop", trace, 1, 0, "GET /whole", span::SpanKind::Server, 0, 100),
@@ -1054,8 +1060,7 @@ async fn duration_labels_never_cover_the_span_names() {
         );
     }
     browser.screenshot("duration-labels").await;
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// Indentation was 14 px a level inside the names' column: below ~26 levels the bars' column
@@ -1064,9 +1069,7 @@ async fn duration_labels_never_cover_the_span_names() {
 /// on the ruler's axis, and the column can be resized.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sixty_deep_trace_keeps_its_names_and_its_bars_on_the_axis() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let trace = [0xc9; 16];
     let spans: Vec<Fixture> = (1..=61u64)
         .map(|id| {
@@ -1141,8 +1144,7 @@ async fn a_sixty_deep_trace_keeps_its_names_and_its_bars_on_the_axis() {
     assert!((moved - 120.0).abs() < 2.0, "the column grew by {moved} px");
     check(&after);
     browser.screenshot("deep-trace").await;
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
 
 /// Live and pause: "Resume (N new)" counted updates (a trace arriving in three requests was
@@ -1150,9 +1152,7 @@ async fn a_sixty_deep_trace_keeps_its_names_and_its_bars_on_the_axis() {
 /// called "missing root"; an empty page waited for a reload to show the first trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_pause_counts_new_matching_traces_and_the_empty_page_wakes_up() {
-    let running = common::start().await;
-    let addr = running.collector.otlp_http_addr();
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let Scene { running, addr, ui } = Scene::start().await;
     let browser = Browser::start(artefacts()).await;
 
     // An empty page, not live: the first trace shows by itself.
@@ -1235,6 +1235,5 @@ async fn live_pause_counts_new_matching_traces_and_the_empty_page_wakes_up() {
         .await;
     let text = browser.texts("#trace-list").await.join("\n");
     assert!(text.contains("arriving…") && !text.contains("missing root"), "{text}");
-    browser.close().await;
-    running.collector.shutdown().await;
+    Scene::end(running, browser).await;
 }
