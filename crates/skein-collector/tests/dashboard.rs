@@ -1237,3 +1237,50 @@ async fn live_pause_counts_new_matching_traces_and_the_empty_page_wakes_up() {
     assert!(text.contains("arriving…") && !text.contains("missing root"), "{text}");
     Scene::end(running, browser).await;
 }
+
+/// Find in trace matched every span at every keystroke (152 ms each at 50,000 spans) and left a
+/// match at the edge of the view; it now waits for typing to pause and brings the match to
+/// the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_in_trace_waits_for_typing_and_centres_the_match() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let trace = [0xe7; 16];
+    let mut spans = vec![fx("shop", trace, 1, 0, "GET /long", span::SpanKind::Server, 0, 1000)];
+    for i in 0..400u64 {
+        let name = if i == 300 { "needle in the haystack" } else { "hay" };
+        spans.push(fx("shop", trace, 2 + i, 1, name, span::SpanKind::Internal, i, i + 1));
+    }
+    post(addr, "/v1/traces", traces_request(now(), &spans)).await;
+    running.trace(&hex(&trace), 401).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{}", hex(&trace))).await;
+    browser.wait_for_text(".trace-head", "401 spans").await;
+    browser
+        .eval(
+            "window.findPasses = 0;
+             new MutationObserver(() => window.findPasses++).observe(document.querySelector('#match-info'), { childList: true, characterData: true, subtree: true });
+             return true;",
+        )
+        .await;
+    let find = browser.find("#trace-find").await;
+    find.send_keys("needle").await.unwrap();
+    browser.wait_for_text("#match-info", "1 match").await;
+    let passes = browser.eval("return window.findPasses;").await;
+    assert!(passes.as_u64().unwrap() <= 2, "matched {passes} times for one word");
+
+    find.send_keys(&key(Key::Enter)).await.unwrap();
+    browser.wait_for_text("#detail-name", "needle in the haystack").await;
+    let offset = browser
+        .eval(
+            "const scroller = document.querySelector('#waterfall').getBoundingClientRect();
+             const row = document.querySelector('.wf-row.selected').getBoundingClientRect();
+             return (row.top + row.height / 2) - (scroller.top + scroller.height / 2);",
+        )
+        .await;
+    assert!(
+        offset.as_f64().unwrap().abs() < 30.0,
+        "the match is {offset} px from the middle"
+    );
+    Scene::end(running, browser).await;
+}
