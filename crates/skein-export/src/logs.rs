@@ -180,7 +180,7 @@ fn run(
 ) {
     let batch_size = config.max_export_batch_size.clamp(1, config.max_queue_size.max(1));
     let mut batch: Vec<LogRecord> = Vec::with_capacity(batch_size);
-    let mut dropped_reported = 0;
+    let mut drops = worker::DropReport::default();
     // Exports what is queued (only full batches if `only_full`); says whether a batch was full.
     let mut export_queued = |exporter: &mut Box<dyn LogExporter>, only_full: bool| {
         let mut full = false;
@@ -205,14 +205,7 @@ fn run(
             }
             batch.clear();
         }
-        let dropped = counters.dropped.load(Ordering::Relaxed);
-        if dropped > dropped_reported {
-            dropped_reported = dropped;
-            report(ExportError::QueueFull {
-                signal: Signal::Logs,
-                dropped,
-            });
-        }
+        drops.update(counters.dropped.load(Ordering::Relaxed), Signal::Logs);
         full
     };
     worker::drive(config.scheduled_delay, control, &counters.sleep, |step| {

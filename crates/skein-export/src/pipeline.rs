@@ -734,7 +734,7 @@ fn run(
     returned: Arc<Returned>,
 ) {
     let mut batch: Vec<Activity> = Vec::with_capacity(config.max_export_batch_size);
-    let mut dropped_reported = 0;
+    let mut drops = worker::DropReport::default();
     // Exports what is queued (only full batches if `only_full`); says whether a batch was full.
     let mut export_all = |exporter: &mut Box<dyn ActivityExporter>, only_full: bool| {
         let mut full = false;
@@ -749,14 +749,7 @@ fn run(
             }
             returned.give_back(&mut batch);
         }
-        let dropped = rings.dropped();
-        if dropped > dropped_reported {
-            dropped_reported = dropped;
-            report(ExportError::QueueFull {
-                signal: Signal::Traces,
-                dropped,
-            });
-        }
+        drops.update(rings.dropped(), Signal::Traces);
         full
     };
     let mut returned_at_last_tick = 0;

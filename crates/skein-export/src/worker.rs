@@ -155,3 +155,18 @@ pub(crate) fn shut_down(
     }
     result
 }
+
+/// Reports items dropped from a full queue: once each time the count has grown since.
+#[derive(Default)]
+pub(crate) struct DropReport {
+    reported: u64,
+}
+
+impl DropReport {
+    pub(crate) fn update(&mut self, dropped: u64, signal: Signal) {
+        if dropped > self.reported {
+            self.reported = dropped;
+            crate::report::report(ExportError::QueueFull { signal, dropped });
+        }
+    }
+}
