@@ -199,7 +199,8 @@ const NONE_WANTED: u8 = u8::MAX;
 /// Adds a processor; it receives records until the registration is dropped.
 pub fn add_log_processor(processor: impl LogProcessor) -> LogProcessorRegistration {
     let min_severity = processor.min_severity();
-    let id = {
+    // The replaced set is dropped after the lock is released (see `publish`).
+    let (id, _replaced) = {
         let mut next_id = PROCESSORS.changing.lock().unwrap_or_else(|e| e.into_inner());
         *next_id += 1;
         let mut set = Vec::clone(&PROCESSORS.current.load());
@@ -208,30 +209,19 @@ pub fn add_log_processor(processor: impl LogProcessor) -> LogProcessorRegistrati
             min_severity,
             processor: Arc::new(processor),
         }));
-        publish(set);
-        *next_id
+        (*next_id, publish(set))
     };
-    drop_replaced_sets();
     LogProcessorRegistration { id }
 }
 
-/// Replaces the set (the caller holds `changing`).
-fn publish(set: Vec<Arc<Added>>) {
+/// Replaces the set (the caller holds `changing`) and returns the old one. Dropping it may
+/// drop a processor, whose drop may add or remove processors and so wait on the lock the caller
+/// holds: the caller drops it once it has let go.
+#[must_use = "drop the replaced set after releasing the lock"]
+fn publish(set: Vec<Arc<Added>>) -> Arc<Vec<Arc<Added>>> {
     let min = set.iter().map(|a| a.min_severity.number()).min().unwrap_or(NONE_WANTED);
     MIN_WANTED.store(min, Ordering::Relaxed);
-    // Dropping the old set may drop a processor, whose drop may add or remove processors and
-    // so wait on the lock the caller holds: it is dropped once the caller has let go.
-    let old = PROCESSORS.current.swap(Arc::new(set));
-    DROP_LATER.with(|later| later.borrow_mut().push(old));
-}
-
-thread_local! {
-    static DROP_LATER: std::cell::RefCell<Vec<Arc<Vec<Arc<Added>>>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn drop_replaced_sets() {
-    let replaced = DROP_LATER.with(|later| std::mem::take(&mut *later.borrow_mut()));
-    drop(replaced);
+    PROCESSORS.current.swap(Arc::new(set))
 }
 
 /// Keeps a processor added; dropping it removes the processor.
@@ -242,7 +232,7 @@ pub struct LogProcessorRegistration {
 
 impl Drop for LogProcessorRegistration {
     fn drop(&mut self) {
-        {
+        let replaced = {
             let _changing = PROCESSORS.changing.lock().unwrap_or_else(|e| e.into_inner());
             let set: Vec<_> = PROCESSORS
                 .current
@@ -251,9 +241,9 @@ impl Drop for LogProcessorRegistration {
                 .filter(|a| a.id != self.id)
                 .cloned()
                 .collect();
-            publish(set);
-        }
-        drop_replaced_sets();
+            publish(set)
+        };
+        drop(replaced); // the lock is released
     }
 }
 
@@ -270,7 +260,6 @@ pub fn emit(record: LogRecord) {
     if !enabled(record.severity) {
         return;
     }
-    drop_replaced_sets();
     let set = PROCESSORS.current.load_full();
     let mut wanting = set.iter().filter(|a| record.severity >= a.min_severity).peekable();
     while let Some(added) = wanting.next() {
