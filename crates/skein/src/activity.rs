@@ -1309,7 +1309,7 @@ impl Activity {
 
     /// True if freeing this activity returns memory to the global allocator (owned strings,
     /// more tags or events than fit inline, links, ids from other processes…) rather than
-    /// only to Skein's own pool. Exporters use it to free such activities on the threads that
+    /// only to Skein's own pool. An exporter can use it to free such activities on the threads that
     /// allocated them, which keeps threads from contending inside the allocator.
     pub fn owns_heap_memory(&self) -> bool {
         owns_heap_memory(
