@@ -195,12 +195,21 @@ impl Browser {
     }
 
     /// Clicks the element matching `css` (waiting for it).
+    /// A page that re-renders between finding and clicking leaves a stale element: it is
+    /// found again, a few times.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let mut attempts = 0;
+        loop {
+            let element = self.find(css).await;
+            match element.click().await {
+                Ok(_) => return,
+                Err(_) if attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
     }
 
     /// The page's path and query.

@@ -372,6 +372,7 @@ async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
         "disk_bytes": disk,
         "read_only": api.store.read_only(),
         "trace_index_memory_bytes": api.store.trace_index_memory_bytes(),
+        "search_index_memory_bytes": api.store.search_index_memory_bytes(),
         "forwarding": api.forwarder.as_ref().map(|f| json!({
             "forwarded_requests": f.counters.forwarded_requests.load(Relaxed),
             "dropped_requests": f.counters.dropped_requests.load(Relaxed),

@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn inserted_terms_are_found_and_few_others_are() {
         let mut bloom = Bloom::with_capacity(1000);
-        let term = |i: u64| crate::ingest::term_attribute("key", &i.to_string());
+        let term = |i: u64| crate::search::term_attribute("key", &i.to_string());
         for i in 0..1000 {
             bloom.insert(term(i));
         }

@@ -6,56 +6,27 @@
 use std::collections::{HashMap, HashSet};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 
-use crate::bloom::Bloom;
 use crate::histogram::Histogram;
 use crate::model;
+use crate::search::{IndexBuilder, ResourceTerms};
 use crate::store::{StoreError, FRAME_SPANS};
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
-
-/// The search term "this frame has service `s`".
-pub(crate) fn term_service(s: &str) -> u64 {
-    fnv(fnv(FNV_OFFSET, b"s\0"), s.as_bytes())
-}
-
-/// The search term "this frame has a span named `s`".
-pub(crate) fn term_name(s: &str) -> u64 {
-    fnv(fnv(FNV_OFFSET, b"n\0"), s.as_bytes())
-}
-
-/// The search term "this frame has attribute `k` = `v`" (span or resource).
-pub(crate) fn term_attribute(k: &str, v: &str) -> u64 {
-    fnv(fnv(fnv(fnv(FNV_OFFSET, b"a\0"), k.as_bytes()), b"\0"), v.as_bytes())
-}
-
-/// Calls `f` with an attribute value as text, without allocating for strings.
-fn with_text<R>(value: Option<&AnyValue>, f: impl FnOnce(&str) -> R) -> R {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => f(s),
-        _ => f(&model::any_value_text(value)),
-    }
-}
 
 /// One compressed frame, ready to insert.
 pub(crate) struct PreparedFrame {
     pub min_start: u64,
     pub max_start: u64,
     pub span_count: usize,
+    /// Bloom filter of the values of keys with too many to index (see [`crate::search`]).
     pub filter: Vec<u8>,
     pub data: Vec<u8>,
+    /// The frame's search terms and compressed span columns (see [`crate::search`]).
+    pub search_terms: Vec<u8>,
+    pub search_spans: Vec<u8>,
+    /// The frame's traces in the order of its span columns.
+    pub trace_ids: Vec<[u8; 16]>,
     /// The Bloom filter of the frame's trace ids (see [`crate::trace_index`]).
     pub trace_filter: Vec<u8>,
     /// (linked trace, linking trace)
@@ -134,8 +105,7 @@ struct OpenFrame {
     span_count: usize,
     min_start: u64,
     max_start: u64,
-    terms: HashSet<u64>,
-    trace_ids: HashSet<[u8; 16]>,
+    index: IndexBuilder,
     links: Vec<([u8; 16], [u8; 16])>,
 }
 
@@ -146,17 +116,16 @@ impl OpenFrame {
             span_count: 0,
             min_start: u64::MAX,
             max_start: 0,
-            terms: HashSet::new(),
-            trace_ids: HashSet::new(),
+            index: IndexBuilder::new(),
             links: Vec::new(),
         }
     }
 
     fn close(self) -> Result<PreparedFrame, StoreError> {
-        let mut bloom = Bloom::with_capacity(self.terms.len());
-        for term in &self.terms {
-            bloom.insert(*term);
-        }
+        let index = self
+            .index
+            .finish()
+            .map_err(|e| StoreError::storage("cannot compress a frame's index", e))?;
         let raw = TracesData {
             resource_spans: self.resource_spans,
         }
@@ -166,9 +135,12 @@ impl OpenFrame {
             min_start: self.min_start,
             max_start: self.max_start,
             span_count: self.span_count,
-            filter: bloom.into_bytes(),
+            filter: index.filter,
             data,
-            trace_filter: crate::trace_index::frame_filter(self.trace_ids.iter()),
+            search_terms: index.terms,
+            search_spans: index.spans,
+            trace_filter: crate::trace_index::frame_filter(index.trace_ids.iter()),
+            trace_ids: index.trace_ids,
             links: self.links,
         })
     }
@@ -180,10 +152,7 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
     let mut frame = OpenFrame::new();
     for rs in request.resource_spans {
         let (service, service_index) = prepared.service_of(&rs);
-        let mut resource_terms = vec![term_service(&service)];
-        for kv in rs.resource.iter().flat_map(|r| r.attributes.iter()) {
-            resource_terms.push(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));
-        }
+        let resource_terms = ResourceTerms::new(&service, rs.resource.as_ref());
         summarize(&rs, &service, service_index, &mut prepared);
         for ss in rs.scope_spans {
             let ScopeSpans {
@@ -196,10 +165,9 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
                 let room = FRAME_SPANS - frame.span_count;
                 let mut chunk: Vec<Span> = Vec::with_capacity(room.min(spans.len()));
                 for span in spans.by_ref().take(room) {
-                    index_span(&span, &mut frame);
+                    index_span(&span, &resource_terms, scope.as_ref(), &mut frame);
                     chunk.push(span);
                 }
-                frame.terms.extend(resource_terms.iter().copied());
                 frame.span_count += chunk.len();
                 frame.resource_spans.push(ResourceSpans {
                     resource: rs.resource.clone(),
@@ -224,23 +192,19 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
     Ok(prepared)
 }
 
-/// A span's search terms, trace and links, into its frame.
-fn index_span(span: &Span, frame: &mut OpenFrame) {
+/// A span's search index entries, trace and links, into its frame.
+fn index_span(
+    span: &Span,
+    resource: &ResourceTerms,
+    scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+    frame: &mut OpenFrame,
+) {
     frame.min_start = frame.min_start.min(span.start_time_unix_nano);
     frame.max_start = frame.max_start.max(span.start_time_unix_nano);
-    frame.terms.insert(term_name(&span.name));
-    // Event and link attributes are searchable too (Jaeger finds spans by its logs' fields).
-    let event_attributes = span.events.iter().flat_map(|e| &e.attributes);
-    let link_attributes = span.links.iter().flat_map(|l| &l.attributes);
-    for kv in span.attributes.iter().chain(event_attributes).chain(link_attributes) {
-        frame
-            .terms
-            .insert(with_text(kv.value.as_ref(), |v| term_attribute(&kv.key, v)));
-    }
     let Ok(trace_id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
         return;
     };
-    frame.trace_ids.insert(trace_id);
+    frame.index.add(span, &trace_id, resource, scope);
     for link in &span.links {
         if let Ok(target) = <[u8; 16]>::try_from(&link.trace_id[..]) {
             if target != trace_id {

@@ -23,6 +23,7 @@ pub mod jaeger;
 mod logs;
 pub mod model;
 pub mod receiver;
+pub mod search;
 mod secret;
 pub mod serve;
 pub mod store;

@@ -3,13 +3,14 @@
 //! Spans are kept as they arrived — OTLP protobuf, zstd-compressed in *frames* of up to
 //! [`FRAME_SPANS`] spans — with small indexes beside them, all written in arrival order so
 //! ingest does not slow down as the store grows: a Bloom filter of each frame's trace ids
-//! (held in memory, see [`crate::trace_index`]), a per-trace summary for listing, a Bloom filter of each frame's services, names and
-//! attributes for search, the links between traces, and per-minute duration histograms per
+//! (held in memory, see [`crate::trace_index`]), a per-trace summary for listing, each
+//! frame's search terms and span columns (see [`crate::search`]), the links between traces, and per-minute duration histograms per
 //! operation for rates and percentiles. One writer thread commits several requests per
 //! transaction (group commit) and acknowledges each only after its commit, so an
 //! acknowledged span survives `kill -9`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -26,8 +27,10 @@ use tokio::sync::oneshot;
 
 use crate::bloom::Bloom;
 use crate::histogram::Histogram;
-use crate::ingest::{minute_of, term_attribute, term_name, term_service, Prepared, TraceDelta};
+use crate::ingest::{minute_of, Prepared, TraceDelta};
 use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
+pub use crate::search::SearchQuery;
+use crate::search::{Candidate, FrameIndex, SearchIndex, TraceRows};
 
 /// Most spans per compressed frame: small enough that reading one trace decompresses little.
 pub const FRAME_SPANS: usize = 1024;
@@ -204,6 +207,7 @@ pub struct Store {
     pub counters: Arc<StoreCounters>,
     config: StoreConfig,
     index: Arc<RwLock<TraceIndex>>,
+    search: Arc<RwLock<SearchIndex>>,
     recent: Arc<Mutex<RecentTraces>>,
     /// Sends each newly seen trace summary to live subscribers.
     pub live: tokio::sync::broadcast::Sender<TraceSummary>,
@@ -232,6 +236,12 @@ CREATE TABLE IF NOT EXISTS frames(
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS frames_by_start ON frames(max_start);
+CREATE TABLE IF NOT EXISTS frame_search(
+    frame_id INTEGER PRIMARY KEY,
+    terms BLOB NOT NULL,
+    spans BLOB NOT NULL,
+    trace_rows BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS frame_traces(
     frame_id INTEGER PRIMARY KEY,
     filter BLOB NOT NULL
@@ -248,6 +258,7 @@ CREATE TABLE IF NOT EXISTS traces(
     services TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start);
+CREATE INDEX IF NOT EXISTS traces_with_errors ON traces(start) WHERE error_count > 0;
 CREATE TABLE IF NOT EXISTS links(
     target BLOB NOT NULL,
     source BLOB NOT NULL,
@@ -292,6 +303,53 @@ CREATE INDEX IF NOT EXISTS logs_by_trace ON logs(trace_id) WHERE trace_id IS NOT
 CREATE INDEX IF NOT EXISTS logs_by_time ON logs(time);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// A trace with a matching span, and its summary row if the frame says.
+type FoundTrace = ([u8; 16], Option<i64>);
+
+/// Every frame's search terms. Frames stored before search indexes existed (ids below
+/// `search_indexed_from`) are read in full by the searches their time matches.
+fn load_search_index(conn: &Connection, writable: bool) -> Result<SearchIndex, StoreError> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE name = 'frame_search')",
+        [],
+        |r| r.get(0),
+    )?;
+    let stored: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'search_indexed_from'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let indexed_from = match stored {
+        Some(from) if has_table => from,
+        _ => {
+            let next: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM frames", [], |r| r.get(0))?;
+            if writable && has_table {
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('search_indexed_from', ?1)",
+                    [next],
+                )?;
+            }
+            next
+        }
+    };
+    let mut search = SearchIndex::default();
+    let mut old = conn.prepare("SELECT id, min_start, max_start, span_count FROM frames WHERE id < ?1 ORDER BY id")?;
+    let mut rows = old.query([indexed_from])?;
+    while let Some(row) = rows.next()? {
+        let (min, max, count): (i64, i64, i64) = (row.get(1)?, row.get(2)?, row.get(3)?);
+        search.add(row.get(0)?, None, (min as u64, max as u64, count as u32));
+    }
+    if has_table {
+        let mut statement = conn.prepare("SELECT frame_id, terms FROM frame_search ORDER BY frame_id")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            // Terms that do not decode leave the frame to be read whatever its time.
+            search.add(row.get(0)?, row.get_ref(1)?.as_blob().ok(), (0, u64::MAX >> 1, 0));
+        }
+    }
+    Ok(search)
+}
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| StoreError::data_dir(path, e))?;
@@ -366,13 +424,8 @@ impl Store {
         if read_only.is_none() {
             conn.execute_batch(SCHEMA).map_err(|e| StoreError::data_dir(&path, e))?;
         }
-        // A quick structural check, so a damaged file is reported, not discovered later.
-        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(StoreError::unusable(&path, format!("damaged: {check}")));
-        }
-        let spans: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM frames", [], |r| r.get(0))?;
-        progress(&format!("{spans} spans stored"));
+        // Nothing here reads the whole file (a large store starts in seconds): the trace-id
+        // filters and search terms are small, and damage shows as errors where it is read.
         let mut index = TraceIndex::default();
         {
             let mut rows = conn.prepare("SELECT frame_id, filter FROM frame_traces ORDER BY frame_id")?;
@@ -381,12 +434,17 @@ impl Store {
                 index.add(row.get(0)?, row.get_ref(1)?.as_blob().unwrap_or_default());
             }
         }
+        let search = load_search_index(&conn, read_only.is_none())?;
+        progress(&format!("{} spans stored", search.span_count()));
         let mut recent = RecentTraces::default();
         {
             let mut rows = conn.prepare("SELECT id, trace_id FROM traces ORDER BY id DESC LIMIT ?1")?;
             let rows: Vec<(i64, Vec<u8>)> = rows
                 .query_map([RECENT_TRACES as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
+            if let Some((newest, _)) = rows.first() {
+                recent.taken_through(*newest);
+            }
             for (row, trace_id) in rows.into_iter().rev() {
                 if let Ok(trace_id) = <[u8; 16]>::try_from(trace_id) {
                     recent.insert(&trace_id, row);
@@ -394,6 +452,7 @@ impl Store {
             }
         }
         let index = Arc::new(RwLock::new(index));
+        let search = Arc::new(RwLock::new(search));
         let recent = Arc::new(Mutex::new(recent));
         let counters = Arc::new(StoreCounters::default());
         let mut readers = Vec::new();
@@ -410,7 +469,14 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", (wal_bytes / page_size as u64) as i64)?;
             conn.pragma_update(None, "journal_size_limit", wal_bytes as i64)?;
         }
-        let mut writer = Writer::new(conn, counters.clone(), live.clone(), index.clone(), recent.clone())?;
+        let mut writer = Writer::new(
+            conn,
+            counters.clone(),
+            live.clone(),
+            index.clone(),
+            search.clone(),
+            recent.clone(),
+        )?;
         // On a full disk (or another storage failure that may pass) the store opens read-only:
         // queries are answered, new data is refused with "retry later", and the figures are
         // brought up to date at the next start.
@@ -449,6 +515,7 @@ impl Store {
             config,
             live,
             index,
+            search,
             recent,
             written_since_check: AtomicU64::new(0),
             retention_due: tokio::sync::Notify::new(),
@@ -540,7 +607,7 @@ impl Store {
         }
         let cutoff = now_nanos().saturating_sub(self.config.retention.as_nanos() as u64);
         let mut conn = open_connection(&self.path)?;
-        evict_before(&mut conn, cutoff, &self.counters, &self.index)?;
+        evict_before(&mut conn, cutoff, &self.counters, (&self.index, &self.search))?;
         // The file (database and write-ahead log) must stay under the limit between checks,
         // which come every 1/32 of the limit written (see `write`): once it passes 7/8 of
         // the limit, the oldest data goes until the live data is at 3/4 of it. Each round
@@ -571,7 +638,7 @@ impl Store {
                 )
                 .optional()?;
             let Some(cut) = cut else { break };
-            evict_before(&mut conn, cut as u64 + 1, &self.counters, &self.index)?;
+            evict_before(&mut conn, cut as u64 + 1, &self.counters, (&self.index, &self.search))?;
         }
         reclaim_free_pages(&conn)
     }
@@ -595,6 +662,11 @@ impl Store {
     /// Memory held by the trace-id filters of all stored frames.
     pub fn trace_index_memory_bytes(&self) -> usize {
         self.index.read().unwrap_or_else(|e| e.into_inner()).memory_bytes()
+    }
+
+    /// Memory held by the search terms of all stored frames.
+    pub fn search_index_memory_bytes(&self) -> usize {
+        self.search.read().unwrap_or_else(|e| e.into_inner()).memory_bytes()
     }
 
     /// Database size on disk, including the write-ahead log.
@@ -714,55 +786,124 @@ impl Store {
             .map(|delta| delta.add_to(empty_summary(trace_id, delta))))
     }
 
-    /// Traces matching `query`, newest first.
+    /// Traces matching `query`, newest first (ties by trace id): exactly the newest `limit`
+    /// (see [`crate::search`] for how frames are chosen and when the search stops).
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
         self.read(|c| {
             if query.is_trace_level() {
                 return search_summaries(c, query);
             }
-            let terms = query.terms();
-            let mut found: Vec<[u8; 16]> = Vec::new();
-            let mut seen = HashSet::new();
-            let mut statement = c.prepare_cached(
-                "SELECT id, filter FROM frames WHERE max_start >= ?1 AND min_start <= ?2 ORDER BY max_start DESC",
-            )?;
-            let mut candidates = Vec::new();
-            let rows = statement.query_map(params![query.start_min as i64, query.start_max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })?;
-            for row in rows {
-                let (id, filter) = row?;
-                let bloom = Bloom::from_bytes(filter);
-                if terms.iter().all(|t| bloom.may_contain(*t)) {
-                    candidates.push(id);
-                }
-            }
-            for frame in candidates {
-                let data: Vec<u8> = c.query_row("SELECT data FROM frames WHERE id = ?1", [frame], |r| r.get(0))?;
-                let mut matches = Vec::new();
-                for_each_span(&decode_frame(&data)?, |span, resource, scope| {
-                    if query.matches_span(span, resource, scope) {
-                        if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
-                            matches.push((span.start_time_unix_nano, id));
-                        }
-                    }
-                });
-                matches.sort_by_key(|m| std::cmp::Reverse(m.0));
-                for (_, id) in matches {
-                    if seen.insert(id) {
-                        found.push(id);
-                    }
-                }
-                if found.len() >= query.limit * 4 {
+            let candidates = self.search.read().unwrap_or_else(|e| e.into_inner()).candidates(query);
+            let limit = query.limit.max(1);
+            let mut found: HashMap<[u8; 16], TraceSummary> = HashMap::new();
+            // The starts of the newest `limit` traces found, oldest on top.
+            let mut newest: BinaryHeap<Reverse<u64>> = BinaryHeap::new();
+            let mut read_search = c.prepare_cached("SELECT spans, trace_rows FROM frame_search WHERE frame_id = ?1")?;
+            for (latest_start, candidate) in candidates {
+                // Every trace still unseen starts at or before this frame's latest span.
+                if newest.len() >= limit && newest.peek().is_some_and(|Reverse(s)| latest_start < *s) {
                     break;
                 }
+                let frame_id = match candidate {
+                    Candidate::Indexed(id) | Candidate::Overflowing(id) | Candidate::Unindexed(id) => id,
+                };
+                let mut traces: Vec<FoundTrace> = Vec::new();
+                let stored: Option<(Vec<u8>, Vec<u8>)> = match candidate {
+                    Candidate::Unindexed(_) => None,
+                    _ => read_search
+                        .query_row([frame_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?,
+                };
+                let index = stored.as_ref().and_then(|(spans, _)| FrameIndex::decode(spans));
+                match index.as_ref().map(|i| (i, i.matching_traces(query))) {
+                    Some((index, Some(matched))) => {
+                        let rows = stored
+                            .as_ref()
+                            .map(|(_, rows)| TraceRows::decode(rows))
+                            .unwrap_or_default();
+                        for (_, position) in matched {
+                            if let Some(id) = index.trace_id(position) {
+                                traces.push((id, rows.get(position as usize).copied()));
+                            }
+                        }
+                    }
+                    Some((index, None)) if !self.overflow_may_match(c, frame_id, index, query)? => {}
+                    // A wanted value that overflowed, or a frame without (readable) indexes.
+                    _ => traces = self.scan_frame(c, frame_id, query)?,
+                }
+                for (trace_id, row) in traces {
+                    if found.contains_key(&trace_id) {
+                        continue;
+                    }
+                    let summary = match row {
+                        Some(row) => summary_by_row(c, row, &trace_id)?,
+                        None => None,
+                    };
+                    let summary = match summary {
+                        Some(s) => Some(s),
+                        None => self.summaries(c, &[trace_id])?.pop(),
+                    };
+                    if let Some(summary) = summary {
+                        newest.push(Reverse(summary.start_unix_nano));
+                        if newest.len() > limit {
+                            newest.pop();
+                        }
+                        found.insert(trace_id, summary);
+                    }
+                }
             }
-            let mut summaries = self.summaries(c, &found)?;
-            summaries.retain(|s| query.matches_trace(s));
-            summaries.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
-            summaries.truncate(query.limit);
-            Ok(summaries)
+            let mut out: Vec<TraceSummary> = found.into_values().collect();
+            out.sort_by(|a, b| (b.start_unix_nano, &a.trace_id).cmp(&(a.start_unix_nano, &b.trace_id)));
+            out.truncate(limit);
+            Ok(out)
         })
+    }
+
+    /// False if the frame's Bloom filter of overflowing values rules out a wanted one.
+    fn overflow_may_match(
+        &self,
+        c: &Connection,
+        frame_id: i64,
+        index: &FrameIndex,
+        query: &SearchQuery,
+    ) -> Result<bool, StoreError> {
+        let filter: Option<Vec<u8>> = c
+            .prepare_cached("SELECT filter FROM frames WHERE id = ?1")?
+            .query_row([frame_id], |r| r.get(0))
+            .optional()?;
+        let Some(filter) = filter else {
+            return Ok(false); // deleted by retention since
+        };
+        let bloom = Bloom::from_bytes(filter);
+        Ok(query
+            .attributes
+            .iter()
+            .filter(|(k, _)| index.overflow_keys.contains(k))
+            .all(|(k, v)| bloom.may_contain(crate::search::term_attribute(k, v))))
+    }
+
+    /// The traces with a span matching `query` in one frame, read span by span.
+    fn scan_frame(
+        &self,
+        c: &Connection,
+        frame_id: i64,
+        query: &SearchQuery,
+    ) -> Result<Vec<FoundTrace>, StoreError> {
+        let data: Option<Vec<u8>> = c
+            .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
+            .query_row([frame_id], |r| r.get(0))
+            .optional()?;
+        let mut out = Vec::new();
+        if let Some(data) = data {
+            for_each_span(&decode_frame(&data)?, |span, resource, scope| {
+                if query.matches_span(span, resource, scope) {
+                    if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
+                        out.push((id, None));
+                    }
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Every service, sorted.
@@ -916,7 +1057,7 @@ fn evict_before(
     conn: &mut Connection,
     cutoff: u64,
     counters: &StoreCounters,
-    index: &RwLock<TraceIndex>,
+    (index, search): (&RwLock<TraceIndex>, &RwLock<SearchIndex>),
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (frames, spans): (i64, i64) = tx.query_row(
@@ -931,7 +1072,7 @@ fn evict_before(
         .prepare("SELECT id FROM frames WHERE max_start < ?1")?
         .query_map([cutoff as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for table in ["frame_traces", "links"] {
+    for table in ["frame_traces", "frame_search", "links"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE frame_id IN (SELECT id FROM frames WHERE max_start < ?1)"),
             [cutoff as i64],
@@ -945,6 +1086,7 @@ fn evict_before(
     tx.execute("DELETE FROM logs WHERE time < ?1", [cutoff as i64])?;
     tx.commit()?;
     index.write().unwrap_or_else(|e| e.into_inner()).remove(&deleted);
+    search.write().unwrap_or_else(|e| e.into_inner()).remove(&deleted);
     counters.frames_evicted.fetch_add(frames as u64, Ordering::Relaxed);
     counters.spans_evicted.fetch_add(spans as u64, Ordering::Relaxed);
     counters.traces_evicted.fetch_add(traces as u64, Ordering::Relaxed);
@@ -975,8 +1117,10 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
 
 /// Searches by trace-level properties only (time, duration, errors), straight from the summaries.
 fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    // Traces with errors have an index of their own, so "errors only" never reads the others.
+    let errors = if query.errors_only { "AND error_count > 0" } else { "" };
     let mut statement = c.prepare_cached(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM traces WHERE start >= ?1 AND start <= ?2 ORDER BY start DESC"
+        "SELECT {SUMMARY_COLUMNS} FROM traces WHERE start >= ?1 AND start <= ?2 {errors} ORDER BY start DESC"
     ))?;
     let mut out: Vec<TraceSummary> = Vec::new();
     let mut positions = HashMap::new();
@@ -1049,150 +1193,6 @@ fn empty_summary(trace_id: &[u8; 16], delta: &TraceDelta) -> TraceSummary {
         span_count: 0,
         error_count: 0,
         services: Vec::new(),
-    }
-}
-
-/// A trace search.
-#[derive(Clone, Debug)]
-pub struct SearchQuery {
-    pub start_min: u64,
-    pub start_max: u64,
-    pub service: Option<String>,
-    pub operation: Option<String>,
-    /// `key=value` pairs, all required, on attributes of one span: its own, its resource's,
-    /// its events' or its links'.
-    pub attributes: Vec<(String, String)>,
-    /// Attribute keys, all required with any value, on the same places as `attributes`.
-    pub attribute_keys: Vec<String>,
-    /// The span's kind (OTLP number), if asked for.
-    pub kind: Option<i32>,
-    /// The span's status code (OTLP number: 1 ok, 2 error), if asked for.
-    pub status_code: Option<i32>,
-    /// The span's instrumentation scope name, if asked for.
-    pub scope_name: Option<String>,
-    pub min_duration_nano: Option<u64>,
-    pub max_duration_nano: Option<u64>,
-    pub errors_only: bool,
-    pub limit: usize,
-}
-
-impl Default for SearchQuery {
-    fn default() -> Self {
-        SearchQuery {
-            start_min: 0,
-            start_max: u64::MAX >> 1,
-            service: None,
-            operation: None,
-            attributes: Vec::new(),
-            attribute_keys: Vec::new(),
-            kind: None,
-            status_code: None,
-            scope_name: None,
-            min_duration_nano: None,
-            max_duration_nano: None,
-            errors_only: false,
-            limit: 20,
-        }
-    }
-}
-
-impl SearchQuery {
-    /// True if only trace-level conditions are asked for (no span has to be looked at).
-    fn is_trace_level(&self) -> bool {
-        self.service.is_none()
-            && self.operation.is_none()
-            && self.attributes.is_empty()
-            && self.attribute_keys.is_empty()
-            && self.kind.is_none()
-            && self.status_code.is_none()
-            && self.scope_name.is_none()
-    }
-
-    fn terms(&self) -> Vec<u64> {
-        let mut terms = Vec::new();
-        if let Some(s) = &self.service {
-            terms.push(term_service(s));
-        }
-        if let Some(o) = &self.operation {
-            terms.push(term_name(o));
-        }
-        for (k, v) in &self.attributes {
-            terms.push(term_attribute(k, v));
-        }
-        // Keys alone have no term of their own in the frames' filters (frames written before
-        // would lack it): they are checked span by span.
-        terms
-    }
-
-    /// Span-level conditions: one span must satisfy all of them (as in Jaeger). Durations and
-    /// errors apply to that span too when a service, operation or attribute is asked for.
-    fn matches_span(
-        &self,
-        span: &Span,
-        resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
-        scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
-    ) -> bool {
-        if self.kind.is_some_and(|k| k != span.kind) {
-            return false;
-        }
-        if self
-            .status_code
-            .is_some_and(|c| span.status.as_ref().map_or(0, |s| s.code) != c)
-        {
-            return false;
-        }
-        if let Some(name) = &self.scope_name {
-            if scope.is_none_or(|s| &s.name != name) {
-                return false;
-            }
-        }
-        if let Some(s) = &self.service {
-            if &model::service_name(resource) != s {
-                return false;
-            }
-        }
-        if let Some(o) = &self.operation {
-            if &span.name != o {
-                return false;
-            }
-        }
-        let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
-        if self.min_duration_nano.is_some_and(|m| duration < m) || self.max_duration_nano.is_some_and(|m| duration > m)
-        {
-            return false;
-        }
-        if self.errors_only && !model::is_error(span) {
-            return false;
-        }
-        // An attribute of the span, its resource, its events or its links.
-        let anywhere = |found: &dyn Fn(&opentelemetry_proto::tonic::common::v1::KeyValue) -> bool| {
-            span.attributes.iter().any(found)
-                || resource.is_some_and(|r| r.attributes.iter().any(found))
-                || span.events.iter().any(|e| e.attributes.iter().any(found))
-                || span.links.iter().any(|l| l.attributes.iter().any(found))
-        };
-        self.attributes
-            .iter()
-            .all(|(k, v)| anywhere(&|kv| &kv.key == k && &model::any_value_text(kv.value.as_ref()) == v))
-            && self.attribute_keys.iter().all(|k| anywhere(&|kv| &kv.key == k))
-    }
-
-    /// Trace-level conditions (for searches without span conditions, durations are the trace's).
-    fn matches_trace(&self, s: &TraceSummary) -> bool {
-        if s.start_unix_nano < self.start_min || s.start_unix_nano > self.start_max {
-            return false;
-        }
-        if self.is_trace_level() {
-            if self.min_duration_nano.is_some_and(|m| s.duration_nano < m)
-                || self.max_duration_nano.is_some_and(|m| s.duration_nano > m)
-            {
-                return false;
-            }
-            if self.errors_only && s.error_count == 0 {
-                return false;
-            }
-        }
-        true
     }
 }
 
@@ -1366,6 +1366,7 @@ struct Writer {
     derived: Derived,
     /// Shared with the readers.
     index: Arc<RwLock<TraceIndex>>,
+    search: Arc<RwLock<SearchIndex>>,
     recent: Arc<Mutex<RecentTraces>>,
 }
 
@@ -1420,6 +1421,7 @@ impl Writer {
         counters: Arc<StoreCounters>,
         live: tokio::sync::broadcast::Sender<TraceSummary>,
         index: Arc<RwLock<TraceIndex>>,
+        search: Arc<RwLock<SearchIndex>>,
         recent: Arc<Mutex<RecentTraces>>,
     ) -> Result<Self, StoreError> {
         let operations = conn
@@ -1440,6 +1442,7 @@ impl Writer {
             },
             derived: Derived::default(),
             index,
+            search,
             recent,
         })
     }
@@ -1454,10 +1457,14 @@ impl Writer {
             })
             .optional()?
             .unwrap_or(0);
-        let frames: Vec<(i64, Vec<u8>)> = self
+        type Stored = (i64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let frames: Vec<Stored> = self
             .conn
-            .prepare("SELECT id, data FROM frames WHERE id > ?1 ORDER BY id")?
-            .query_map([through], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare(
+                "SELECT id, data, spans, trace_rows FROM frames LEFT JOIN frame_search ON frame_id = id
+                 WHERE id > ?1 ORDER BY id",
+            )?
+            .query_map([through], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
         if frames.is_empty() {
             return Ok(());
@@ -1466,7 +1473,18 @@ impl Writer {
             "indexing {} frames written just before the last stop",
             frames.len()
         ));
-        for (id, data) in frames {
+        for (id, data, spans, rows) in frames {
+            // The summary rows the frame's traces were given when it was stored.
+            if let (Some(spans), Some(rows)) = (spans, rows) {
+                if let Some(index) = FrameIndex::decode(&spans) {
+                    let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                    for (position, row) in TraceRows::decode(&rows).into_iter().enumerate() {
+                        if let Some(trace_id) = index.trace_id(position as u32) {
+                            recent.insert(&trace_id, row);
+                        }
+                    }
+                }
+            }
             let mut prepared = Prepared::default();
             for rs in &decode_frame(&data)?.resource_spans {
                 crate::ingest::summarize_resource(rs, &mut prepared);
@@ -1594,7 +1612,8 @@ impl Writer {
             match write {
                 Write::Traces(prepared) => {
                     spans_total += prepared.spans;
-                    if let Some(last) = insert_prepared(&tx, prepared, &mut self.memory, &mut new_frames)? {
+                    if let Some(last) = insert_prepared(&tx, prepared, &mut self.memory, &self.recent, &mut new_frames)?
+                    {
                         self.derived.through_frame = last;
                     }
                 }
@@ -1619,8 +1638,17 @@ impl Writer {
             tx.commit()?;
             // Findable by id once committed.
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            for (frame_id, filter) in &new_frames {
-                index.add(*frame_id, filter);
+            for (frame_id, frame) in &new_frames {
+                index.add(*frame_id, &frame.trace_filter);
+            }
+            drop(index);
+            let mut search = self.search.write().unwrap_or_else(|e| e.into_inner());
+            for (frame_id, frame) in &new_frames {
+                search.add(
+                    *frame_id,
+                    Some(&frame.search_terms),
+                    (frame.min_start, frame.max_start, frame.span_count as u32),
+                );
             }
             Ok::<_, StoreError>(changed)
         })();
@@ -1707,18 +1735,22 @@ fn write_derived(
     Ok(changed)
 }
 
-/// Inserts a prepared request's frames with their trace-id filters, link rows and new
-/// operations; returns the last frame id and adds the new frames' filters to `new_frames`.
+/// Inserts a prepared request's frames with their trace-id filters, search indexes, link rows
+/// and new operations; returns the last frame id and adds the new frames to `new_frames`.
+/// Each trace is given its summary row here, so a search finds it from the frame.
 fn insert_prepared<'a>(
     tx: &rusqlite::Transaction<'_>,
     prepared: &'a Prepared,
     memory: &mut WriterMemory,
-    new_frames: &mut Vec<(i64, &'a [u8])>,
+    recent: &Mutex<RecentTraces>,
+    new_frames: &mut Vec<(i64, &'a crate::ingest::PreparedFrame)>,
 ) -> Result<Option<i64>, StoreError> {
     let mut insert_frame = tx.prepare_cached(
         "INSERT INTO frames(min_start, max_start, span_count, filter, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut insert_trace_filter = tx.prepare_cached("INSERT INTO frame_traces(frame_id, filter) VALUES (?1, ?2)")?;
+    let mut insert_search =
+        tx.prepare_cached("INSERT INTO frame_search(frame_id, terms, spans, trace_rows) VALUES (?1, ?2, ?3, ?4)")?;
     // The latest frame of the linking trace, so the link goes when that frame does.
     let mut insert_link =
         tx.prepare_cached("INSERT OR REPLACE INTO links(target, source, frame_id) VALUES (?1, ?2, ?3)")?;
@@ -1734,7 +1766,17 @@ fn insert_prepared<'a>(
         let frame_id = tx.last_insert_rowid();
         last = Some(frame_id);
         insert_trace_filter.execute(params![frame_id, frame.trace_filter])?;
-        new_frames.push((frame_id, &frame.trace_filter));
+        let rows: Vec<i64> = {
+            let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+            frame.trace_ids.iter().map(|id| recent.row_for(id)).collect()
+        };
+        insert_search.execute(params![
+            frame_id,
+            frame.search_terms,
+            frame.search_spans,
+            TraceRows::encode(&rows)
+        ])?;
+        new_frames.push((frame_id, frame));
         for (target, source) in &frame.links {
             insert_link.execute(params![&target[..], &source[..], frame_id])?;
         }
@@ -1858,11 +1900,21 @@ fn apply_trace_delta(
         None => {
             let summary = delta.add_to(empty_summary(trace_id, delta));
             let v = values(&summary);
-            tx.prepare_cached(&format!(
-                "INSERT INTO traces({SUMMARY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))?
-            .execute(params![&trace_id[..], v.0, v.1, v.2, v.3, v.4, v.5, v.6])?;
-            recent.insert(trace_id, tx.last_insert_rowid());
+            // The row given out when the trace's frame was stored, unless another trace has
+            // it (a trace-key collision): then a new one.
+            let mut row = recent.row_for(trace_id);
+            loop {
+                let inserted = tx
+                    .prepare_cached(&format!(
+                        "INSERT OR IGNORE INTO traces(id, {SUMMARY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    ))?
+                    .execute(params![row, &trace_id[..], v.0, v.1, v.2, v.3, v.4, v.5, v.6])?;
+                if inserted == 1 {
+                    break;
+                }
+                row = recent.new_row();
+                recent.insert(trace_id, row);
+            }
             Ok(summary)
         }
     }

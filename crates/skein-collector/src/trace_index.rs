@@ -139,6 +139,9 @@ pub(crate) const RECENT_TRACES: usize = 1 << 20;
 pub(crate) struct RecentTraces {
     rows: HashMap<u64, i64>,
     order: VecDeque<u64>,
+    /// The next unused summary row (rows are given out when a trace's first frame is
+    /// stored, before its summary is written).
+    next_row: i64,
 }
 
 impl RecentTraces {
@@ -146,7 +149,31 @@ impl RecentTraces {
         self.rows.get(&trace_key(trace_id)).copied()
     }
 
+    /// The trace's summary row: its recent one, else a new one.
+    pub fn row_for(&mut self, trace_id: &[u8; 16]) -> i64 {
+        if let Some(row) = self.get(trace_id) {
+            return row;
+        }
+        let row = self.new_row();
+        self.insert(trace_id, row);
+        row
+    }
+
+    /// Rows up to `row` are taken.
+    pub fn taken_through(&mut self, row: i64) {
+        self.next_row = self.next_row.max(row + 1);
+    }
+
+    /// A row no trace has.
+    pub fn new_row(&mut self) -> i64 {
+        self.next_row = self.next_row.max(1);
+        self.next_row += 1;
+        self.next_row - 1
+    }
+
+    /// Remembers where a trace's summary is (or is to be written).
     pub fn insert(&mut self, trace_id: &[u8; 16], row: i64) {
+        self.next_row = self.next_row.max(row + 1);
         let key = trace_key(trace_id);
         if self.rows.insert(key, row).is_none() {
             self.order.push_back(key);
