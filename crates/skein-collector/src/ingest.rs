@@ -130,7 +130,7 @@ impl OpenFrame {
             resource_spans: self.resource_spans,
         }
         .encode_to_vec();
-        let data = zstd::bulk::compress(&raw, 1).map_err(|e| StoreError::storage("cannot compress a frame", e))?;
+        let data = crate::compress::compress(&raw).map_err(|e| StoreError::storage("cannot compress a frame", e))?;
         Ok(PreparedFrame {
             min_start: self.min_start,
             max_start: self.max_start,

@@ -403,13 +403,7 @@ fn found_ids(store: &Store, query: &SearchQuery) -> Result<Vec<[u8; 16]>, StoreE
 
 /// The stored OTLP data of each of `ids` still there.
 fn stored_traces(store: &Store, ids: Vec<[u8; 16]>) -> Result<Vec<([u8; 16], TracesData)>, StoreError> {
-    let mut traces = Vec::new();
-    for id in ids {
-        if let Some(data) = store.trace_otlp(&id)? {
-            traces.push((id, data));
-        }
-    }
-    Ok(traces)
+    store.traces_otlp(&ids)
 }
 
 async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {

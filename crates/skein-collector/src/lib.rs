@@ -15,6 +15,7 @@
 
 pub mod api;
 mod bloom;
+mod compress;
 pub mod forward;
 mod histogram;
 mod incident;

@@ -499,7 +499,7 @@ impl IndexBuilder {
         let raw = prost::Message::encode_to_vec(&self.index);
         Ok(FinishedIndex {
             terms: prost::Message::encode_to_vec(&terms),
-            spans: zstd::bulk::compress(&raw, 1)?,
+            spans: crate::compress::compress(&raw)?,
             filter: bloom.into_bytes(),
             trace_ids,
         })
@@ -763,7 +763,7 @@ impl FrameIndex {
 
     /// Decodes stored (compressed) span columns.
     pub fn decode(data: &[u8]) -> Option<FrameIndex> {
-        let raw = zstd::bulk::decompress(data, 64 << 20).ok()?;
+        let raw = crate::compress::decompress(data, 64 << 20).ok()?;
         <FrameIndex as prost::Message>::decode(&raw[..]).ok()
     }
 }

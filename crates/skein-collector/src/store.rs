@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -715,21 +715,58 @@ impl Store {
 
     /// One trace as OTLP data (resource and scope kept), for the Jaeger v3 API.
     pub fn trace_otlp(&self, trace_id: &[u8; 16]) -> Result<Option<TracesData>, StoreError> {
+        Ok(self.traces_otlp(&[*trace_id])?.pop().map(|(_, data)| data))
+    }
+
+    /// Several traces as OTLP data, in the given order (those no longer stored left out).
+    /// Each frame is read once however many of the traces it holds (a search's newest traces
+    /// mostly share frames).
+    pub fn traces_otlp(&self, trace_ids: &[[u8; 16]]) -> Result<Vec<([u8; 16], TracesData)>, StoreError> {
+        let mut frames: std::collections::BTreeMap<i64, Vec<usize>> = std::collections::BTreeMap::new();
+        {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            for (i, id) in trace_ids.iter().enumerate() {
+                for frame in index.frames_of(id) {
+                    frames.entry(frame).or_default().push(i);
+                }
+            }
+        }
         self.read(|c| {
-            let frames = self.frames_of_trace(c, trace_id)?;
-            let mut out = TracesData::default();
-            for frame in frames {
-                for mut rs in frame.resource_spans {
-                    for ss in &mut rs.scope_spans {
-                        ss.spans.retain(|s| s.trace_id == trace_id);
-                    }
-                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
-                    if !rs.scope_spans.is_empty() {
-                        out.resource_spans.push(rs);
+            let mut out: Vec<TracesData> = vec![TracesData::default(); trace_ids.len()];
+            let mut statement = c.prepare_cached("SELECT data FROM frames WHERE id = ?1")?;
+            for (frame_id, wanted) in frames {
+                // Retention may have deleted it since.
+                let Some(data) = statement.query_row([frame_id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
+                    continue;
+                };
+                for rs in decode_frame(&data)?.resource_spans {
+                    for ss in rs.scope_spans {
+                        let mut by_trace: HashMap<usize, Vec<Span>> = HashMap::new();
+                        for span in ss.spans {
+                            if let Some(&i) = wanted.iter().find(|&&i| span.trace_id == trace_ids[i]) {
+                                by_trace.entry(i).or_default().push(span);
+                            }
+                        }
+                        for (i, spans) in by_trace {
+                            out[i].resource_spans.push(ResourceSpans {
+                                resource: rs.resource.clone(),
+                                scope_spans: vec![ScopeSpans {
+                                    scope: ss.scope.clone(),
+                                    spans,
+                                    schema_url: ss.schema_url.clone(),
+                                }],
+                                schema_url: rs.schema_url.clone(),
+                            });
+                        }
                     }
                 }
             }
-            Ok((!out.resource_spans.is_empty()).then_some(out))
+            Ok(trace_ids
+                .iter()
+                .zip(out)
+                .filter(|(_, data)| !data.resource_spans.is_empty())
+                .map(|(id, data)| (*id, data))
+                .collect())
         })
     }
 
@@ -883,12 +920,7 @@ impl Store {
     }
 
     /// The traces with a span matching `query` in one frame, read span by span.
-    fn scan_frame(
-        &self,
-        c: &Connection,
-        frame_id: i64,
-        query: &SearchQuery,
-    ) -> Result<Vec<FoundTrace>, StoreError> {
+    fn scan_frame(&self, c: &Connection, frame_id: i64, query: &SearchQuery) -> Result<Vec<FoundTrace>, StoreError> {
         let data: Option<Vec<u8>> = c
             .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
             .query_row([frame_id], |r| r.get(0))
@@ -1334,7 +1366,7 @@ fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
 
 /// Decompresses and decodes a frame.
 fn decode_frame(data: &[u8]) -> Result<TracesData, StoreError> {
-    let raw = zstd::bulk::decompress(data, 64 << 20)
+    let raw = crate::compress::decompress(data, 64 << 20)
         .map_err(|e| StoreError::storage("a stored frame does not decompress", e))?;
     TracesData::decode(&raw[..]).map_err(|e| StoreError::storage("a stored frame does not decode", e))
 }
