@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, the traces linking to it, its logs |
-//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`; newest first |
+//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
@@ -33,7 +33,7 @@ use serde_json::json;
 use crate::incident;
 use crate::model;
 use crate::secret;
-use crate::store::{LogQuery, SearchQuery, Store, StoreError};
+use crate::store::{LogQuery, SearchOrder, SearchQuery, Store, StoreError};
 
 /// What the query routes share.
 #[derive(Clone)]
@@ -213,6 +213,16 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     if let Some(limit) = limit_param(params, "limit", 10_000)? {
         q.limit = limit;
     }
+    q.order = match first(params, "sort") {
+        None | Some("" | "newest") => SearchOrder::Newest,
+        Some("duration") => SearchOrder::Slowest,
+        Some("spans") => SearchOrder::MostSpans,
+        Some(other) => {
+            return Err(bad(format!(
+                "sort: {other:?} is not one of newest, duration (slowest first), spans (most first)"
+            )))
+        }
+    };
     Ok(q)
 }
 

@@ -99,6 +99,37 @@ pub struct SearchQuery {
     pub max_duration_nano: Option<u64>,
     pub errors_only: bool,
     pub limit: usize,
+    /// Which matching traces come first (and which `limit` are kept).
+    pub order: SearchOrder,
+}
+
+/// The order of search results, over every matching trace in the time range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SearchOrder {
+    /// Latest start first.
+    #[default]
+    Newest,
+    /// Longest trace first.
+    Slowest,
+    /// Most spans first.
+    MostSpans,
+}
+
+impl SearchOrder {
+    /// The order a summary sorts by, largest first (ties: newest first, then by trace id).
+    pub fn key(self, s: &TraceSummary) -> (u64, u64) {
+        match self {
+            SearchOrder::Newest => (s.start_unix_nano, 0),
+            SearchOrder::Slowest => (s.duration_nano, s.start_unix_nano),
+            SearchOrder::MostSpans => (s.span_count, s.start_unix_nano),
+        }
+    }
+
+    /// Sorts summaries in this order.
+    pub fn sort(self, summaries: &mut [TraceSummary]) {
+        summaries.sort_by(|a, b| self.key(b).cmp(&self.key(a)).then_with(|| a.trace_id.cmp(&b.trace_id)));
+    }
 }
 
 impl Default for SearchQuery {
@@ -117,6 +148,7 @@ impl Default for SearchQuery {
             max_duration_nano: None,
             errors_only: false,
             limit: 20,
+            order: SearchOrder::Newest,
         }
     }
 }

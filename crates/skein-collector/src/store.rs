@@ -29,7 +29,7 @@ use crate::bloom::Bloom;
 use crate::histogram::Histogram;
 use crate::ingest::{minute_of, Prepared, TraceDelta};
 use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
-pub use crate::search::SearchQuery;
+pub use crate::search::{SearchOrder, SearchQuery};
 use crate::search::{Candidate, FrameIndex, SearchIndex, TraceRows};
 
 /// Most spans per compressed frame: small enough that reading one trace decompresses little.
@@ -836,9 +836,12 @@ impl Store {
             // The starts of the newest `limit` traces found, oldest on top.
             let mut newest: BinaryHeap<Reverse<u64>> = BinaryHeap::new();
             let mut read_search = c.prepare_cached("SELECT spans, trace_rows FROM frame_search WHERE frame_id = ?1")?;
+            // In another order than newest first, every match counts: no frame is skipped.
+            let newest_first = query.order == SearchOrder::Newest;
+            let mut pending: Vec<FoundTrace> = Vec::new();
             for (latest_start, candidate) in candidates {
                 // Every trace still unseen starts at or before this frame's latest span.
-                if newest.len() >= limit && newest.peek().is_some_and(|Reverse(s)| latest_start < *s) {
+                if newest_first && newest.len() >= limit && newest.peek().is_some_and(|Reverse(s)| latest_start < *s) {
                     break;
                 }
                 let frame_id = match candidate {
@@ -868,6 +871,10 @@ impl Store {
                     // A wanted value that overflowed, or a frame without (readable) indexes.
                     _ => traces = self.scan_frame(c, frame_id, query)?,
                 }
+                if !newest_first {
+                    pending.extend(traces);
+                    continue;
+                }
                 for (trace_id, row) in traces {
                     if found.contains_key(&trace_id) {
                         continue;
@@ -889,11 +896,59 @@ impl Store {
                     }
                 }
             }
+            if !newest_first {
+                return self.top_summaries(c, pending, query.order, limit);
+            }
             let mut out: Vec<TraceSummary> = found.into_values().collect();
-            out.sort_by(|a, b| (b.start_unix_nano, &a.trace_id).cmp(&(a.start_unix_nano, &b.trace_id)));
+            query.order.sort(&mut out);
             out.truncate(limit);
             Ok(out)
         })
+    }
+
+    /// The first `limit` of the traces' summaries in `order`: summaries are read in row order
+    /// (the order they were written, so neighbouring rows share pages).
+    fn top_summaries(
+        &self,
+        c: &Connection,
+        mut traces: Vec<FoundTrace>,
+        order: SearchOrder,
+        limit: usize,
+    ) -> Result<Vec<TraceSummary>, StoreError> {
+        traces.sort_by_key(|(id, row)| (row.unwrap_or(i64::MAX), *id));
+        traces.dedup_by_key(|(id, _)| *id);
+        let mut top: BinaryHeap<Reverse<((u64, u64), Reverse<String>)>> = BinaryHeap::new();
+        let mut kept: HashMap<String, TraceSummary> = HashMap::new();
+        let mut seen = HashSet::new();
+        for (trace_id, row) in traces {
+            if !seen.insert(trace_id) {
+                continue;
+            }
+            let summary = match row {
+                Some(row) => summary_by_row(c, row, &trace_id)?,
+                None => None,
+            };
+            let summary = match summary {
+                Some(s) => s,
+                None => match self.summaries(c, &[trace_id])?.pop() {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            let key = (order.key(&summary), Reverse(summary.trace_id.clone()));
+            if top.len() < limit || top.peek().is_some_and(|Reverse(least)| key > *least) {
+                top.push(Reverse(key));
+                kept.insert(summary.trace_id.clone(), summary);
+                if top.len() > limit {
+                    if let Some(Reverse((_, Reverse(dropped)))) = top.pop() {
+                        kept.remove(&dropped);
+                    }
+                }
+            }
+        }
+        let mut out: Vec<TraceSummary> = kept.into_values().collect();
+        order.sort(&mut out);
+        Ok(out)
     }
 
     /// False if the frame's Bloom filter of overflowing values rules out a wanted one.
@@ -1149,6 +1204,9 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
 
 /// Searches by trace-level properties only (time, duration, errors), straight from the summaries.
 fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    if query.order != SearchOrder::Newest {
+        return sorted_summaries(c, query);
+    }
     // Traces with errors have an index of their own, so "errors only" never reads the others.
     let errors = if query.errors_only { "AND error_count > 0" } else { "" };
     let mut statement = c.prepare_cached(&format!(
@@ -1172,6 +1230,33 @@ fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
             }
         }
     }
+    Ok(out)
+}
+
+/// [`search_summaries`] in another order than newest first: SQLite keeps the top `limit`
+/// while it reads the time range (every summary in it, once).
+fn sorted_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    let errors = if query.errors_only { "AND error_count > 0" } else { "" };
+    let by = match query.order {
+        SearchOrder::MostSpans => "span_count",
+        _ => "end - start",
+    };
+    let mut statement = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM traces WHERE start >= ?1 AND start <= ?2 {errors}
+         AND end - start >= ?3 AND end - start <= ?4 ORDER BY {by} DESC, start DESC, trace_id LIMIT ?5"
+    ))?;
+    let rows = statement.query_map(
+        params![
+            query.start_min as i64,
+            query.start_max as i64,
+            query.min_duration_nano.unwrap_or(0).min(i64::MAX as u64) as i64,
+            query.max_duration_nano.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64,
+            query.limit as i64
+        ],
+        summary_row,
+    )?;
+    let mut out: Vec<TraceSummary> = rows.collect::<Result<_, _>>()?;
+    query.order.sort(&mut out);
     Ok(out)
 }
 

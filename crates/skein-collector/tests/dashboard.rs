@@ -1284,3 +1284,48 @@ async fn find_in_trace_waits_for_typing_and_centres_the_match() {
     );
     Scene::end(running, browser).await;
 }
+
+/// "Duration ↓" sorted only the newest 50 traces in the page: the slowest trace of the hour,
+/// older than those 50, never showed. The store now sorts every match in the range, by
+/// duration or by span count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorting_covers_every_trace_in_the_range_not_the_newest_page() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let start = now() - 30 * 60_000 * MS;
+    // The slowest (9 s) and the biggest (40 spans) traces come first, then 80 quick ones.
+    let slow = fx("shop", [0x51; 16], 1, 0, "GET /slow", span::SpanKind::Server, 0, 9_000);
+    let mut big = vec![fx("shop", [0x52; 16], 1, 0, "GET /big", span::SpanKind::Server, 0, 50)];
+    for i in 2..=40 {
+        big.push(fx("shop", [0x52; 16], i, 1, "SELECT", span::SpanKind::Client, 1, 2));
+    }
+    post(addr, "/v1/traces", traces_request(start, &[slow])).await;
+    post(addr, "/v1/traces", traces_request(start + 1_000 * MS, &big)).await;
+    let mut quick = Vec::new();
+    for i in 0..80u8 {
+        let mut trace = [0x60; 16];
+        trace[15] = i;
+        quick.push(fx("shop", trace, 1, 0, "GET /quick", span::SpanKind::Server, u64::from(i) * 1000, u64::from(i) * 1000 + 20));
+    }
+    post(addr, "/v1/traces", traces_request(start + 60_000 * MS, &quick)).await;
+    running
+        .search_until("/api/v1/traces?service=shop&limit=100", |r| {
+            r["traces"].as_array().is_some_and(|t| t.len() == 82)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces?service=shop")).await;
+    browser.wait_for_text("#trace-list", "GET /quick").await;
+    let rows = browser.texts("#trace-list tbody tr").await.join("\n");
+    assert!(!rows.contains("GET /slow"), "the newest 50 are quick ones: {rows}");
+    browser.click("#trace-list thead a[href*='sort=duration']").await;
+    browser.wait_for_text("#trace-list tbody tr:first-child", "GET /slow").await;
+    assert!(browser.location().await.contains("sort=duration"));
+    browser.goto(&format!("{ui}/traces?service=shop")).await;
+    browser.wait_for_text("#trace-list", "GET /quick").await;
+    browser.click("#trace-list thead a[href*='sort=spans']").await;
+    browser.wait_for_text("#trace-list tbody tr:first-child", "GET /big").await;
+    let first = browser.texts("#trace-list tbody tr:first-child").await.join("");
+    assert!(first.contains("40"), "the span count shows: {first}");
+    Scene::end(running, browser).await;
+}

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use proptest::prelude::*;
-use skein_collector::store::{SearchQuery, Store, StoreConfig, Write};
+use skein_collector::store::{SearchOrder, SearchQuery, Store, StoreConfig, Write};
 
 /// A small, fast, seeded generator (the case's seed comes from proptest).
 struct Rng(u64);
@@ -223,6 +223,7 @@ fn random_query(rng: &mut Rng, base: u64, spans: &[Stored]) -> SearchQuery {
     if rng.below(10) == 0 {
         q.status_code = Some(2);
     }
+    q.order = [SearchOrder::Newest, SearchOrder::Newest, SearchOrder::Slowest, SearchOrder::MostSpans][rng.below(4) as usize];
     q
 }
 
@@ -269,12 +270,13 @@ fn span_matches(q: &SearchQuery, s: &Stored) -> bool {
 /// The answer by brute force: the traces with a matching span (or, for trace-level queries,
 /// the traces themselves), newest start first.
 fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
-    let mut traces: HashMap<&[u8], (u64, u64, bool)> = HashMap::new();
+    let mut traces: HashMap<&[u8], (u64, u64, bool, u64)> = HashMap::new();
     for s in spans {
-        let t = traces.entry(&s.span.trace_id).or_insert((u64::MAX, 0, false));
+        let t = traces.entry(&s.span.trace_id).or_insert((u64::MAX, 0, false, 0));
         t.0 = t.0.min(s.span.start_time_unix_nano);
         t.1 = t.1.max(s.span.end_time_unix_nano);
         t.2 |= s.span.status.as_ref().is_some_and(|st| st.code == 2);
+        t.3 += 1;
     }
     let trace_level = q.service.is_none()
         && q.operation.is_none()
@@ -286,7 +288,7 @@ fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
     let matching: HashSet<&[u8]> = if trace_level {
         traces
             .iter()
-            .filter(|(_, &(start, end, error))| {
+            .filter(|(_, &(start, end, error, _))| {
                 start >= q.start_min
                     && start <= q.start_max
                     && q.min_duration_nano.is_none_or(|m| end - start >= m)
@@ -302,9 +304,18 @@ fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
             .map(|s| &s.span.trace_id[..])
             .collect()
     };
-    let mut found: Vec<(u64, String)> = matching
+    // Largest first by the order's measure, then newest, then by id.
+    let mut found: Vec<((u64, u64), String)> = matching
         .into_iter()
-        .map(|id| (traces[id].0, skein_collector::model::hex(id)))
+        .map(|id| {
+            let (start, end, _, count) = traces[id];
+            let key = match q.order {
+                SearchOrder::Slowest => (end - start, start),
+                SearchOrder::MostSpans => (count, start),
+                _ => (start, 0),
+            };
+            (key, skein_collector::model::hex(id))
+        })
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     found.into_iter().take(q.limit).map(|(_, id)| id).collect()

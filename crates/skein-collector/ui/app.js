@@ -386,7 +386,8 @@
     async function find() {
       const { startMs, endMs } = timeRange(params);
       const query = new URLSearchParams({ start: isoMs(startMs), end: isoMs(endMs), limit: params.get("limit") || "50" });
-      for (const k of ["service", "operation", "min_duration", "max_duration", "errors"]) if (params.get(k)) query.set(k, params.get(k));
+      // The store sorts every match in the range, not just the newest page.
+      for (const k of ["service", "operation", "min_duration", "max_duration", "errors", "sort"]) if (params.get(k)) query.set(k, params.get(k));
       for (const pair of params.getAll("attr")) query.append("attr", pair);
       const { traces } = await api("/traces", query);
       return { traces, startMs, endMs, limit: Number(query.get("limit")) };
@@ -402,7 +403,6 @@
         return;
       }
       const { traces, startMs, endMs, limit } = found;
-      if (params.get("sort") === "duration") traces.sort((a, b) => b.duration_nano - a.duration_nano);
       summary.textContent = `${traces.length} trace${traces.length === 1 ? "" : "s"}${traces.length >= limit ? " (limit reached)" : ""}`;
       drawScatter(scatter, traces, startMs, endMs);
       const fresh = new Set(traces.map((t) => t.trace_id).filter((id) => shown.size && !shown.has(id)));
@@ -473,7 +473,7 @@
       return h("a", { href: `/traces?${next}`, title: "Sort" }, label, params.get("sort") === key ? " ↓" : "");
     };
     return h("table", { class: "list", id: "trace-list" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Start"), h("th", {}, "Root"), h("th", { class: "num" }, "Spans"), h("th", {}, "Services"), h("th", {}, sortLink("Duration", "duration")), h("th", {}, ""))),
+      h("thead", {}, h("tr", {}, h("th", {}, "Start"), h("th", {}, "Root"), h("th", { class: "num" }, sortLink("Spans", "spans")), h("th", {}, "Services"), h("th", {}, sortLink("Duration", "duration")), h("th", {}, ""))),
       h("tbody", {}, traces.map((t) => {
         const href = `/traces/${t.trace_id}`;
         return h("tr", { class: fresh.has(t.trace_id) ? "fresh" : "", dataset: { traceId: t.trace_id }, onclick: (e) => { if (!e.target.closest("a,button")) navigate(href); } },
