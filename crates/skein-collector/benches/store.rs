@@ -568,6 +568,11 @@ fn main() {
                     assert!(found >= TRACE_SPANS as usize, "trace {hex}: {body}");
                 }
             }
+            if std::env::var_os("SKEIN_BENCH_OUTLIERS").is_some() {
+                let mut slowest: Vec<(usize, &Duration)> = latencies.iter().enumerate().collect();
+                slowest.sort_by_key(|(_, d)| std::cmp::Reverse(**d));
+                println!("  slowest by-id queries (position, time): {:?}", &slowest[..4]);
+            }
             latencies.sort();
             println!(
                 "{:<48} {api:<6} p50 {:>7.2} ms  p99 {:>7.2} ms  (bar p99 <= 10 ms)",

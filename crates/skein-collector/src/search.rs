@@ -66,14 +66,46 @@ pub(crate) fn term_key(k: &str) -> u64 {
     fnv(fnv(FNV_OFFSET, b"k\0"), k.as_bytes())
 }
 
-/// Calls `f` with an attribute value as text (as searches compare it), without allocating
-/// for strings.
+/// Calls `f` with an attribute value as text (as searches compare it: the value's JSON text
+/// for non-strings), without allocating for strings, integers and booleans.
 pub(crate) fn with_text<R>(value: Option<&AnyValue>, f: impl FnOnce(&str) -> R) -> R {
     match value.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => f(s),
+        Some(any_value::Value::BoolValue(b)) => f(if *b { "true" } else { "false" }),
+        Some(any_value::Value::IntValue(i)) => {
+            use std::io::Write;
+            let mut buf = [0u8; 24];
+            let mut rest = &mut buf[..];
+            let _ = write!(rest, "{i}");
+            let len = 24 - rest.len();
+            f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+        }
         _ => f(&model::any_value_text(value)),
     }
 }
+
+/// Hashing for maps keyed by terms and trace ids, which are well-spread already: one
+/// multiply-fold instead of SipHash on every span's every attribute.
+#[derive(Default)]
+pub(crate) struct SpreadHasher(u64);
+
+impl std::hash::Hasher for SpreadHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv(self.0 ^ FNV_OFFSET, bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64).rotate_left(29);
+    }
+}
+
+type SpreadMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<SpreadHasher>>;
 
 /// A trace search.
 #[derive(Clone, Debug)]
@@ -349,13 +381,13 @@ struct Building {
 #[derive(Default)]
 pub(crate) struct IndexBuilder {
     index: FrameIndex,
-    traces: HashMap<[u8; 16], u32>,
+    traces: SpreadMap<u128, u32>,
     services: HashMap<String, u32>,
     names: HashMap<String, u32>,
     scopes: HashMap<String, u32>,
-    pairs: HashMap<u64, Building>,
+    pairs: SpreadMap<u64, Building>,
     /// Service and name terms with their longest span.
-    plain_terms: HashMap<u64, u64>,
+    plain_terms: SpreadMap<u64, u64>,
     min_start: u64,
     max_start: u64,
 }
@@ -424,7 +456,7 @@ impl IndexBuilder {
     ) {
         let position = self.index.span_trace.len() as u32;
         let next_trace = self.traces.len() as u32;
-        let trace = *self.traces.entry(*trace_id).or_insert_with(|| {
+        let trace = *self.traces.entry(u128::from_le_bytes(*trace_id)).or_insert_with(|| {
             self.index.trace_ids.extend_from_slice(trace_id);
             next_trace
         });

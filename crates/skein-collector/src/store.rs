@@ -29,8 +29,8 @@ use crate::bloom::Bloom;
 use crate::histogram::Histogram;
 use crate::ingest::{minute_of, Prepared, TraceDelta};
 use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
-pub use crate::search::{SearchOrder, SearchQuery};
 use crate::search::{Candidate, FrameIndex, SearchIndex, TraceRows};
+pub use crate::search::{SearchOrder, SearchQuery};
 
 /// Most spans per compressed frame: small enough that reading one trace decompresses little.
 pub const FRAME_SPANS: usize = 1024;

@@ -1304,7 +1304,16 @@ async fn sorting_covers_every_trace_in_the_range_not_the_newest_page() {
     for i in 0..80u8 {
         let mut trace = [0x60; 16];
         trace[15] = i;
-        quick.push(fx("shop", trace, 1, 0, "GET /quick", span::SpanKind::Server, u64::from(i) * 1000, u64::from(i) * 1000 + 20));
+        quick.push(fx(
+            "shop",
+            trace,
+            1,
+            0,
+            "GET /quick",
+            span::SpanKind::Server,
+            u64::from(i) * 1000,
+            u64::from(i) * 1000 + 20,
+        ));
     }
     post(addr, "/v1/traces", traces_request(start + 60_000 * MS, &quick)).await;
     running
@@ -1319,12 +1328,16 @@ async fn sorting_covers_every_trace_in_the_range_not_the_newest_page() {
     let rows = browser.texts("#trace-list tbody tr").await.join("\n");
     assert!(!rows.contains("GET /slow"), "the newest 50 are quick ones: {rows}");
     browser.click("#trace-list thead a[href*='sort=duration']").await;
-    browser.wait_for_text("#trace-list tbody tr:first-child", "GET /slow").await;
+    browser
+        .wait_for_text("#trace-list tbody tr:first-child", "GET /slow")
+        .await;
     assert!(browser.location().await.contains("sort=duration"));
     browser.goto(&format!("{ui}/traces?service=shop")).await;
     browser.wait_for_text("#trace-list", "GET /quick").await;
     browser.click("#trace-list thead a[href*='sort=spans']").await;
-    browser.wait_for_text("#trace-list tbody tr:first-child", "GET /big").await;
+    browser
+        .wait_for_text("#trace-list tbody tr:first-child", "GET /big")
+        .await;
     let first = browser.texts("#trace-list tbody tr:first-child").await.join("");
     assert!(first.contains("40"), "the span count shows: {first}");
     Scene::end(running, browser).await;

@@ -223,7 +223,12 @@ fn random_query(rng: &mut Rng, base: u64, spans: &[Stored]) -> SearchQuery {
     if rng.below(10) == 0 {
         q.status_code = Some(2);
     }
-    q.order = [SearchOrder::Newest, SearchOrder::Newest, SearchOrder::Slowest, SearchOrder::MostSpans][rng.below(4) as usize];
+    q.order = [
+        SearchOrder::Newest,
+        SearchOrder::Newest,
+        SearchOrder::Slowest,
+        SearchOrder::MostSpans,
+    ][rng.below(4) as usize];
     q
 }
 
