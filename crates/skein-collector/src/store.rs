@@ -917,7 +917,10 @@ impl Store {
     ) -> Result<Vec<TraceSummary>, StoreError> {
         traces.sort_by_key(|(id, row)| (row.unwrap_or(i64::MAX), *id));
         traces.dedup_by_key(|(id, _)| *id);
-        let mut top: BinaryHeap<Reverse<((u64, u64), Reverse<String>)>> = BinaryHeap::new();
+        // Smallest kept on top: (the order's key, then the trace id reversed so ties keep the
+        // smaller id).
+        type Ranked = Reverse<((u64, u64), Reverse<String>)>;
+        let mut top: BinaryHeap<Ranked> = BinaryHeap::new();
         let mut kept: HashMap<String, TraceSummary> = HashMap::new();
         let mut seen = HashSet::new();
         for (trace_id, row) in traces {
