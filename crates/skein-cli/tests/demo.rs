@@ -188,7 +188,13 @@ async fn the_demo_tells_the_whole_story() {
     let linking = loop {
         let now = get(&demo, &format!("/api/v1/traces/{setup_id}")).await;
         if let Some(first) = now["linked_from"].as_array().and_then(|l| l.first()) {
-            break first.as_str().unwrap().to_owned();
+            let span = first["span_id"].as_str().unwrap();
+            let page = get(
+                &demo,
+                &format!("/api/v1/traces/{setup_id}/linked_from?span={span}&limit=1"),
+            )
+            .await;
+            break page["links"][0]["trace_id"].as_str().unwrap().to_owned();
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),

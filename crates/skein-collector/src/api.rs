@@ -2,7 +2,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, the traces linking to it, its logs |
+//! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, how many spans link to each of its spans (`linked_from`), its logs |
+//! | `GET /api/v1/traces/{id}/linked_from?span=&limit=&before=` | the spans linking to one of its spans (trace, span, service, name, start), newest first, `limit` (default 20, at most 1000) at a time; `next` is the `before` of the next page |
 //! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
@@ -33,7 +34,7 @@ use serde_json::json;
 use crate::incident;
 use crate::model;
 use crate::secret;
-use crate::store::{LogQuery, SearchOrder, SearchQuery, Store, StoreError};
+use crate::store::{LinkCursor, LogQuery, SearchOrder, SearchQuery, Store, StoreError};
 
 /// What the query routes share.
 #[derive(Clone)]
@@ -246,6 +247,28 @@ async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Result<Respons
     }
 }
 
+/// The spans linking to one span of a trace, newest first, a page at a time.
+async fn linked_from(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = model::parse_hex::<16>(&id).ok_or_else(|| bad(format!("{id:?} is not a 32-digit hex trace id")))?;
+    let params = parameters(&raw);
+    let span = first(&params, "span").ok_or_else(|| bad("span: the linked span's id is required"))?;
+    let span =
+        model::parse_hex::<8>(span).ok_or_else(|| bad(format!("span: {span:?} is not a 16-digit hex span id")))?;
+    let limit = limit_param(&params, "limit", 1_000)?.unwrap_or(20);
+    let before = first(&params, "before")
+        .map(|b| {
+            b.parse::<LinkCursor>()
+                .map_err(|()| bad(format!("before: {b:?} is not the `next` of an earlier page")))
+        })
+        .transpose()?;
+    let page = blocking(&api.store, move |s| s.linked_from(&id, &span, limit, before.as_ref())).await?;
+    Ok(Json(page).into_response())
+}
+
 async fn search(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query = search_query(&parameters(&raw))?;
     let found = blocking(&api.store, move |s| s.search(&query)).await?;
@@ -449,6 +472,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1", get(index))
         .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/{id}", get(trace))
+        .route("/api/v1/traces/{id}/linked_from", get(linked_from))
         .route("/api/v1/services", get(services))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/stats", get(stats))

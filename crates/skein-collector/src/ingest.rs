@@ -29,8 +29,20 @@ pub(crate) struct PreparedFrame {
     pub trace_ids: Vec<[u8; 16]>,
     /// The Bloom filter of the frame's trace ids (see [`crate::trace_index`]).
     pub trace_filter: Vec<u8>,
-    /// (linked trace, linking trace)
-    pub links: Vec<([u8; 16], [u8; 16])>,
+    /// The links of the frame's spans to spans of other traces.
+    pub links: Vec<LinkRow>,
+}
+
+/// A span's link to a span of another trace, as the linked trace's "linked from" shows it.
+pub(crate) struct LinkRow {
+    pub target: [u8; 16],
+    /// All zeros when the link names no (valid) span.
+    pub target_span: [u8; 8],
+    pub source: [u8; 16],
+    pub source_span: [u8; 8],
+    pub start: u64,
+    pub service: String,
+    pub name: String,
 }
 
 /// What one request adds to a trace's summary.
@@ -106,7 +118,7 @@ struct OpenFrame {
     min_start: u64,
     max_start: u64,
     index: IndexBuilder,
-    links: Vec<([u8; 16], [u8; 16])>,
+    links: Vec<LinkRow>,
 }
 
 impl OpenFrame {
@@ -208,7 +220,15 @@ fn index_span(
     for link in &span.links {
         if let Ok(target) = <[u8; 16]>::try_from(&link.trace_id[..]) {
             if target != trace_id {
-                frame.links.push((target, trace_id));
+                frame.links.push(LinkRow {
+                    target,
+                    target_span: <[u8; 8]>::try_from(&link.span_id[..]).unwrap_or_default(),
+                    source: trace_id,
+                    source_span: <[u8; 8]>::try_from(&span.span_id[..]).unwrap_or_default(),
+                    start: span.start_time_unix_nano,
+                    service: resource.service().to_owned(),
+                    name: span.name.clone(),
+                });
             }
         }
     }

@@ -243,13 +243,31 @@ pub struct LogView {
     pub scope: ScopeView,
 }
 
+/// The number of spans linking to one span.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkedFromCount {
+    pub span_id: String,
+    pub count: u64,
+}
+
+/// A span of another trace that links to a span.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkingSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub service: String,
+    pub name: String,
+    pub start_unix_nano: u64,
+}
+
 /// A whole trace.
 #[derive(Clone, Debug, Serialize)]
 pub struct TraceView {
     pub trace_id: String,
     pub spans: Vec<SpanView>,
-    /// Traces with a span linking into this one.
-    pub linked_from: Vec<String>,
+    /// How many spans of other traces link to each of this trace's spans (a span id of all
+    /// zeros: links that name no span); the spans themselves come a page at a time.
+    pub linked_from: Vec<LinkedFromCount>,
     pub logs: Vec<LogView>,
 }
 

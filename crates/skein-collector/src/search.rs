@@ -409,6 +409,11 @@ pub(crate) struct ResourceTerms {
 }
 
 impl ResourceTerms {
+    /// The resource's service name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     pub fn new(service: &str, resource: Option<&Resource>) -> Self {
         let pairs = resource
             .iter()

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use crate::bloom::Bloom;
 use crate::histogram::Histogram;
 use crate::ingest::{minute_of, Prepared, TraceDelta};
-use crate::model::{self, LogView, SpanView, TraceSummary, TraceView};
+use crate::model::{self, LinkedFromCount, LinkingSpan, LogView, SpanView, TraceSummary, TraceView};
 use crate::search::{Candidate, FrameIndex, SearchIndex, TraceRows};
 pub use crate::search::{SearchOrder, SearchQuery};
 
@@ -266,6 +266,18 @@ CREATE TABLE IF NOT EXISTS links(
     PRIMARY KEY(target, source)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS links_by_frame ON links(frame_id);
+CREATE TABLE IF NOT EXISTS span_links(
+    target BLOB NOT NULL,
+    target_span BLOB NOT NULL,
+    start INTEGER NOT NULL,
+    source BLOB NOT NULL,
+    source_span BLOB NOT NULL,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    frame_id INTEGER NOT NULL,
+    PRIMARY KEY(target, target_span, start, source, source_span)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS span_links_by_frame ON span_links(frame_id);
 CREATE TABLE IF NOT EXISTS operations(
     service TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -691,9 +703,13 @@ impl Store {
             }
             spans.sort_by_key(|s| (s.start_unix_nano, s.span_id.clone()));
             let linked_from = c
-                .prepare_cached("SELECT source FROM links WHERE target = ?1")?
-                .query_map([&trace_id[..]], |r| r.get::<_, Vec<u8>>(0))?
-                .map(|r| r.map(|id| model::hex(&id)))
+                .prepare_cached("SELECT target_span, COUNT(*) FROM span_links WHERE target = ?1 GROUP BY target_span")?
+                .query_map([&trace_id[..]], |r| {
+                    Ok(LinkedFromCount {
+                        span_id: model::hex(&r.get::<_, Vec<u8>>(0)?),
+                        count: r.get::<_, i64>(1)? as u64,
+                    })
+                })?
                 .collect::<Result<_, _>>()?;
             let logs = query_logs(
                 c,
@@ -1106,6 +1122,70 @@ impl Store {
         })
     }
 
+    /// The spans linking to a span of a trace, newest first, `limit` at a time: the page
+    /// after `before` (the `next` of the previous page).
+    pub fn linked_from(
+        &self,
+        trace_id: &[u8; 16],
+        span_id: &[u8; 8],
+        limit: usize,
+        before: Option<&LinkCursor>,
+    ) -> Result<LinkedFromPage, StoreError> {
+        self.read(|c| {
+            let (start, source, source_span) = match before {
+                Some(b) => (b.start as i64, b.source.to_vec(), b.source_span.to_vec()),
+                None => (i64::MAX, vec![0xff; 16], vec![0xff; 8]),
+            };
+            let mut statement = c.prepare_cached(
+                "SELECT start, source, source_span, service, name FROM span_links
+                 WHERE target = ?1 AND target_span = ?2 AND (start, source, source_span) < (?3, ?4, ?5)
+                 ORDER BY start DESC, source DESC, source_span DESC LIMIT ?6",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    &trace_id[..],
+                    &span_id[..],
+                    start,
+                    source,
+                    source_span,
+                    limit as i64 + 1
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )?;
+            let mut links = Vec::new();
+            let mut cursors = Vec::new();
+            for row in rows {
+                let (start, source, source_span, service, name) = row?;
+                cursors.push(LinkCursor {
+                    start,
+                    source: source.as_slice().try_into().unwrap_or_default(),
+                    source_span: source_span.as_slice().try_into().unwrap_or_default(),
+                });
+                links.push(LinkingSpan {
+                    trace_id: model::hex(&source),
+                    span_id: model::hex(&source_span),
+                    service,
+                    name,
+                    start_unix_nano: start,
+                });
+            }
+            // One more than asked says whether there is a next page.
+            let next = (links.len() > limit).then(|| {
+                links.truncate(limit);
+                cursors[limit - 1].to_string()
+            });
+            Ok(LinkedFromPage { links, next })
+        })
+    }
+
     /// A page of log records, newest first.
     pub fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         self.read(|c| query_logs(c, query))
@@ -1162,7 +1242,7 @@ fn evict_before(
         .prepare("SELECT id FROM frames WHERE max_start < ?1")?
         .query_map([cutoff as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for table in ["frame_traces", "frame_search", "links"] {
+    for table in ["frame_traces", "frame_search", "links", "span_links"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE frame_id IN (SELECT id FROM frames WHERE max_start < ?1)"),
             [cutoff as i64],
@@ -1314,6 +1394,51 @@ fn empty_summary(trace_id: &[u8; 16], delta: &TraceDelta) -> TraceSummary {
         error_count: 0,
         services: Vec::new(),
     }
+}
+
+/// Where a page of [`Store::linked_from`] ends: the last linking span's start and ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkCursor {
+    pub start: u64,
+    pub source: [u8; 16],
+    pub source_span: [u8; 8],
+}
+
+impl std::fmt::Display for LinkCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}-{}-{}",
+            self.start,
+            model::hex(&self.source),
+            model::hex(&self.source_span)
+        )
+    }
+}
+
+impl std::str::FromStr for LinkCursor {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let mut parts = text.split('-');
+        let (Some(start), Some(source), Some(span), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(());
+        };
+        Ok(LinkCursor {
+            start: start.parse().map_err(|_| ())?,
+            source: model::parse_hex(source).ok_or(())?,
+            source_span: model::parse_hex(span).ok_or(())?,
+        })
+    }
+}
+
+/// A page of the spans linking to one span.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LinkedFromPage {
+    pub links: Vec<LinkingSpan>,
+    /// The `before` of the next page, if there is one.
+    pub next: Option<String>,
 }
 
 /// Per-operation figures over a time range.
@@ -1871,9 +1996,11 @@ fn insert_prepared<'a>(
     let mut insert_trace_filter = tx.prepare_cached("INSERT INTO frame_traces(frame_id, filter) VALUES (?1, ?2)")?;
     let mut insert_search =
         tx.prepare_cached("INSERT INTO frame_search(frame_id, terms, spans, trace_rows) VALUES (?1, ?2, ?3, ?4)")?;
-    // The latest frame of the linking trace, so the link goes when that frame does.
-    let mut insert_link =
-        tx.prepare_cached("INSERT OR REPLACE INTO links(target, source, frame_id) VALUES (?1, ?2, ?3)")?;
+    // Goes with the linking span's frame.
+    let mut insert_link = tx.prepare_cached(
+        "INSERT OR REPLACE INTO span_links(target, target_span, start, source, source_span, service, name, frame_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
     let mut last = None;
     for frame in &prepared.frames {
         insert_frame.execute(params![
@@ -1897,8 +2024,17 @@ fn insert_prepared<'a>(
             TraceRows::encode(&rows)
         ])?;
         new_frames.push((frame_id, frame));
-        for (target, source) in &frame.links {
-            insert_link.execute(params![&target[..], &source[..], frame_id])?;
+        for link in &frame.links {
+            insert_link.execute(params![
+                &link.target[..],
+                &link.target_span[..],
+                link.start as i64,
+                &link.source[..],
+                &link.source_span[..],
+                link.service,
+                link.name,
+                frame_id
+            ])?;
         }
     }
     for op in &prepared.operations {

@@ -497,9 +497,11 @@ async fn a_developer_finds_the_slow_checkout_and_follows_it_everywhere() {
         format!("/traces/{}?span={}", hex(&CONNECTION), span_hex(21))
     );
     browser.wait_for_text("#detail-name", "HTTP connection_setup").await;
-    browser.wait_for_text("#linked-from", &hex(&CHECKOUT)).await;
+    browser
+        .wait_for_text("#detail-linked-from .linked-from-entry", "storefront")
+        .await;
     browser.screenshot("connection-setup").await;
-    browser.click("#linked-from a").await;
+    browser.click("#detail-linked-from .linked-from-entry a").await;
     browser.wait_for_text("#trace-title", "GET /checkout").await;
     browser.client().back().await.unwrap();
     browser.wait_for_text("#trace-title", "HTTP connection_setup").await;
@@ -1340,5 +1342,143 @@ async fn sorting_covers_every_trace_in_the_range_not_the_newest_page() {
         .await;
     let first = browser.texts("#trace-list tbody tr:first-child").await.join("");
     assert!(first.contains("40"), "the span count shows: {first}");
+    Scene::end(running, browser).await;
+}
+
+/// Backlinks were an unbounded wall of bare trace ids above the waterfall (383 after eight
+/// minutes of the demo). They now show on the span they point to, as "Linked from (N)", newest
+/// first, 20 at a time, each naming the linking span, its service and time, and opening it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlinks_show_on_the_linked_span_newest_first_and_paged() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let base = now() - 10 * 60_000 * MS;
+    let pool = [0x70; 16];
+    let setup = fx(
+        "db-pool",
+        pool,
+        1,
+        0,
+        "connection setup",
+        span::SpanKind::Internal,
+        0,
+        30,
+    );
+    let handshake = fx("db-pool", pool, 2, 1, "TLS handshake", span::SpanKind::Client, 5, 25);
+    post(addr, "/v1/traces", traces_request(base, &[setup, handshake])).await;
+    let link_to = |span: u64| span::Link {
+        trace_id: pool.to_vec(),
+        span_id: span.to_be_bytes().to_vec(),
+        ..Default::default()
+    };
+    // 25 requests link to the setup, one second apart; one links to the handshake.
+    for i in 0..25u64 {
+        let mut trace = [0x71; 16];
+        trace[15] = i as u8;
+        let mut request = fx(
+            "checkout",
+            trace,
+            100 + i,
+            0,
+            "POST /order",
+            span::SpanKind::Server,
+            0,
+            10,
+        );
+        request.links = vec![link_to(1)];
+        post(
+            addr,
+            "/v1/traces",
+            traces_request(base + (i + 1) * 1_000 * MS, &[request]),
+        )
+        .await;
+    }
+    let mut retry = fx(
+        "worker",
+        [0x72; 16],
+        200,
+        0,
+        "retry job",
+        span::SpanKind::Consumer,
+        0,
+        10,
+    );
+    retry.links = vec![link_to(2)];
+    post(addr, "/v1/traces", traces_request(base + 60_000 * MS, &[retry])).await;
+    let pool_hex = hex(&pool);
+    running
+        .search_until("/api/v1/traces?service=checkout&limit=100", |r| {
+            r["traces"].as_array().is_some_and(|t| t.len() == 25)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser
+        .goto(&format!("{ui}/traces/{pool_hex}?span={}", span_hex(1)))
+        .await;
+    // (textContent: the heading is upper-cased by the style sheet.)
+    browser
+        .wait_until(
+            "Linked from (25)",
+            "document.querySelector('#detail-linked-from h4')?.textContent === 'Linked from (25)'",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the first page",
+            "document.querySelectorAll('#detail-linked-from .linked-from-entry').length === 20",
+        )
+        .await;
+    assert!(
+        browser.texts("#linked-from").await.is_empty(),
+        "no wall of ids above the waterfall"
+    );
+    let entries = browser.texts("#detail-linked-from .linked-from-entry").await;
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.contains("checkout") && e.contains("POST /order")),
+        "{entries:?}"
+    );
+    // Newest first: the last request (trace …18, 25 s after the setup) leads.
+    let first_href = browser
+        .eval("return document.querySelector('#detail-linked-from .linked-from-entry a').getAttribute('href');")
+        .await;
+    let mut newest = [0x71; 16];
+    newest[15] = 24;
+    assert_eq!(
+        first_href,
+        serde_json::json!(format!("/traces/{}?span={}", hex(&newest), span_hex(124)))
+    );
+    browser.click("#detail-linked-from .linked-from-more").await;
+    browser
+        .wait_until(
+            "the second page",
+            "document.querySelectorAll('#detail-linked-from .linked-from-entry').length === 25",
+        )
+        .await;
+    browser
+        .wait_until(
+            "no third page",
+            "document.querySelector('#detail-linked-from .linked-from-more').style.display === 'none'",
+        )
+        .await;
+    // The handshake has its own one.
+    browser.click(&format!(".wf-row[data-span-id='{}']", span_hex(2))).await;
+    browser
+        .wait_until(
+            "Linked from (1)",
+            "document.querySelector('#detail-linked-from h4')?.textContent === 'Linked from (1)'",
+        )
+        .await;
+    browser
+        .wait_for_text("#detail-linked-from .linked-from-entry", "retry job")
+        .await;
+    // Following an entry opens the linking span.
+    browser.click("#detail-linked-from .linked-from-entry a").await;
+    browser.wait_for_text("#detail-name", "retry job").await;
+    assert!(browser
+        .location()
+        .await
+        .starts_with(&format!("/traces/{}", hex(&[0x72; 16]))));
     Scene::end(running, browser).await;
 }

@@ -111,9 +111,27 @@ async fn skein_http_exporter_round_trips_every_field() {
     assert_eq!(links[0]["trace_id"], linked);
     assert_eq!(links[0]["attributes"]["link.kind"], "setup");
 
-    // The linked trace knows who links to it.
+    // The linked span knows who links to it: a count with the trace, the spans a page at a time.
     let other = running.trace(&linked, 1).await;
-    assert_eq!(other["linked_from"], serde_json::json!([trace_id]));
+    let setup = common::span(&other, "connection setup");
+    assert_eq!(
+        other["linked_from"],
+        serde_json::json!([{ "span_id": setup["span_id"], "count": 1 }])
+    );
+    let (status, page) = running
+        .get(&format!(
+            "/api/v1/traces/{linked}/linked_from?span={}",
+            setup["span_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["next"], serde_json::Value::Null);
+    let linking = &page["links"][0];
+    assert_eq!(linking["trace_id"], trace_id.as_str());
+    assert_eq!(linking["span_id"], child["span_id"]);
+    assert_eq!(linking["service"], "checkout");
+    assert_eq!(linking["name"], "charge card");
+    assert_eq!(linking["start_unix_nano"], child["start_unix_nano"]);
 
     // Search, services, operations.
     let has = |id: String| {

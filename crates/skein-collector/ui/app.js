@@ -655,8 +655,9 @@
         errors ? h("span", { class: "error-mark" }, `● ${errors} error${errors > 1 ? "s" : ""}`) : null,
         trace.roots.length > 1 ? h("span", { class: "muted", title: "Spans whose parent never arrived are shown as extra roots" }, `${trace.roots.length - 1} orphan subtree(s)`) : null),
       whereTheTimeWent(trace, total, (id) => select(id, true)),
-      data.linked_from.length ? h("div", { class: "where", id: "linked-from" }, h("span", { class: "muted" }, "Traces linking here:"),
-        data.linked_from.map((id) => h("a", { class: "mono", href: `/traces/${id}` }, id))) : null);
+      // Links to spans this trace does not have (or to no span) have nowhere else to show.
+      ...data.linked_from.filter((l) => !trace.byId.has(l.span_id)).map((l) =>
+        h("div", { class: "where", id: "linked-from-elsewhere" }, linkedFrom(data.trace_id, l.span_id, l.count, /^0*$/.test(l.span_id) ? "to this trace" : `to span ${l.span_id}, not received`))));
 
     // Waterfall with its tools.
     const search = h("input", { type: "search", placeholder: "Find in trace  ( / )", value: needle, id: "trace-find", "aria-label": "Find in trace" });
@@ -1035,12 +1036,42 @@
       h("section", {}, h("h4", {}, "Resource of the root span"), kvTable(trace.mainRoot.resource)));
   }
 
+  /** "Linked from (N)": the spans of other traces linking to one span, newest first, a page
+   * at a time (a span may be linked from thousands), each opening the linking span. */
+  function linkedFrom(traceId, spanId, count, note) {
+    const list = h("div", { class: "linklist linked-from-list" });
+    const more = h("button", { type: "button", class: "linked-from-more", style: { display: "none" } }, "Show more");
+    let before = null;
+    async function page() {
+      more.disabled = true;
+      try {
+        const query = new URLSearchParams({ span: spanId, limit: "20" });
+        if (before) query.set("before", before);
+        const { links, next } = await api(`/traces/${traceId}/linked_from`, query);
+        for (const l of links) {
+          list.append(h("div", { class: "event linked-from-entry" },
+            h("a", { href: `/traces/${l.trace_id}?span=${l.span_id}`, class: "span-link" }, serviceChip(l.service), " ", l.name),
+            h("span", { class: "muted" }, ` · ${fmtTime(l.start_unix_nano)} · `), h("span", { class: "mono muted" }, l.trace_id.slice(0, 12) + "…")));
+        }
+        before = next;
+        more.style.display = next ? "" : "none";
+      } catch (e) {
+        list.append(errorBox("Could not load the linking spans", e));
+      }
+      more.disabled = false;
+    }
+    more.addEventListener("click", page);
+    page();
+    return h("div", {}, h("h4", {}, `Linked from (${count})`, note ? h("span", { class: "muted" }, ` ${note}`) : null), list, more);
+  }
+
   function spanDetail(sp, trace, data, onSelect) {
     const statusBadge = h("span", { class: `badge ${sp.status.code === "error" ? "error" : sp.status.code === "ok" ? "ok" : ""}` }, sp.status.code);
     const exceptions = sp.events.filter((e) => e.name === "exception");
     const spanLogs = data.logs.filter((l) => l.span_id === sp.span_id);
     const parent = trace.parentOf.get(sp.span_id);
     const cp = trace.criticalTotal.get(sp.span_id);
+    const linkCount = (data.linked_from.find((l) => l.span_id === sp.span_id) || {}).count || 0;
     return h("div", { dataset: { spanId: sp.span_id } },
       h("section", {},
         h("h3", { id: "detail-name" }, sp.name),
@@ -1064,6 +1095,7 @@
         sp.links.length ? h("div", { class: "linklist" }, sp.links.map((l) => h("div", { class: "event" },
           h("a", { href: `/traces/${l.trace_id}?span=${l.span_id}`, class: "span-link" }, l.trace_id === data.trace_id ? `this trace · ${l.span_id}` : `${l.trace_id} · ${l.span_id}`),
           Object.keys(l.attributes).length ? kvTable(l.attributes) : null))) : h("div", { class: "muted" }, "none")),
+      linkCount ? h("section", { id: "detail-linked-from" }, linkedFrom(data.trace_id, sp.span_id, linkCount, "")) : null,
       h("section", { id: "detail-logs" }, h("h4", {}, `Logs of this span (${spanLogs.length})`), logLines(spanLogs)),
       h("section", {}, h("h4", {}, "Resource"), kvTable(sp.resource)),
       h("section", {}, h("h4", {}, "Instrumentation scope"), h("div", { class: "mono" }, `${sp.scope.name}${sp.scope.version ? ` ${sp.scope.version}` : ""}`), Object.keys(sp.scope.attributes).length ? kvTable(sp.scope.attributes) : null));
