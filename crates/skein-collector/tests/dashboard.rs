@@ -1482,3 +1482,156 @@ async fn backlinks_show_on_the_linked_span_newest_first_and_paged() {
         .starts_with(&format!("/traces/{}", hex(&[0x72; 16]))));
     Scene::end(running, browser).await;
 }
+
+/// A page whose request answered after the user had moved on drew into the next page (the
+/// trace's waterfall under the services page, its keyboard handlers left behind). Each render
+/// now has its own container and generation, and a page left while loading draws nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_left_while_loading_draws_nothing_into_the_next() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let slow = fx(
+        "shop",
+        [0x81; 16],
+        1,
+        0,
+        "GET /slowly-loaded",
+        span::SpanKind::Server,
+        0,
+        5,
+    );
+    post(addr, "/v1/traces", traces_request(now(), &[slow])).await;
+    running
+        .search_until("/api/v1/traces?service=shop", |r| {
+            r["traces"].as_array().is_some_and(|t| t.len() == 1)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces?service=shop")).await;
+    browser.wait_for_text("#trace-list", "GET /slowly-loaded").await;
+    // The trace's answer now takes 1.5 s to come.
+    browser
+        .eval(
+            "const fetchNow = window.fetch;
+             window.fetch = (url, options) => String(url).includes('/api/v1/traces/')
+               ? new Promise((done) => setTimeout(done, 1500)).then(() => fetchNow(url, options))
+               : fetchNow(url, options);
+             return true;",
+        )
+        .await;
+    browser.click("#trace-list tbody tr a").await;
+    browser.click("nav a[data-nav=services]").await;
+    browser
+        .wait_until("the services page", "location.pathname === '/services'")
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let leftovers = browser
+        .eval("return [!!document.querySelector('#waterfall'), !!document.querySelector('#trace-title'), document.title];")
+        .await;
+    assert_eq!(leftovers[0], false, "no waterfall on the services page: {leftovers}");
+    assert_eq!(leftovers[1], false, "no trace header on the services page: {leftovers}");
+    assert!(leftovers[2].as_str().unwrap().starts_with("Services"), "{leftovers}");
+    Scene::end(running, browser).await;
+}
+
+/// A malformed %-escape in a trace address threw before any page drew: a blank page. It is now
+/// said what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_address_is_shown_as_an_error() {
+    let Scene { running, addr: _, ui } = Scene::start().await;
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/%E0%A4%A")).await;
+    let shown = browser.wait_for_text(".error-box", "malformed").await;
+    assert!(shown.contains("%E0%A4%A"), "{shown}");
+    Scene::end(running, browser).await;
+}
+
+/// A service with thousands of operations: the services table rendered all 6,820 rows (3–4 s)
+/// and the operation dropdown held 5,809 entries with no way to type. The table now draws
+/// only the rows in sight as it scrolls, and the operation is typed with suggestions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_operations_scroll_and_are_typed_not_scrolled_through() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    const OPERATIONS: usize = 7_000;
+    let names: Vec<&'static str> = (0..OPERATIONS)
+        .map(|i| &*Box::leak(format!("op-{i:04}").into_boxed_str()))
+        .collect();
+    let base = now() - 5 * 60_000 * MS;
+    for chunk in 0..OPERATIONS / 1000 {
+        let spans: Vec<Fixture> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| {
+                let mut trace = [0x90; 16];
+                trace[14..].copy_from_slice(&(i as u16).to_be_bytes());
+                fx("big", trace, 1, 0, names[i], span::SpanKind::Server, 0, 3)
+            })
+            .collect();
+        post(addr, "/v1/traces", traces_request(base, &spans)).await;
+    }
+    running
+        .search_until("/api/v1/stats?service=big", |s| {
+            s["operations"].as_array().is_some_and(|o| o.len() == OPERATIONS)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/services")).await;
+    browser.wait_for_text("#stats-table tbody", "op-0000").await;
+    let rendered = "return document.querySelectorAll('#stats-table tbody tr[data-operation]').length;";
+    let count = browser.eval(rendered).await.as_u64().unwrap();
+    assert!((10..200).contains(&count), "{count} of {OPERATIONS} rows in the page");
+    let head = browser.texts("#stats-table tbody tr.svc-head").await.join("");
+    assert!(head.contains("big") && head.contains("7000 calls"), "{head}");
+    // Scrolled to the end: the last operations are drawn, still only a window of rows.
+    browser
+        .eval("const box = document.querySelector('#stats-scroll'); box.scrollTop = box.scrollHeight; return true;")
+        .await;
+    browser.wait_for_text("#stats-table tbody", "op-6999").await;
+    let count = browser.eval(rendered).await.as_u64().unwrap();
+    assert!(count < 200, "{count} rows in the page after scrolling");
+    assert!(browser
+        .texts("#stats-table tbody tr[data-operation='op-0000']")
+        .await
+        .is_empty());
+    // A row still opens its traces.
+    browser.click("#stats-table tbody tr[data-operation='op-6999'] a").await;
+    browser.wait_for_text("#trace-list", "op-6999").await;
+
+    // The operation is typed: a few suggestions, not seven thousand options.
+    browser.goto(&format!("{ui}/traces?service=big")).await;
+    browser.wait_for_text("#trace-list", "op-").await;
+    browser
+        .wait_until(
+            "operations loaded",
+            "document.querySelector('#trace-search input[name=operation]').placeholder.includes('7000')",
+        )
+        .await;
+    browser
+        .find("#trace-search input[name=operation]")
+        .await
+        .send_keys("op-424")
+        .await
+        .unwrap();
+    let suggestions = browser
+        .wait_until(
+            "suggestions",
+            "[...document.querySelectorAll('#operation-suggestions option')].map(o => o.value).join(',') || ''",
+        )
+        .await;
+    let suggestions: Vec<&str> = suggestions.as_str().unwrap().split(',').collect();
+    assert_eq!(suggestions.len(), 10, "{suggestions:?}");
+    assert!(suggestions.iter().all(|s| s.starts_with("op-424")), "{suggestions:?}");
+    browser
+        .find("#trace-search input[name=operation]")
+        .await
+        .send_keys("2")
+        .await
+        .unwrap();
+    browser.click("#trace-search button[type=submit]").await;
+    browser
+        .wait_until("searched", "location.search.includes('operation=op-4242')")
+        .await;
+    browser.wait_for_text("#trace-list tbody", "op-4242").await;
+    let rows = browser.texts("#trace-list tbody tr").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    Scene::end(running, browser).await;
+}

@@ -1,0 +1,72 @@
+// The collector's API: fetching with the query token, its errors, and the status (retention notice, OTLP addresses).
+// @ts-check
+import { renderSignal } from "./router.js";
+import { $, h, s } from "./dom.js";
+import { fmtTime, plural } from "./format.js";
+
+// ---------- API ----------
+export const token = (() => {
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem("skein.token", fromUrl);
+    params.delete("token");
+    history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : ""));
+  }
+  return fromUrl || sessionStorage.getItem("skein.token");
+})();
+
+export class ApiError extends Error {}
+
+/** GETs an API path; a failure throws with the API's own message. The request is aborted
+ * when the view that made it is left, unless given another `signal`. */
+export async function api(path, params, signal = renderSignal()) {
+  const query = params && String(params) ? `?${params}` : "";
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}${query}`, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal });
+  } catch (e) {
+    throw new ApiError(`the collector is not answering (${e.message})`);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    if (response.ok) throw new ApiError(`${path}: the answer is not JSON`);
+  }
+  if (!response.ok) throw new ApiError(body && body.error ? body.error : `${path}: HTTP ${response.status}`);
+  return body;
+}
+
+
+// ---------- status: retention notice and OTLP addresses ----------
+export let status = null;
+export async function refreshStatus() {
+  try {
+    status = await api("/status", null, null); // not the view's: kept across navigation
+  } catch {
+    return; // Pages show their own API errors; the banner just stays as it was.
+  }
+  const notices = $("#notices");
+  notices.replaceChildren();
+  const evicted = status.evicted || {};
+  if (evicted.traces > 0 || evicted.spans > 0) {
+    const days = status.retention_seconds / 86400;
+    notices.append(h("div", { class: "notice retention", id: "retention-notice" },
+      `Retention removed ${plural(evicted.traces, "trace")} (${plural(evicted.spans, "span")}) since the collector started — it keeps `,
+      days >= 1 ? `${+days.toFixed(1)} days` : `${Math.round(status.retention_seconds / 60)} minutes`,
+      ` and at most ${(status.max_disk_bytes / 2 ** 30).toFixed(1)} GiB.`,
+      status.oldest_kept_unix_nano ? ` Oldest data kept: ${fmtTime(status.oldest_kept_unix_nano)}.` : ""));
+  }
+}
+
+/** The status, fetched now if the first poll has not answered yet (empty states need it). */
+export const statusKnown = () => (status ? Promise.resolve() : refreshStatus());
+
+export function otlpHint() {
+  const http = status ? status.otlp_http : "localhost:4318";
+  const grpc = status ? status.otlp_grpc : "localhost:4317";
+  return h("p", {}, "Point an OpenTelemetry SDK or exporter at ", h("code", {}, `http://${http}`),
+    " (OTLP/HTTP) or ", h("code", {}, `http://${grpc}`), " (OTLP/gRPC), e.g. ",
+    h("code", {}, `OTEL_EXPORTER_OTLP_ENDPOINT=http://${http}`), ".");
+}
