@@ -1635,3 +1635,97 @@ async fn thousands_of_operations_scroll_and_are_typed_not_scrolled_through() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     Scene::end(running, browser).await;
 }
+
+/// A 50,001-span trace shows, with only the rows in sight in the page, and find and scrolling
+/// reach its last span. (How long it took is printed for the record, not asserted: timings in
+/// tests only measure the machine's load.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifty_thousand_span_trace_shows_and_stays_virtualised() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let trace = [0x5a; 16];
+    let base = now() - 60_000 * MS;
+    let mut spans = vec![fx(
+        "loadgen",
+        trace,
+        1,
+        0,
+        "bulk import",
+        span::SpanKind::Internal,
+        0,
+        50_000,
+    )];
+    for i in 0..500u64 {
+        spans.push(fx(
+            "loadgen",
+            trace,
+            2 + i,
+            1,
+            "batch",
+            span::SpanKind::Internal,
+            i * 100,
+            i * 100 + 100,
+        ));
+        for j in 0..99u64 {
+            let start = i * 100 + j;
+            let name = if i == 499 && j == 98 {
+                "the very last row"
+            } else {
+                "row"
+            };
+            spans.push(fx(
+                "worker",
+                trace,
+                1000 + i * 100 + j,
+                2 + i,
+                name,
+                span::SpanKind::Internal,
+                start,
+                start + 1,
+            ));
+        }
+    }
+    assert_eq!(spans.len(), 50_001);
+    for part in spans.chunks(5000) {
+        post(addr, "/v1/traces", traces_request(base, part)).await;
+    }
+    running.trace(&hex(&trace), 50_001).await;
+
+    let browser = Browser::start(artefacts()).await;
+    let started = std::time::Instant::now();
+    browser.goto(&format!("{ui}/traces/{}", hex(&trace))).await;
+    browser.wait_for_text(".trace-head", "50001 spans").await;
+    browser.find(".wf-row").await;
+    let shown = started.elapsed();
+    let rendered = browser
+        .eval("return document.querySelectorAll('.wf-row').length;")
+        .await;
+    assert!(
+        rendered.as_u64().unwrap() < 200,
+        "virtualised: {rendered} rows in the DOM"
+    );
+    let started = std::time::Instant::now();
+    browser
+        .find("#trace-find")
+        .await
+        .send_keys("the very last")
+        .await
+        .unwrap();
+    browser
+        .find("#trace-find")
+        .await
+        .send_keys(&key(Key::Enter))
+        .await
+        .unwrap();
+    browser.wait_for_text("#detail-name", "the very last row").await;
+    let found = started.elapsed();
+    let rendered = browser
+        .eval("return document.querySelectorAll('.wf-row').length;")
+        .await;
+    assert!(rendered.as_u64().unwrap() < 200, "still virtualised: {rendered} rows");
+    eprintln!(
+        "50,001-span trace: shown after {:.2} s, the last span found and selected after {:.2} s",
+        shown.as_secs_f64(),
+        found.as_secs_f64()
+    );
+    Scene::end(running, browser).await;
+}
