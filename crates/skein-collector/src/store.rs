@@ -397,6 +397,17 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| StoreError::data_dir(path, e))
 }
 
+/// Space the store must be able to write at start (a few frames), or it opens read-only.
+const ROOM_AT_START: i64 = 1 << 20;
+
+/// Writes (and deletes) [`ROOM_AT_START`] bytes: fails with `Unavailable` on a full disk.
+fn room_to_write(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS room_check(data BLOB NOT NULL)")?;
+    conn.execute("INSERT INTO room_check(data) VALUES (zeroblob(?1))", [ROOM_AT_START])?;
+    conn.execute("DELETE FROM room_check", [])?;
+    Ok(())
+}
+
 /// A connection for queries: read-only when the store is.
 fn open_reader(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     if read_only {
@@ -415,7 +426,7 @@ impl Store {
         progress(&format!("opening {}", path.display()));
         // A full disk (or other storage trouble that may pass) can refuse even opening for
         // writing (the write-ahead files cannot be created): then the store opens read-only.
-        let (conn, mut read_only) = match open_connection(&path) {
+        let (mut conn, mut read_only) = match open_connection(&path) {
             Ok(conn) => (conn, None),
             Err(reason @ StoreError::Unavailable { .. }) if path.exists() => {
                 (open_read_only(&path)?, Some(reason.to_string()))
@@ -435,6 +446,12 @@ impl Store {
         }
         if read_only.is_none() {
             conn.execute_batch(SCHEMA).map_err(|e| StoreError::data_dir(&path, e))?;
+            // Opening may need no new space even when the disk is full: a real write says.
+            if let Err(reason @ StoreError::Unavailable { .. }) = room_to_write(&conn) {
+                drop(conn);
+                conn = open_read_only(&path)?;
+                read_only = Some(reason.to_string());
+            }
         }
         // Nothing here reads the whole file (a large store starts in seconds): the trace-id
         // filters and search terms are small, and damage shows as errors where it is read.
@@ -469,7 +486,12 @@ impl Store {
         let counters = Arc::new(StoreCounters::default());
         let mut readers = Vec::new();
         for _ in 0..4 {
-            readers.push(open_reader(&path, read_only.is_some())?);
+            readers.push(match open_reader(&path, read_only.is_some()) {
+                Ok(reader) => reader,
+                // Readers open for writing need the write-ahead files: read-only ones do not.
+                Err(StoreError::Unavailable { .. }) if read_only.is_none() => open_read_only(&path)?,
+                Err(e) => return Err(e),
+            });
         }
         let (jobs, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
         let (live, _) = tokio::sync::broadcast::channel(1024);
