@@ -401,11 +401,13 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 const ROOM_AT_START: i64 = 1 << 20;
 
 /// Writes (and deletes) [`ROOM_AT_START`] bytes: fails with `Unavailable` on a full disk.
+/// The space goes back to the file system at once, so the check leaves the file as it was
+/// (retention's sizes included).
 fn room_to_write(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS room_check(data BLOB NOT NULL)")?;
     conn.execute("INSERT INTO room_check(data) VALUES (zeroblob(?1))", [ROOM_AT_START])?;
     conn.execute("DELETE FROM room_check", [])?;
-    Ok(())
+    reclaim_free_pages(conn)
 }
 
 /// A connection for queries: read-only when the store is.

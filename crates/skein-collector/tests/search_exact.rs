@@ -13,24 +13,9 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use proptest::prelude::*;
 use skein_collector::store::{SearchOrder, SearchQuery, Store, StoreConfig, Write};
 
-/// A small, fast, seeded generator (the case's seed comes from proptest).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const SERVICES: [&str; 4] = ["web", "api", "db", "queue"];
 const NAMES: [&str; 6] = ["GET /", "POST /pay", "SELECT", "publish", "GET /items", "render"];
@@ -326,21 +311,22 @@ fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
     found.into_iter().take(q.limit).map(|(_, id)| id).collect()
 }
 
+fn open(dir: &std::path::Path) -> std::sync::Arc<Store> {
+    let config = StoreConfig {
+        data_dir: dir.to_path_buf(),
+        queue_requests: 64,
+        retention: Duration::from_secs(100 * 365 * 24 * 3600),
+        max_disk_bytes: 1 << 40,
+    };
+    Store::open(config, &|_| {}).unwrap()
+}
+
 fn check_store(seed: u64, traces: u64, queries: usize) {
     let mut rng = Rng(seed);
     let base = 1_700_000_000_000_000_000;
     let (requests, spans) = generate(&mut rng, traces, base);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            queue_requests: 64,
-            retention: Duration::from_secs(100 * 365 * 24 * 3600),
-            max_disk_bytes: 1 << 40,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let store = open(dir.path());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -371,16 +357,7 @@ fn check_store(seed: u64, traces: u64, queries: usize) {
     check(&store, &mut rng);
     store.close();
     drop(store);
-    let store = Store::open(
-        StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            queue_requests: 64,
-            retention: Duration::from_secs(100 * 365 * 24 * 3600),
-            max_disk_bytes: 1 << 40,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let store = open(dir.path());
     check(&store, &mut rng);
     store.close();
 }
