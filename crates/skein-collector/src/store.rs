@@ -191,6 +191,9 @@ pub enum Write {
     /// Spans, prepared by [`crate::ingest::prepare`].
     Traces(Prepared),
     Logs(ExportLogsServiceRequest),
+    /// Nothing new: the trace summaries, call counts and per-minute figures of everything
+    /// already acknowledged are written (they otherwise follow within half a second).
+    Summaries,
 }
 
 struct Job {
@@ -577,6 +580,7 @@ impl Store {
                 .map(|f| (f.data.len() + f.filter.len()) as u64)
                 .sum(),
             Write::Logs(request) => request.encoded_len() as u64,
+            Write::Summaries => 0,
         };
         self.commit_write(write).await?;
         // A stream must not overshoot the size limit before the next retention pass: every
@@ -607,6 +611,12 @@ impl Store {
             }
         }
         wait.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Waits until the summaries of everything acknowledged so far are written (searches
+    /// order and filter traces by them; they otherwise follow within half a second).
+    pub async fn write_summaries(&self) -> Result<(), StoreError> {
+        self.commit_write(Write::Summaries).await
     }
 
     /// Finishes queued writes and stops the writer.
@@ -1812,8 +1822,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            // Under steady load the figures go along with a commit every DERIVED_EVERY.
-            let with_derived = last_derived.elapsed() >= DERIVED_EVERY;
+            // Under steady load the figures go along with a commit every DERIVED_EVERY (or
+            // when asked for).
+            let with_derived =
+                last_derived.elapsed() >= DERIVED_EVERY || group.iter().any(|j| matches!(j.write, Write::Summaries));
             let writes: Vec<&Write> = group.iter().map(|j| &j.write).collect();
             let result = self.commit(&writes, with_derived);
             if with_derived && result.is_ok() {
@@ -1889,6 +1901,7 @@ impl Writer {
                 Write::Logs(request) => {
                     logs_total += crate::logs::insert(&tx, request)?;
                 }
+                Write::Summaries => {}
             }
         }
         // The group's figures join the pending ones only once its frames are committed.

