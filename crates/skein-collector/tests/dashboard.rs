@@ -1729,3 +1729,149 @@ async fn a_fifty_thousand_span_trace_shows_and_stays_virtualised() {
     );
     Scene::end(running, browser).await;
 }
+
+/// From a trace to its logs and back: the header says how many log records the trace has and
+/// opens them on the Logs page; a log line in the trace panel opens the span that logged it.
+/// The waterfall marks spans with links, events and logs, and names and bars say in full
+/// what a truncated row hides. The top bar opens any trace by id; `?` lists the shortcuts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_leads_to_its_logs_and_back_with_markers_ids_and_shortcuts() {
+    let running = common::start().await;
+    let base = now() - 120_000 * MS;
+    let (traces, logs) = story(base);
+    post(running.collector.otlp_http_addr(), "/v1/traces", traces).await;
+    post(running.collector.otlp_http_addr(), "/v1/logs", logs).await;
+    let checkout = hex(&CHECKOUT);
+    running.trace(&checkout, 7).await;
+    let ui = format!("http://{}", running.collector.ui_addr());
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{checkout}")).await;
+    browser.wait_for_text("#trace-title", "GET /checkout").await;
+    // Markers: the client span links to its connection; the root and the rule logged; the
+    // rule has an event.
+    let row = |id: u64| format!(".wf-row[data-span-id='{}']", span_hex(id));
+    browser.find(&format!("{} .marker-links", row(2))).await;
+    browser.find(&format!("{} .marker-logs", row(1))).await;
+    browser.find(&format!("{} .marker-logs", row(4))).await;
+    browser.find(&format!("{} .marker-events", row(4))).await;
+    assert!(browser.texts(&format!("{} .marker", row(7))).await.is_empty());
+    // Titles carry what a narrow row cuts off.
+    let titles = browser
+        .eval(&format!(
+            "const r = document.querySelector(\"{}\"); return [r.querySelector('.op').title, r.querySelector('.bar').title];",
+            row(4)
+        ))
+        .await;
+    assert_eq!(titles[0], "orders · evaluate discount rule (360 ms)");
+    assert!(
+        titles[1]
+            .as_str()
+            .unwrap()
+            .starts_with("evaluate discount rule: 360 ms, from +20"),
+        "{titles}"
+    );
+
+    // The trace's logs: a line opens its span; the header opens the Logs page.
+    let top = browser.wait_for_text("#trace-logs-top", "Logs (2)").await;
+    assert_eq!(top, "Logs (2)");
+    browser
+        .click("#trace-logs .log-line.opens-span[data-span-id='0000000000000004']")
+        .await;
+    browser.wait_for_text("#detail-name", "evaluate discount rule").await;
+    assert!(browser.location().await.contains(&format!("span={}", span_hex(4))));
+    browser.click("#trace-logs-top").await;
+    browser.wait_for_text("#log-results", "discount rule slow").await;
+    browser.wait_for_text("#log-results", "checkout started").await;
+    assert_eq!(browser.location().await, format!("/logs?trace_id={checkout}"));
+    assert!(!browser.texts("#log-results").await.join("").contains("charge failed"));
+
+    // Any trace by its id from the top bar; a wrong one is said so and goes nowhere.
+    let id_box = browser.find("#trace-id-box").await;
+    id_box.send_keys("not-an-id\n").await.unwrap();
+    let message = browser
+        .eval("return document.querySelector('#trace-id-box').validationMessage;")
+        .await;
+    assert!(message.as_str().unwrap().contains("hexadecimal"), "{message}");
+    assert!(browser.location().await.starts_with("/logs"));
+    browser
+        .eval("document.querySelector('#trace-id-box').value = ''; return true;")
+        .await;
+    browser
+        .find("#trace-id-box")
+        .await
+        .send_keys(&format!("{}\n", hex(&PAYMENT)))
+        .await
+        .unwrap();
+    browser.wait_for_text("#trace-title", "POST /pay").await;
+
+    // `?` opens the shortcuts, Escape closes them.
+    browser.find("body").await.send_keys("?").await.unwrap();
+    browser
+        .wait_until("the shortcuts", "document.querySelector('#shortcuts').open")
+        .await;
+    assert!(browser
+        .texts("#shortcuts")
+        .await
+        .join("")
+        .contains("zoom to the selected span"));
+    browser
+        .find("#shortcuts")
+        .await
+        .send_keys(&key(Key::Escape))
+        .await
+        .unwrap();
+    browser
+        .wait_until("closed", "!document.querySelector('#shortcuts').open")
+        .await;
+    running.collector.shutdown().await;
+}
+
+/// A fan-out trace (a hundred `SELECT`s one after another): the critical-path summary showed a
+/// hundred chips of 1% each, the top five of them; it now adds them up per service and
+/// operation. The statistics view gives per service and operation the count, total and self
+/// time, min/avg/max and critical-path share, as Jaeger's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_traces_sum_up_per_operation_with_statistics() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let report = [0xd4; 16];
+    let mut spans = vec![fx("api", report, 1, 0, "GET /report", span::SpanKind::Server, 0, 1_010)];
+    for i in 0..100u64 {
+        spans.push(fx(
+            "db",
+            report,
+            2 + i,
+            1,
+            "SELECT",
+            span::SpanKind::Client,
+            5 + i * 10,
+            15 + i * 10,
+        ));
+    }
+    post(addr, "/v1/traces", traces_request(now() - 60_000 * MS, &spans)).await;
+    running.trace(&hex(&report), 101).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{}", hex(&report))).await;
+    browser.wait_for_text("#trace-title", "GET /report").await;
+    let chips = browser.texts("#where-time-went .cp-item").await;
+    assert!(chips[0].contains("SELECT 1 s (99.0%) db ×100"), "{chips:?}");
+    assert_eq!(chips.len(), 2, "SELECTs and the report's own time: {chips:?}");
+    browser.click("#trace-stats-toggle").await;
+    browser.wait_for_text("#trace-stats", "SELECT").await;
+    assert!(browser.location().await.contains("stats=1"));
+    let select = browser.texts("#trace-stats tr[data-operation='SELECT'] td").await;
+    assert_eq!(
+        select[1..8],
+        ["SELECT", "100", "1 s", "1 s", "10 ms", "10 ms", "10 ms"].map(String::from),
+        "{select:?}"
+    );
+    assert!(select[8].contains("99.0%"), "{select:?}");
+    let report_row = browser.texts("#trace-stats tr[data-operation='GET /report'] td").await;
+    assert_eq!(report_row[2], "1", "{report_row:?}");
+    assert_eq!(report_row[4], "10 ms", "self time: {report_row:?}");
+    // Kept on reload.
+    browser.client().refresh().await.unwrap();
+    browser.wait_for_text("#trace-stats", "SELECT").await;
+    Scene::end(running, browser).await;
+}

@@ -10,7 +10,7 @@ import { logsPage } from "./js/pages/logs.js";
 import { servicesPage } from "./js/pages/services.js";
 import { tracePage } from "./js/pages/trace.js";
 import { tracesPage } from "./js/pages/traces.js";
-import { render, setRoutes } from "./js/router.js";
+import { navigate, render, setRoutes } from "./js/router.js";
 
 /** A path segment as typed in the URL; a malformed %-escape is the user's to see. */
 function segment(/** @type {string} */ raw) {
@@ -45,6 +45,34 @@ $("#tz-toggle")?.addEventListener("click", () => {
   paintToggles();
   render();
 });
+// The trace-id box: any trace by its id (shorter ids are zero-padded, as Jaeger does).
+const traceBox = /** @type {HTMLInputElement} */ ($("#trace-id-box"));
+$("#goto-trace")?.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const typed = traceBox.value.trim().toLowerCase();
+  if (!/^[0-9a-f]{1,32}$/.test(typed)) {
+    traceBox.setCustomValidity("A trace id is up to 32 hexadecimal digits");
+    traceBox.reportValidity();
+    return;
+  }
+  traceBox.setCustomValidity("");
+  traceBox.value = "";
+  navigate(`/traces/${typed.padStart(32, "0")}`);
+});
+traceBox.addEventListener("input", () => traceBox.setCustomValidity(""));
+
+// `?` lists the keyboard shortcuts (not while typing).
+const shortcuts = /** @type {HTMLDialogElement} */ ($("#shortcuts"));
+const toggleShortcuts = () => (shortcuts.open ? shortcuts.close() : shortcuts.showModal());
+$("#shortcuts-open")?.addEventListener("click", toggleShortcuts);
+document.addEventListener("keydown", (e) => {
+  const typing = /** @type {Element} */ (e.target).closest("input, textarea, select, [contenteditable]");
+  if (e.key === "?" && !typing && !e.ctrlKey && !e.metaKey && !e.altKey) {
+    e.preventDefault();
+    toggleShortcuts();
+  }
+});
+
 paintToggles();
 refreshStatus();
 setInterval(refreshStatus, 30000);

@@ -35,7 +35,23 @@ export async function tracePage(view, traceId, params) {
   let zoom = (params.get("zoom") || "0,1").split(",").map(Number);
   if (!(zoom.length === 2 && zoom[0] >= 0 && zoom[1] <= 1 && zoom[1] > zoom[0])) zoom = [0, 1];
   const errors = trace.spans.filter((sp) => sp.status.code === "error").length;
+  /** Log records and backlinks per span, for the waterfall's markers. */
+  const logCount = new Map();
+  for (const l of data.logs) if (l.span_id) logCount.set(l.span_id, (logCount.get(l.span_id) || 0) + 1);
+  const linkedCount = new Map(data.linked_from.map((l) => [l.span_id, l.count]));
   const services = [...new Set(trace.spans.map((sp) => sp.service))];
+
+  // Statistics per service and operation, shown on demand (kept in the URL).
+  const statsBox = h("div", { class: "panel-body", id: "trace-stats-box", style: { display: params.get("stats") ? "" : "none" } },
+    params.get("stats") ? traceStatistics(trace, total) : null);
+  const statsButton = h("button", { type: "button", id: "trace-stats-toggle", class: params.get("stats") ? "active" : "" }, "Statistics");
+  statsButton.addEventListener("click", () => {
+    const show = statsBox.style.display === "none";
+    if (show && !statsBox.firstChild) statsBox.append(traceStatistics(trace, total));
+    statsBox.style.display = show ? "" : "none";
+    statsButton.classList.toggle("active", show);
+    setParams({ stats: show ? "1" : null });
+  });
 
   // Header: what the trace is and where its time went.
   const head = h("div", { class: "panel" },
@@ -47,8 +63,12 @@ export async function tracePage(view, traceId, params) {
       h("span", {}, `${trace.spans.length} spans`),
       h("span", {}, services.map(serviceChip)),
       errors ? h("span", { class: "error-mark" }, `● ${errors} error${errors > 1 ? "s" : ""}`) : null,
-      trace.roots.length > 1 ? h("span", { class: "muted", title: "Spans whose parent never arrived are shown as extra roots" }, `${trace.roots.length - 1} orphan subtree(s)`) : null),
+      trace.roots.length > 1 ? h("span", { class: "muted", title: "Spans whose parent never arrived are shown as extra roots" }, `${trace.roots.length - 1} orphan subtree(s)`) : null,
+      h("span", { class: "spacer" }),
+      h("a", { href: `/logs?trace_id=${data.trace_id}`, id: "trace-logs-top", title: "This trace's log records on the Logs page" }, `Logs (${data.logs.length})`),
+      statsButton),
     whereTheTimeWent(trace, total, (id) => select(id, true)),
+    statsBox,
     // Links to spans this trace does not have (or to no span) have nowhere else to show.
     ...data.linked_from.filter((l) => !trace.byId.has(l.span_id)).map((l) =>
       h("div", { class: "where", id: "linked-from-elsewhere" }, linkedFrom(data.trace_id, l.span_id, l.count, /^0*$/.test(l.span_id) ? "to this trace" : `to span ${l.span_id}, not received`))));
@@ -150,6 +170,7 @@ export async function tracePage(view, traceId, params) {
     const right = frac(sp.end_unix_nano);
     const bar = h("div", {
       class: `bar${isError ? " error" : ""}`,
+      title: `${sp.name}: ${fmtDur(sp.duration_nano)}, from +${fmtDur(sp.start_unix_nano - trace.t0)}${isError ? " (error)" : ""}`,
       style: { left: `${Math.max(left, -0.01) * 100}%`, width: `${Math.max(0, Math.min(right, 1.01) - Math.max(left, -0.01)) * 100}%`, background: color },
     });
     const width = Math.max(sp.end_unix_nano - sp.start_unix_nano, 1);
@@ -188,7 +209,11 @@ export async function tracePage(view, traceId, params) {
       h("span", { class: "toggle", title: list.length ? `${isCollapsed ? "Expand" : "Collapse"} ${list.length} child span(s)` : "" }, list.length ? (isCollapsed ? "▶" : "▼") : ""),
       h("span", { class: "stripe", style: { background: color } }),
       h("span", { class: "svc" }, sp.service),
-      h("span", { class: "op" }, sp.name),
+      h("span", { class: "op", title: `${sp.service} · ${sp.name} (${fmtDur(sp.duration_nano)})` }, sp.name),
+      sp.links.length ? h("span", { class: "marker marker-links", title: `${sp.links.length} link(s) to other spans` }, "⇢") : null,
+      linkedCount.get(sp.span_id) ? h("span", { class: "marker marker-linked-from", title: `linked from ${linkedCount.get(sp.span_id)} span(s)` }, "⇠") : null,
+      sp.events.length ? h("span", { class: "marker marker-events", title: `${sp.events.length} event(s)` }, "◆") : null,
+      logCount.get(sp.span_id) ? h("span", { class: "marker marker-logs", title: `${logCount.get(sp.span_id)} log record(s)` }, "≡") : null,
       sp.kind !== "internal" && sp.kind !== "unspecified" ? h("span", { class: "badge", style: { marginLeft: "6px" } }, sp.kind) : null,
       isCollapsed ? h("span", { class: "muted", style: { marginLeft: "6px" } }, `+${countDescendants(sp)}`) : null),
     h("div", { class: "bar-col" }, bar, label));
@@ -251,7 +276,7 @@ export async function tracePage(view, traceId, params) {
 
   function showDetail() {
     const sp = selected && trace.byId.get(selected);
-    detail.replaceChildren(sp ? spanDetail(sp, trace, data, (id) => select(id, true)) : traceOverview(trace, data));
+    detail.replaceChildren(sp ? spanDetail(sp, trace, data, (id) => select(id, true)) : traceOverview(trace, data, (id) => select(id, "center")));
   }
 
   // Keyboard: arrows move and fold, Enter folds, / finds, z zooms, Escape clears.
@@ -398,16 +423,58 @@ export async function tracePage(view, traceId, params) {
 }
 
 /** The spans that made up most of the end-to-end latency, largest first. */
+/** Critical-path time by service and operation, largest first: in a fan-out trace a hundred
+ * `SELECT`s add up to one entry, and a bare `GET` says whose it is. */
+export function criticalByOperation(trace) {
+  /** @type {Map<string, {service: string, name: string, time: number, count: number, top: string, topTime: number}>} */
+  const groups = new Map();
+  for (const [id, n] of trace.criticalTotal) {
+    if (n <= 0) continue;
+    const sp = trace.byId.get(id);
+    const key = `${sp.service}\u0000${sp.name}`;
+    const g = groups.get(key) || { service: sp.service, name: sp.name, time: 0, count: 0, top: id, topTime: 0 };
+    g.time += n;
+    g.count += 1;
+    if (n > g.topTime) Object.assign(g, { top: id, topTime: n });
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((a, b) => b.time - a.time);
+}
+
 export function whereTheTimeWent(trace, total, onPick) {
-  const top = [...trace.criticalTotal].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 5);
+  const top = criticalByOperation(trace).slice(0, 5);
   if (!top.length) return null;
   return h("div", { class: "where", id: "where-time-went" },
     h("span", { class: "muted", title: "Time on the critical path: the chain of work the end-to-end latency waited on" }, "Critical path:"),
-    top.map(([id, n]) => {
-      const sp = trace.byId.get(id);
-      return h("span", { class: "cp-item", dataset: { spanId: id }, onclick: () => onPick(id), title: "Show this span" },
-        h("span", { class: "dot", style: { background: serviceColor(sp.service) } }), ` ${sp.name} `, h("b", {}, fmtDur(n)), h("span", { class: "muted" }, ` (${fmtPct(n / total)})`));
-    }));
+    top.map((g) => h("span", { class: "cp-item", dataset: { spanId: g.top }, onclick: () => onPick(g.top), title: g.count > 1 ? `${g.count} spans; shows the longest` : "Show this span" },
+      h("span", { class: "dot", style: { background: serviceColor(g.service) } }), ` ${g.name} `, h("b", {}, fmtDur(g.time)),
+      h("span", { class: "muted" }, ` (${fmtPct(g.time / total)}) ${g.service}${g.count > 1 ? ` ×${g.count}` : ""}`))));
+}
+
+/** Jaeger's "trace statistics": per service and operation, how many spans, their total and
+ * self time, the shortest, mean and longest, and their share of the critical path. */
+export function traceStatistics(trace, total) {
+  /** @type {Map<string, {service: string, name: string, count: number, total: number, self: number, min: number, max: number, critical: number}>} */
+  const rows = new Map();
+  for (const sp of trace.spans) {
+    const key = `${sp.service}\u0000${sp.name}`;
+    const r = rows.get(key) || { service: sp.service, name: sp.name, count: 0, total: 0, self: 0, min: Infinity, max: 0, critical: 0 };
+    r.count += 1;
+    r.total += sp.duration_nano;
+    r.self += trace.selfTime.get(sp.span_id) || 0;
+    r.min = Math.min(r.min, sp.duration_nano);
+    r.max = Math.max(r.max, sp.duration_nano);
+    r.critical += trace.criticalTotal.get(sp.span_id) || 0;
+    rows.set(key, r);
+  }
+  const sorted = [...rows.values()].sort((a, b) => b.self - a.self);
+  return h("table", { class: "list", id: "trace-stats" },
+    h("thead", {}, h("tr", {}, ["Service", "Operation", "Count", "Total", "Self time", "Min", "Avg", "Max", "Critical path"].map((c, i) => h("th", { class: i > 1 ? "num" : "" }, c)))),
+    h("tbody", {}, sorted.map((r) => h("tr", { dataset: { service: r.service, operation: r.name } },
+      h("td", {}, serviceChip(r.service)), h("td", { title: r.name }, r.name),
+      h("td", { class: "num" }, r.count), h("td", { class: "num" }, fmtDur(r.total)), h("td", { class: "num" }, fmtDur(r.self)),
+      h("td", { class: "num" }, fmtDur(r.min)), h("td", { class: "num" }, fmtDur(r.total / r.count)), h("td", { class: "num" }, fmtDur(r.max)),
+      h("td", { class: "num" }, r.critical ? `${fmtDur(r.critical)} (${fmtPct(r.critical / total)})` : "—")))));
 }
 
 export function kvTable(map) {
@@ -417,17 +484,22 @@ export function kvTable(map) {
     h("tr", {}, h("td", {}, k), h("td", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v)))));
 }
 
-export function logLines(logs) {
+/** Log lines, oldest first; with `onSpan`, a line of a span in this trace opens that span. */
+export function logLines(logs, onSpan = null) {
   if (!logs.length) return h("div", { class: "muted" }, "none");
-  return logs.slice().sort((a, b) => a.time_unix_nano - b.time_unix_nano).map((l) => h("div", { class: "log-line" },
-    h("span", { class: "muted mono" }, fmtTime(l.time_unix_nano, false)), " ", levelBadge(l), " ",
-    h("span", { class: "mono" }, typeof l.body === "string" ? l.body : JSON.stringify(l.body))));
+  return logs.slice().sort((a, b) => a.time_unix_nano - b.time_unix_nano).map((l) => {
+    const opens = onSpan && l.span_id && !/^0*$/.test(l.span_id);
+    return h("div", { class: `log-line${opens ? " opens-span" : ""}`, dataset: { spanId: l.span_id || "" }, title: opens ? "Show the span that logged this" : null, onclick: opens ? () => onSpan(l.span_id) : null },
+      h("span", { class: "muted mono" }, fmtTime(l.time_unix_nano, false)), " ", levelBadge(l), " ",
+      h("span", { class: "mono" }, typeof l.body === "string" ? l.body : JSON.stringify(l.body)));
+  });
 }
 
-export function traceOverview(trace, data) {
+export function traceOverview(trace, data, onSelect) {
   return h("div", {},
     h("section", {}, h("h3", {}, "Trace"), h("p", { class: "muted" }, "Select a span (click, or ↑ ↓ in the waterfall) to see its details.")),
-    h("section", {}, h("h4", {}, `Logs of this trace (${data.logs.length})`), logLines(data.logs)),
+    h("section", { id: "trace-logs" }, h("h4", {}, `Logs of this trace (${data.logs.length})`),
+      h("a", { href: `/logs?trace_id=${data.trace_id}`, id: "trace-logs-link" }, "Open in Logs"), logLines(data.logs, onSelect)),
     h("section", {}, h("h4", {}, "Resource of the root span"), kvTable(trace.mainRoot.resource)));
 }
 
