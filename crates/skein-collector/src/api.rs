@@ -5,6 +5,8 @@
 //! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, how many spans link to each of its spans (`linked_from`), its logs |
 //! | `GET /api/v1/traces/{id}/linked_from?span=&limit=&before=` | the spans linking to one of its spans (trace, span, service, name, start), newest first, `limit` (default 20, at most 1000) at a time; `next` is the `before` of the next page |
 //! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
+//! | `GET /api/v1/traces/{id}/otlp` | the trace as OTLP JSON (`resourceSpans`), to download |
+//! | `POST /api/v1/import` | OTLP traces (JSON or protobuf, e.g. a downloaded trace) stored as if received over OTLP/HTTP; the query token authorizes it |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
@@ -247,6 +249,23 @@ async fn trace(State(api): State<Api>, Path(id): Path<String>) -> Result<Respons
     }
 }
 
+/// A trace as OTLP JSON (`{"resourceSpans": …}`, ids in hex), as a file to keep or send:
+/// the dashboard's import reads it back.
+async fn trace_otlp(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = model::parse_hex::<16>(&id).ok_or_else(|| bad(format!("{id:?} is not a 32-digit hex trace id")))?;
+    match blocking(&api.store, move |s| s.trace_otlp(&id)).await? {
+        Some(data) => Ok((
+            [(
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"trace-{}.json\"", model::hex(&id)),
+            )],
+            Json(data),
+        )
+            .into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no trace {}", model::hex(&id)))),
+    }
+}
+
 /// The spans linking to one span of a trace, newest first, a page at a time.
 async fn linked_from(
     State(api): State<Api>,
@@ -473,6 +492,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/{id}", get(trace))
         .route("/api/v1/traces/{id}/linked_from", get(linked_from))
+        .route("/api/v1/traces/{id}/otlp", get(trace_otlp))
         .route("/api/v1/services", get(services))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/stats", get(stats))

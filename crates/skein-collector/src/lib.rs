@@ -223,7 +223,7 @@ impl Collector {
                 serve::serve(serve::Gate::new(http_listener, &limits), http, &limits, stop).await;
             }
         }));
-        let grpc = receiver::grpc_routes(receiver);
+        let grpc = receiver::grpc_routes(receiver.clone());
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             let limits = limits.clone();
@@ -241,7 +241,14 @@ impl Collector {
                     .await;
             }
         }));
-        let ui_router = api::router(api).merge(ui::router());
+        let import = receiver::import_router(
+            Receiver {
+                api_key: config.query_token.as_deref().map(Arc::from),
+                ..receiver.clone()
+            },
+            limits.request_timeout,
+        );
+        let ui_router = api::router(api).merge(import).merge(ui::router());
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             async move {

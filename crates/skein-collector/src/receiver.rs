@@ -659,10 +659,30 @@ async fn http_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: B
 /// The OTLP/HTTP routes; a request (its body included) must be received and answered within
 /// `request_timeout` (a client sending a byte a minute is cut off).
 pub fn http_router(receiver: Receiver, request_timeout: Duration) -> Router {
+    limited(
+        Router::new()
+            .route("/v1/traces", post(http_traces))
+            .route("/v1/logs", post(http_logs)),
+        receiver,
+        request_timeout,
+    )
+}
+
+/// The dashboard's import, on the query port: a traces file someone sent (OTLP JSON or
+/// protobuf, as exported) is checked, limited and stored exactly as received data is. Give
+/// the receiver the query token as its key: whoever may read the dashboard may add to it.
+pub fn import_router(receiver: Receiver, request_timeout: Duration) -> Router {
+    limited(
+        Router::new().route("/api/v1/import", post(http_traces)),
+        receiver,
+        request_timeout,
+    )
+}
+
+/// The body limit and the request deadline over OTLP/HTTP routes.
+fn limited(routes: Router<Receiver>, receiver: Receiver, request_timeout: Duration) -> Router {
     let limit = receiver.limits.max_body_bytes;
-    Router::new()
-        .route("/v1/traces", post(http_traces))
-        .route("/v1/logs", post(http_logs))
+    routes
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {

@@ -1875,3 +1875,91 @@ async fn fan_out_traces_sum_up_per_operation_with_statistics() {
     browser.wait_for_text("#trace-stats", "SELECT").await;
     Scene::end(running, browser).await;
 }
+
+/// A trace goes from one dashboard to another as a file: downloaded as OTLP JSON, imported by
+/// file picker into a fresh collector, stored there like any other trace and opened. A file
+/// that is not OTLP JSON is said so. A span can be copied as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_downloaded_from_one_dashboard_imports_into_another() {
+    let sender = common::start().await;
+    let base = now() - 120_000 * MS;
+    let (traces, logs) = story(base);
+    post(sender.collector.otlp_http_addr(), "/v1/traces", traces).await;
+    post(sender.collector.otlp_http_addr(), "/v1/logs", logs).await;
+    let checkout = hex(&CHECKOUT);
+    sender.trace(&checkout, 7).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser
+        .goto(&format!("http://{}/traces/{checkout}", sender.collector.ui_addr()))
+        .await;
+    browser.wait_for_text("#trace-title", "GET /checkout").await;
+    // Downloads are caught in the page: the file's name and its text.
+    browser
+        .eval(
+            "window.saved = null;
+             const click = HTMLAnchorElement.prototype.click;
+             HTMLAnchorElement.prototype.click = function () {
+               if (!this.download) return click.call(this);
+               fetch(this.href).then((r) => r.text()).then((text) => { window.saved = [this.download, text]; });
+             };
+             return true;",
+        )
+        .await;
+    browser.click("#trace-download").await;
+    let saved = browser.wait_until("the download", "window.saved").await;
+    assert_eq!(saved[0], format!("trace-{checkout}.json"));
+    let file_text = saved[1].as_str().unwrap().to_owned();
+    let otlp: serde_json::Value = serde_json::from_str(&file_text).unwrap();
+    let spans: Vec<&serde_json::Value> = otlp["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+        .flat_map(|s| s["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(spans.len(), 7);
+    assert!(spans.iter().all(|s| s["traceId"] == checkout.as_str()), "ids in hex");
+    // A span copies as JSON.
+    browser.click(&format!(".wf-row[data-span-id='{}']", span_hex(4))).await;
+    browser.click("#copy-span-json").await;
+    browser.wait_for_text("#copy-span-json", "copied").await;
+    sender.collector.shutdown().await;
+
+    // Into a fresh collector through the file picker.
+    let receiver = common::start().await;
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join(format!("trace-{checkout}.json"));
+    std::fs::write(&file, &file_text).unwrap();
+    let not_otlp = files.path().join("notes.json");
+    std::fs::write(&not_otlp, "these are my notes").unwrap();
+    let ui = format!("http://{}", receiver.collector.ui_addr());
+    browser.goto(&format!("{ui}/traces")).await;
+    browser.find("#import-open").await;
+    browser
+        .find("#import-file")
+        .await
+        .send_keys(not_otlp.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.wait_for_text("#import-note", "notes.json is not JSON").await;
+    browser.goto(&format!("{ui}/traces")).await;
+    browser
+        .find("#import-file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.wait_for_text("#trace-title", "GET /checkout").await;
+    browser.wait_for_text(".trace-head", "7 spans").await;
+    assert_eq!(browser.location().await, format!("/traces/{checkout}"));
+    // Stored like any other trace: searches find it.
+    receiver
+        .search_until("/api/v1/traces?service=orders", |r| {
+            r["traces"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["trace_id"] == checkout.as_str()))
+        })
+        .await;
+    receiver.collector.shutdown().await;
+}

@@ -24,7 +24,7 @@ export async function api(path, params, signal = renderSignal()) {
   const query = params && String(params) ? `?${params}` : "";
   let response;
   try {
-    response = await fetch(`/api/v1${path}${query}`, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal });
+    response = await fetch(`/api/v1${path}${query}`, { headers: authorization(), signal });
   } catch (e) {
     throw new ApiError(`the collector is not answering (${e.message})`);
   }
@@ -38,6 +38,41 @@ export async function api(path, params, signal = renderSignal()) {
   return body;
 }
 
+
+/** The query token as a header, when there is one. */
+const authorization = () => (token ? { Authorization: `Bearer ${token}` } : {});
+
+/** Stores OTLP traces (a file's JSON) as received data is stored; throws with the
+ * collector's reason when refused. Returns its answer (`partialSuccess` when some spans were
+ * cut or left out). */
+export async function importTraces(/** @type {string} */ text) {
+  let response;
+  try {
+    response = await fetch("/api/v1/import", { method: "POST", headers: { "Content-Type": "application/json", ...authorization() }, body: text });
+  } catch (e) {
+    throw new ApiError(`the collector is not answering (${e.message})`);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // An empty or non-JSON answer: the status says enough.
+  }
+  if (!response.ok) throw new ApiError(body && (body.message || body.error) ? body.message || body.error : `import: HTTP ${response.status}`);
+  return body || {};
+}
+
+/** Saves a trace as an OTLP JSON file (`trace-<id>.json`), which the import reads back. */
+export async function downloadTrace(/** @type {string} */ traceId) {
+  const response = await fetch(`/api/v1/traces/${traceId}/otlp`, { headers: authorization() });
+  if (!response.ok) throw new ApiError(`download: HTTP ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: `trace-${traceId}.json`, style: { display: "none" } });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60e3);
+}
 
 // ---------- status: retention notice and OTLP addresses ----------
 export let status = null;

@@ -1,8 +1,8 @@
 // One trace: header, critical path, the virtualised waterfall and span details.
 // @ts-check
 import { currentGeneration, isCurrent } from "../router.js";
-import { api } from "../api.js";
-import { $, h, s, serviceColor, FULL_INDENT_DEPTH, indent, serviceChip, copyButton, errorBox } from "../dom.js";
+import { api, downloadTrace } from "../api.js";
+import { $, h, s, serviceColor, FULL_INDENT_DEPTH, indent, serviceChip, copyButton, copyText, flash, errorBox } from "../dom.js";
 import { fmtTime, fmtDur, fmtPct } from "../format.js";
 import { levelBadge } from "./logs.js";
 import { onCleanup, setParams } from "../router.js";
@@ -66,7 +66,11 @@ export async function tracePage(view, traceId, params) {
       trace.roots.length > 1 ? h("span", { class: "muted", title: "Spans whose parent never arrived are shown as extra roots" }, `${trace.roots.length - 1} orphan subtree(s)`) : null,
       h("span", { class: "spacer" }),
       h("a", { href: `/logs?trace_id=${data.trace_id}`, id: "trace-logs-top", title: "This trace's log records on the Logs page" }, `Logs (${data.logs.length})`),
-      statsButton),
+      statsButton,
+      h("button", { type: "button", id: "trace-download", title: "Save the trace as an OTLP JSON file (the Traces page imports it)", onclick: (e) => {
+        const button = e.currentTarget;
+        downloadTrace(data.trace_id).catch((err) => flash(button, err.message));
+      } }, "Download")),
     whereTheTimeWent(trace, total, (id) => select(id, true)),
     statsBox,
     // Links to spans this trace does not have (or to no span) have nowhere else to show.
@@ -548,7 +552,11 @@ export function spanDetail(sp, trace, data, onSelect) {
         h("tr", {}, h("td", {}, "Self time"), h("td", { id: "detail-self" }, fmtDur(trace.selfTime.get(sp.span_id)))),
         cp ? h("tr", {}, h("td", {}, "On the critical path"), h("td", {}, fmtDur(cp))) : null,
         h("tr", {}, h("td", {}, "Starts at"), h("td", {}, `+${fmtDur(sp.start_unix_nano - trace.t0)} · ${fmtTime(sp.start_unix_nano)}`)),
-        h("tr", {}, h("td", {}, "Span id"), h("td", { class: "mono" }, sp.span_id, copyButton(sp.span_id, "span id"))),
+        h("tr", {}, h("td", {}, "Span id"), h("td", { class: "mono" }, sp.span_id, copyButton(sp.span_id, "span id"), " ",
+          h("button", { type: "button", id: "copy-span-json", class: "ghost", title: "Copy the whole span as JSON", onclick: (e) => {
+            const button = e.currentTarget;
+            copyText(JSON.stringify(sp, null, 2)).then(() => flash(button, "copied"));
+          } }, "Copy as JSON"))),
         h("tr", {}, h("td", {}, "Parent"), h("td", { class: "mono" }, parent ? h("a", { href: `?span=${parent.span_id}`, onclick: (e) => { e.preventDefault(); onSelect(parent.span_id); } }, parent.span_id) : sp.parent_span_id || "none (root)")),
         sp.trace_state ? h("tr", {}, h("td", {}, "Trace state"), h("td", { class: "mono" }, sp.trace_state)) : null)),
     exceptions.length ? h("section", { id: "detail-exceptions" }, h("h4", {}, "Exceptions"), exceptions.map((e) => h("div", { class: "event" },

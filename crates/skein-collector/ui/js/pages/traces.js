@@ -1,6 +1,6 @@
 // The traces page: search form, duration scatter, results (live or paused).
 // @ts-check
-import { token, api, status, statusKnown, otlpHint } from "../api.js";
+import { token, api, importTraces, status, statusKnown, otlpHint } from "../api.js";
 import { $, h, s, serviceChip, errorBox } from "../dom.js";
 import { prefs, pad, fmtTime, fmtDur, timeRange, isoMs, toTimeInput, fromTimeInput, rangeSelect, parseAttrFilters, formatAttrFilters } from "../format.js";
 import { onCleanup, navigate } from "../router.js";
@@ -74,7 +74,44 @@ export async function tracesPage(view, params) {
   const summary = h("span", { class: "muted", id: "result-count" });
   const scatter = h("div", { class: "panel-body", id: "scatter" });
   const results = h("div", { id: "results" });
+  // Import: a trace file someone sent (OTLP JSON, as the trace page downloads it), chosen or
+  // dropped anywhere on the page; it is stored like received data, then opened.
+  const importInput = /** @type {HTMLInputElement} */ (h("input", { type: "file", id: "import-file", accept: ".json,application/json", style: { display: "none" } }));
+  const importButton = h("button", { type: "button", id: "import-open", title: "Load an OTLP JSON file (or drop one on the page)" }, "Import…");
+  const importNote = h("span", { class: "muted", id: "import-note" });
+  importButton.addEventListener("click", () => importInput.click());
+  importInput.addEventListener("change", () => {
+    if (importInput.files && importInput.files[0]) importFile(importInput.files[0]);
+  });
+  view.addEventListener("dragover", (e) => e.preventDefault());
+  view.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (file) importFile(file);
+  });
+  async function importFile(/** @type {File} */ file) {
+    importNote.textContent = `importing ${file.name}…`;
+    try {
+      const text = await file.text();
+      /** @type {any} */
+      let parsed;
+      try {
+        parsed = JSON.parse(text);
+      } catch (e) {
+        throw new Error(`${file.name} is not JSON (${e.message})`);
+      }
+      const first = (parsed.resourceSpans || []).flatMap((r) => r.scopeSpans || []).flatMap((s) => s.spans || [])[0];
+      if (!first || !/^[0-9a-fA-F]{32}$/.test(first.traceId || "")) throw new Error(`${file.name} holds no OTLP spans (resourceSpans → scopeSpans → spans with hex ids)`);
+      const answer = await importTraces(text);
+      const cut = answer.partialSuccess && answer.partialSuccess.errorMessage;
+      importNote.textContent = cut ? `imported, with: ${cut}` : "";
+      navigate(`/traces/${first.traceId.toLowerCase()}`);
+    } catch (e) {
+      importNote.replaceChildren(errorBox("Import failed", e));
+    }
+  }
   view.append(form,
+    h("div", { class: "row" }, importButton, importInput, importNote),
     h("div", { class: "panel" }, h("div", { class: "panel-head" }, "Duration over time", h("span", { class: "spacer" }), h("span", { class: "muted" }, "click a point to open its trace")), scatter),
     h("div", { class: "panel" }, h("div", { class: "panel-head results-head" }, "Traces", summary, h("span", { class: "spacer" }), pauseButton, liveButton), results));
 
