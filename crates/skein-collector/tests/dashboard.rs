@@ -1963,3 +1963,84 @@ async fn a_trace_downloaded_from_one_dashboard_imports_into_another() {
         .await;
     receiver.collector.shutdown().await;
 }
+
+/// Filter from anywhere: an attribute in span details filters traces by it (or is copied); a
+/// p95 cell on the Services page opens that operation's traces at least that slow; a bar of
+/// a per-minute chart opens the traces of that minute, slowest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_p95_cells_and_chart_bars_open_the_matching_traces() {
+    let running = common::start().await;
+    let base = now() - 120_000 * MS;
+    let (traces, logs) = story(base);
+    post(running.collector.otlp_http_addr(), "/v1/traces", traces).await;
+    post(running.collector.otlp_http_addr(), "/v1/logs", logs).await;
+    let checkout = hex(&CHECKOUT);
+    running.trace(&checkout, 7).await;
+    running
+        .search_until("/api/v1/stats?service=orders", |s| {
+            s["operations"].as_array().is_some_and(|o| o.len() >= 3)
+        })
+        .await;
+    let ui = format!("http://{}", running.collector.ui_addr());
+    let browser = Browser::start(artefacts()).await;
+
+    // An attribute of the INSERT span: filter traces by it.
+    browser
+        .goto(&format!("{ui}/traces/{checkout}?span={}", span_hex(5)))
+        .await;
+    let row = "#detail-attributes tr[data-key='db.system.name']";
+    browser.wait_for_text(row, "sqlite").await;
+    browser.click(&format!("{row} .copy-attr")).await;
+    browser.wait_for_text(&format!("{row} .copy-attr"), "copied").await;
+    browser.click(&format!("{row} a.filter-by")).await;
+    browser.wait_for_text("#trace-list", "GET /checkout").await;
+    let location = browser.location().await;
+    assert!(
+        location.contains("attr=db.system.name%3Dsqlite") && location.contains("service=orders"),
+        "{location}"
+    );
+    let form_attr = browser
+        .eval("return document.querySelector('#trace-search input[name=attr]').value;")
+        .await;
+    assert_eq!(form_attr, "db.system.name=sqlite");
+
+    // The p95 of the discount rule: its traces at least that slow, slowest first.
+    browser.goto(&format!("{ui}/services")).await;
+    let op = "#stats-table tr[data-operation='evaluate discount rule']";
+    browser.wait_for_text(op, "evaluate discount rule").await;
+    browser.click(&format!("{op} td.p95 a")).await;
+    browser.wait_for_text("#trace-list", "GET /checkout").await;
+    let location = browser.location().await;
+    assert!(
+        location.contains("operation=evaluate+discount+rule")
+            || location.contains("operation=evaluate%20discount%20rule"),
+        "{location}"
+    );
+    assert!(
+        location.contains("min_duration=") && location.contains("sort=duration"),
+        "{location}"
+    );
+
+    // A bar of its calls per minute: the traces of that minute.
+    browser.goto(&format!("{ui}/services")).await;
+    browser.wait_for_text(op, "evaluate discount rule").await;
+    browser.click(&format!("{op} svg rect.calls.pick")).await;
+    browser.wait_for_text("#trace-list", "GET /checkout").await;
+    let location = browser.location().await;
+    assert!(
+        location.contains("start=") && location.contains("end=") && location.contains("sort=duration"),
+        "{location}"
+    );
+    // The minute holds the checkout: its start is within the range.
+    let range = browser
+        .eval("const p = new URLSearchParams(location.search); return [Date.parse(p.get('start')), Date.parse(p.get('end'))];")
+        .await;
+    let (from, to) = (range[0].as_f64().unwrap(), range[1].as_f64().unwrap());
+    let at = ((base + 20 * MS) / 1_000_000) as f64;
+    // (An hour's chart has 60 bars for its 61 minutes: a bar is one or two whole minutes.)
+    assert!(
+        from <= at && at < to && to - from <= 120_000.0 && from % 60_000.0 == 0.0,
+        "{from} {at} {to}"
+    );
+    running.collector.shutdown().await;
+}

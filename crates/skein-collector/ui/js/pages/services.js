@@ -61,9 +61,10 @@ export async function servicesPage(view, params) {
         h("td", { class: "num" }, fmtRate(op.rate_per_minute)),
         h("td", { class: `num${op.errors ? " err" : ""}` }, fmtPct(op.error_rate)),
         h("td", { class: "num" }, fmtDur(op.p50_nano)),
-        h("td", { class: "num" }, fmtDur(op.p95_nano)),
+        // The p95 cell opens the traces of this operation at least that slow.
+        h("td", { class: "num p95" }, h("a", { href: withRange(`service=${encodeURIComponent(service)}&operation=${encodeURIComponent(op.name)}&min_duration=${encodeURIComponent(durationParam(op.p95_nano))}&sort=duration`), title: `Traces of ${op.name} taking ${fmtDur(op.p95_nano)} or more, slowest first` }, fmtDur(op.p95_nano))),
         h("td", { class: "num" }, fmtDur(op.p99_nano)),
-        h("td", {}, sparkline(op.per_minute, firstMinute, lastMinute, "calls")),
+        h("td", {}, sparkline(op.per_minute, firstMinute, lastMinute, "calls", (from, to) => navigate(`/traces?${new URLSearchParams({ service, operation: op.name, start: isoMs(from), end: isoMs(to), sort: "duration" })}`))),
         h("td", {}, sparkline(op.per_minute, firstMinute, lastMinute, "latency"))));
     }
   }
@@ -100,8 +101,13 @@ export async function servicesPage(view, params) {
 /** The height of every row of the operations table (the style sheet holds them to it). */
 const STATS_ROW = 34;
 
-/** Calls (with errors in red) or p95 latency per minute across the range. */
-export function sparkline(points, firstMinute, lastMinute, what) {
+/** A duration for `min_duration`, in milliseconds to the microsecond (rounded down, so the
+ * traces at exactly the p95 count). */
+const durationParam = (/** @type {number} */ nanos) => `${Math.floor(nanos / 1e3) / 1e3}ms`;
+
+/** Calls (with errors in red) or p95 latency per minute across the range; with `onPick`, a
+ * bar opens the traces of its minutes, `onPick(fromMs, toMs)`. */
+export function sparkline(points, firstMinute, lastMinute, what, onPick = null) {
   const w = 120;
   const hgt = 26;
   // Long ranges are folded into at most 60 buckets.
@@ -124,7 +130,14 @@ export function sparkline(points, firstMinute, lastMinute, what) {
     calls.forEach((c, i) => {
       if (!c) return;
       const ch = (c / max) * (hgt - 2);
-      svg.append(s("rect", { class: "calls", x: i * bw, y: hgt - ch, width: Math.max(bw - 0.5, 0.5), height: ch }, s("title", {}, `${c} calls, ${errors[i]} errors`)));
+      // The whole minutes the bar covers.
+      const from = Math.floor(firstMinute + i * per) * 60e3;
+      const to = Math.ceil(firstMinute + (i + 1) * per) * 60e3;
+      svg.append(s("rect", {
+        class: `calls${onPick ? " pick" : ""}`, x: i * bw, y: hgt - ch, width: Math.max(bw - 0.5, 0.5), height: ch,
+        dataset: { from: String(from) },
+        onclick: onPick ? (/** @type {Event} */ e) => { e.stopPropagation(); onPick(from, to); } : null,
+      }, s("title", {}, `${c} calls, ${errors[i]} errors${onPick ? " — click for these traces, slowest first" : ""}`)));
       if (errors[i]) {
         const eh = (errors[i] / max) * (hgt - 2);
         svg.append(s("rect", { class: "errors", x: i * bw, y: hgt - eh, width: Math.max(bw - 0.5, 0.5), height: eh }));

@@ -3,7 +3,7 @@
 import { currentGeneration, isCurrent } from "../router.js";
 import { api, downloadTrace } from "../api.js";
 import { $, h, s, serviceColor, FULL_INDENT_DEPTH, indent, serviceChip, copyButton, copyText, flash, errorBox } from "../dom.js";
-import { fmtTime, fmtDur, fmtPct } from "../format.js";
+import { fmtTime, fmtDur, fmtPct, formatAttrFilters } from "../format.js";
 import { levelBadge } from "./logs.js";
 import { onCleanup, setParams } from "../router.js";
 import { buildTrace, spanMatches } from "../trace-model.js";
@@ -481,11 +481,30 @@ export function traceStatistics(trace, total) {
       h("td", { class: "num" }, r.critical ? `${fmtDur(r.critical)} (${fmtPct(r.critical / total)})` : "—")))));
 }
 
-export function kvTable(map) {
+/** Attributes as a table; with `service`, each row can filter traces by it or copy it. */
+export function kvTable(map, service = null) {
   const entries = Object.entries(map || {});
   if (!entries.length) return h("div", { class: "muted" }, "none");
-  return h("table", { class: "kv" }, entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) =>
-    h("tr", {}, h("td", {}, k), h("td", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v)))));
+  return h("table", { class: "kv" }, entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => {
+    const text = typeof v === "string" ? v : JSON.stringify(v);
+    return h("tr", { dataset: { key: k } }, h("td", {}, k), h("td", { class: "mono" }, text),
+      service !== null ? h("td", { class: "kv-actions" }, attributeActions(k, text, service)) : null);
+  }));
+}
+
+/** "Filter traces by this" (in this service) and "copy" for one attribute. */
+function attributeActions(/** @type {string} */ key, /** @type {string} */ value, /** @type {string} */ service) {
+  const filter = formatAttrFilters([`${key}=${value}`]);
+  const query = new URLSearchParams({ attr: `${key}=${value}` });
+  if (service) query.set("service", service);
+  return [
+    h("a", { href: `/traces?${query}`, class: "filter-by", title: `Traces with ${filter}${service ? ` in ${service}` : ""}` }, "filter"),
+    " ",
+    h("button", { type: "button", class: "ghost copy-attr", title: `Copy ${filter}`, onclick: (e) => {
+      const button = e.currentTarget;
+      copyText(filter).then(() => flash(button, "copied"));
+    } }, "copy"),
+  ];
 }
 
 /** Log lines, oldest first; with `onSpan`, a line of a span in this trace opens that span. */
@@ -562,16 +581,16 @@ export function spanDetail(sp, trace, data, onSelect) {
     exceptions.length ? h("section", { id: "detail-exceptions" }, h("h4", {}, "Exceptions"), exceptions.map((e) => h("div", { class: "event" },
       h("div", { class: "err" }, h("b", {}, e.attributes["exception.type"] || "exception"), ": ", e.attributes["exception.message"] || ""),
       e.attributes["exception.stacktrace"] ? h("pre", {}, e.attributes["exception.stacktrace"]) : null))) : null,
-    h("section", { id: "detail-attributes" }, h("h4", {}, `Attributes${sp.dropped_attributes_count ? ` (${sp.dropped_attributes_count} dropped)` : ""}`), kvTable(sp.attributes)),
+    h("section", { id: "detail-attributes" }, h("h4", {}, `Attributes${sp.dropped_attributes_count ? ` (${sp.dropped_attributes_count} dropped)` : ""}`), kvTable(sp.attributes, sp.service)),
     h("section", { id: "detail-events" }, h("h4", {}, `Events (${sp.events.length})`),
       sp.events.length ? sp.events.map((e) => h("div", { class: "event" }, h("b", {}, e.name), h("span", { class: "muted" }, ` +${fmtDur(e.time_unix_nano - sp.start_unix_nano)}`),
-        Object.keys(e.attributes).length && e.name !== "exception" ? kvTable(e.attributes) : null)) : h("div", { class: "muted" }, "none")),
+        Object.keys(e.attributes).length && e.name !== "exception" ? kvTable(e.attributes, sp.service) : null)) : h("div", { class: "muted" }, "none")),
     h("section", { id: "detail-links" }, h("h4", {}, `Links (${sp.links.length})`),
       sp.links.length ? h("div", { class: "linklist" }, sp.links.map((l) => h("div", { class: "event" },
         h("a", { href: `/traces/${l.trace_id}?span=${l.span_id}`, class: "span-link" }, l.trace_id === data.trace_id ? `this trace · ${l.span_id}` : `${l.trace_id} · ${l.span_id}`),
         Object.keys(l.attributes).length ? kvTable(l.attributes) : null))) : h("div", { class: "muted" }, "none")),
     linkCount ? h("section", { id: "detail-linked-from" }, linkedFrom(data.trace_id, sp.span_id, linkCount, "")) : null,
     h("section", { id: "detail-logs" }, h("h4", {}, `Logs of this span (${spanLogs.length})`), logLines(spanLogs)),
-    h("section", {}, h("h4", {}, "Resource"), kvTable(sp.resource)),
+    h("section", { id: "detail-resource" }, h("h4", {}, "Resource"), kvTable(sp.resource, "")),
     h("section", {}, h("h4", {}, "Instrumentation scope"), h("div", { class: "mono" }, `${sp.scope.name}${sp.scope.version ? ` ${sp.scope.version}` : ""}`), Object.keys(sp.scope.attributes).length ? kvTable(sp.scope.attributes) : null));
 }
