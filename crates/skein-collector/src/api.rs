@@ -4,9 +4,11 @@
 //! |---|---|
 //! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, how many spans link to each of its spans (`linked_from`), its logs |
 //! | `GET /api/v1/traces/{id}/linked_from?span=&limit=&before=` | the spans linking to one of its spans (trace, span, service, name, start), newest first, `limit` (default 20, at most 1000) at a time; `next` is the `before` of the next page |
-//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
+//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value`, `attr=key!=value`, `attr=key>n`, `attr=key<n` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
 //! | `GET /api/v1/traces/{id}/otlp` | the trace as OTLP JSON (`resourceSpans`), to download |
 //! | `POST /api/v1/import` | OTLP traces (JSON or protobuf, e.g. a downloaded trace) stored as if received over OTLP/HTTP; the query token authorizes it |
+//! | `GET /api/v1/attributes?start=&end=&service=&limit=` | attribute keys of the spans in the range (span, resource, event, link), most used first: spans carrying each, its number of values (`many`: more than a frame lists); counted over the newest 200 frames (`complete` says if that was all) |
+//! | `GET /api/v1/attributes/values?key=&q=&start=&end=&service=&limit=` | that key's values (starting with `q`), most used first, with their spans |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
@@ -21,6 +23,7 @@
 //! dashboard), not for identifying a span by its time; such clients should parse with a
 //! BigInt-aware reader or use the ids.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,7 @@ use serde_json::json;
 
 use crate::incident;
 use crate::model;
+use crate::search::{CompareOp, Comparison};
 use crate::secret;
 use crate::store::{LinkCursor, LogQuery, SearchOrder, SearchQuery, Store, StoreError};
 
@@ -191,6 +195,46 @@ pub(crate) fn limit_param(params: &[(String, String)], key: &str, max: usize) ->
         .transpose()
 }
 
+/// One `attr` filter: `key=value`, `key!=value`, `key>number`, `key<number`, or a bare `key`
+/// (spans that have the attribute, whatever its value).
+fn attribute_filter(q: &mut SearchQuery, text: &str) -> Result<(), ApiError> {
+    let text = text.trim();
+    let operator = text.find(['=', '!', '>', '<']);
+    let Some(at) = operator else {
+        q.attribute_keys.push(text.to_owned());
+        return Ok(());
+    };
+    let key = text[..at].trim().to_owned();
+    if key.is_empty() {
+        return Err(bad(format!("attr: {text:?} has no attribute key before its operator")));
+    }
+    let rest = &text[at..];
+    let (op, value) = if let Some(v) = rest.strip_prefix("!=") {
+        (Some(CompareOp::NotEqual), v)
+    } else if let Some(v) = rest.strip_prefix('>') {
+        (Some(CompareOp::Greater), v)
+    } else if let Some(v) = rest.strip_prefix('<') {
+        (Some(CompareOp::Less), v)
+    } else if let Some(v) = rest.strip_prefix('=') {
+        (None, v)
+    } else {
+        return Err(bad(format!(
+            "attr: {text:?}: use key=value, key!=value, key>number, key<number or key"
+        )));
+    };
+    let value = value.trim().to_owned();
+    match op {
+        None => q.attributes.push((key, value)),
+        Some(op) => {
+            if op != CompareOp::NotEqual && value.parse::<f64>().is_err() {
+                return Err(bad(format!("attr: {text:?}: > and < compare with a number")));
+            }
+            q.comparisons.push(Comparison { key, op, value });
+        }
+    }
+    Ok(())
+}
+
 fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     let mut q = SearchQuery::default();
     if let Some(t) = time_param(params, "start")? {
@@ -203,11 +247,7 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     q.operation = first(params, "operation").map(str::to_owned);
     for (k, v) in params {
         if k == "attr" && !v.trim().is_empty() {
-            // `key=value`, or a bare `key`: spans that have the attribute, whatever its value.
-            match v.split_once('=') {
-                Some((key, value)) => q.attributes.push((key.trim().to_owned(), value.trim().to_owned())),
-                None => q.attribute_keys.push(v.trim().to_owned()),
-            }
+            attribute_filter(&mut q, v)?;
         }
     }
     q.min_duration_nano = duration_param(params, "min_duration")?;
@@ -321,6 +361,72 @@ pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The attribute keys of the spans in a time range (of a service, if given), most used
+/// first, with how many spans carry each and how many values each has.
+async fn attributes(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = parameters(&raw);
+    let (start, end) = range(&params)?;
+    let service = first(&params, "service").map(str::to_owned);
+    let limit = limit_param(&params, "limit", 1_000)?.unwrap_or(200);
+    let (seen, complete) = blocking(&api.store, move |s| s.attribute_counts(start, end, service.as_deref())).await?;
+    let mut values: HashMap<&str, (u64, bool)> = HashMap::new();
+    for (key, value) in seen.values.keys() {
+        let entry = values.entry(key.as_str()).or_default();
+        match value {
+            Some(_) => entry.0 += 1,
+            None => entry.1 = true,
+        }
+    }
+    let mut keys: Vec<(&String, &u64)> = seen.keys.iter().collect();
+    keys.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let keys: Vec<_> = keys
+        .into_iter()
+        .take(limit)
+        .map(|(key, count)| {
+            let (distinct, many) = values.get(key.as_str()).copied().unwrap_or_default();
+            json!({ "key": key, "count": count, "values": distinct, "many": many })
+        })
+        .collect();
+    Ok(Json(json!({ "keys": keys, "spans": seen.spans, "complete": complete })).into_response())
+}
+
+/// The values of one attribute in a time range, most used first (those starting with `q`).
+async fn attribute_values(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = parameters(&raw);
+    let (start, end) = range(&params)?;
+    let key = first(&params, "key")
+        .ok_or_else(|| bad("key: the attribute's key is required"))?
+        .to_owned();
+    let prefix = first(&params, "q").unwrap_or_default().to_owned();
+    let service = first(&params, "service").map(str::to_owned);
+    let limit = limit_param(&params, "limit", 200)?.unwrap_or(20);
+    let (seen, complete) = blocking(&api.store, move |s| s.attribute_counts(start, end, service.as_deref())).await?;
+    let mut unlisted = 0;
+    let mut found: Vec<(&str, u64)> = Vec::new();
+    for ((k, value), count) in &seen.values {
+        if *k != key {
+            continue;
+        }
+        match value {
+            Some(v) if v.starts_with(&prefix) => found.push((v, *count)),
+            Some(_) => {}
+            None => unlisted += count,
+        }
+    }
+    found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let more = found.len() > limit;
+    let values: Vec<_> = found
+        .into_iter()
+        .take(limit)
+        .map(|(value, count)| json!({ "value": value, "count": count }))
+        .collect();
+    Ok(Json(json!({
+        "key": key, "values": values, "more": more, "unlisted_spans": unlisted,
+        "spans": seen.spans, "complete": complete,
+    }))
+    .into_response())
 }
 
 async fn stats(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -496,6 +602,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/attributes", get(attributes))
+        .route("/api/v1/attributes/values", get(attribute_values))
         .route("/api/v1/dependencies", get(dependencies))
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/live", get(live))

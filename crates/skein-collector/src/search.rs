@@ -121,6 +121,9 @@ pub struct SearchQuery {
     pub attributes: Vec<(String, String)>,
     /// Attribute keys, all required with any value, on the same places as `attributes`.
     pub attribute_keys: Vec<String>,
+    /// `key != value`, `key > number`, `key < number`: the span has the attribute, with a
+    /// value other than `value`, or a number above or below `number` (on the same places).
+    pub comparisons: Vec<Comparison>,
     /// The span's kind (OTLP number), if asked for.
     pub kind: Option<i32>,
     /// The span's status code (OTLP number: 1 ok, 2 error), if asked for.
@@ -133,6 +136,42 @@ pub struct SearchQuery {
     pub limit: usize,
     /// Which matching traces come first (and which `limit` are kept).
     pub order: SearchOrder,
+}
+
+/// An attribute compared with a value other than by equality.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub key: String,
+    pub op: CompareOp,
+    pub value: String,
+}
+
+/// How a [`Comparison`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompareOp {
+    /// Any other value (as text).
+    NotEqual,
+    /// A number above (the attribute's text read as a number; others never match).
+    Greater,
+    /// A number below.
+    Less,
+}
+
+impl Comparison {
+    /// True if an attribute value (as text) satisfies the comparison.
+    pub fn holds(&self, text: &str) -> bool {
+        match self.op {
+            CompareOp::NotEqual => text != self.value,
+            CompareOp::Greater | CompareOp::Less => {
+                match (text.trim().parse::<f64>(), self.value.trim().parse::<f64>()) {
+                    (Ok(a), Ok(b)) if self.op == CompareOp::Greater => a > b,
+                    (Ok(a), Ok(b)) => a < b,
+                    _ => false,
+                }
+            }
+        }
+    }
 }
 
 /// The order of search results, over every matching trace in the time range.
@@ -173,6 +212,7 @@ impl Default for SearchQuery {
             operation: None,
             attributes: Vec::new(),
             attribute_keys: Vec::new(),
+            comparisons: Vec::new(),
             kind: None,
             status_code: None,
             scope_name: None,
@@ -198,6 +238,7 @@ impl SearchQuery {
             && self.operation.is_none()
             && self.attributes.is_empty()
             && self.attribute_keys.is_empty()
+            && self.comparisons.is_empty()
             && self.kind.is_none()
             && self.status_code.is_none()
             && self.scope_name.is_none()
@@ -221,6 +262,12 @@ impl SearchQuery {
             out.push(Required {
                 term: term_attribute(k, v),
                 overflow_key: Some(term_key(k)),
+            });
+        }
+        for c in &self.comparisons {
+            out.push(Required {
+                term: term_key(&c.key),
+                overflow_key: None,
             });
         }
         for k in &self.attribute_keys {
@@ -281,6 +328,10 @@ impl SearchQuery {
             .iter()
             .all(|(k, v)| anywhere(&|kv| &kv.key == k && with_text(kv.value.as_ref(), |t| t == v)))
             && self.attribute_keys.iter().all(|k| anywhere(&|kv| &kv.key == k))
+            && self
+                .comparisons
+                .iter()
+                .all(|c| anywhere(&|kv| kv.key == c.key && with_text(kv.value.as_ref(), |t| c.holds(t))))
     }
 
     /// Trace-level conditions, for searches without span conditions.
@@ -689,6 +740,18 @@ impl SearchIndex {
             .sum()
     }
 
+    /// The indexed frames with spans in `[from, to]`, newest first.
+    pub fn frames_between(&self, from: u64, to: u64) -> Vec<i64> {
+        let mut found: Vec<(u64, i64)> = self
+            .frames
+            .iter()
+            .filter(|f| f.terms.is_some() && f.max_start >= from && f.min_start <= to)
+            .map(|f| (f.max_start, f.frame_id))
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(*f));
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// The frames that may hold a span matching `query`, with their latest span start, newest
     /// first.
     pub fn candidates(&self, query: &SearchQuery) -> Vec<(u64, Candidate)> {
@@ -773,6 +836,24 @@ impl FrameIndex {
                 None => return Some(Vec::new()),
             }
         }
+        for c in &query.comparisons {
+            // Values of an overflowing key are not listed here: the spans decide.
+            if self.overflow_keys.contains(&c.key) {
+                return None;
+            }
+            let mut spans: Vec<u32> = self
+                .postings
+                .iter()
+                .filter(|p| p.key == c.key && p.value.as_deref().is_some_and(|v| c.holds(v)))
+                .flat_map(|p| positions(&p.gaps))
+                .collect();
+            if spans.is_empty() {
+                return Some(Vec::new());
+            }
+            spans.sort_unstable();
+            spans.dedup();
+            lists.push(spans);
+        }
         for k in &query.attribute_keys {
             let mut spans: Vec<u32> = self
                 .postings
@@ -824,6 +905,55 @@ impl FrameIndex {
         Some(out)
     }
 
+    /// Adds this frame's attributes to `seen`: for its spans in `[from, to]` (of `service`, if
+    /// given), the spans carrying each key and each `key=value` (`None` for values of keys
+    /// with too many to list).
+    pub fn count_attributes(&self, from: u64, to: u64, service: Option<&str>, seen: &mut AttributeCounts) {
+        let count = self.span_start.len();
+        if self.span_service.len() != count {
+            return;
+        }
+        let wanted_service = match service {
+            Some(name) => match self.services.iter().position(|s| s == name) {
+                Some(n) => Some(n as u32),
+                None => return,
+            },
+            None => None,
+        };
+        let included: Vec<bool> = (0..count)
+            .map(|i| {
+                let start = self.min_start.saturating_add(self.span_start[i]);
+                start >= from && start <= to && wanted_service.is_none_or(|s| s == self.span_service[i])
+            })
+            .collect();
+        let spans = included.iter().filter(|&&i| i).count() as u64;
+        if spans == 0 {
+            return;
+        }
+        seen.spans += spans;
+        // A key's spans: the union of its values' (a span has a key once).
+        let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
+        for p in &self.postings {
+            let on: Vec<u32> = positions(&p.gaps)
+                .into_iter()
+                .filter(|&s| included.get(s as usize).copied().unwrap_or(false))
+                .collect();
+            if on.is_empty() {
+                continue;
+            }
+            match &p.value {
+                Some(v) => *seen.values.entry((p.key.clone(), Some(v.clone()))).or_default() += on.len() as u64,
+                None => *seen.values.entry((p.key.clone(), None)).or_default() += on.len() as u64,
+            }
+            by_key.entry(&p.key).or_default().extend(on);
+        }
+        for (key, mut on) in by_key {
+            on.sort_unstable();
+            on.dedup();
+            *seen.keys.entry(key.to_owned()).or_default() += on.len() as u64;
+        }
+    }
+
     /// The trace id at a position.
     pub fn trace_id(&self, position: u32) -> Option<[u8; 16]> {
         let at = position as usize * 16;
@@ -835,6 +965,18 @@ impl FrameIndex {
         let raw = crate::compress::decompress(data, 64 << 20).ok()?;
         <FrameIndex as prost::Message>::decode(&raw[..]).ok()
     }
+}
+
+/// Attribute keys and values counted over frames (see [`FrameIndex::count_attributes`]).
+#[derive(Debug, Default)]
+pub struct AttributeCounts {
+    /// Spans looked at.
+    pub spans: u64,
+    /// Spans carrying each key.
+    pub keys: HashMap<String, u64>,
+    /// Spans carrying each `key=value`; `(key, None)`: spans with values not listed (the key
+    /// has too many).
+    pub values: HashMap<(String, Option<String>), u64>,
 }
 
 /// The summary row of each of a frame's traces (in [`FrameIndex`] order), as stored: the

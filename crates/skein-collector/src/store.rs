@@ -37,6 +37,9 @@ pub const FRAME_SPANS: usize = 1024;
 /// The size limit is checked after every this-many-th part of it written.
 const CHECK_EVERY_PART: u64 = 32;
 
+/// Frames (of up to 1024 spans) an attribute listing reads at most: the newest in its range.
+pub const ATTRIBUTE_SAMPLE_FRAMES: usize = 200;
+
 /// Requests committed together at most.
 const GROUP_MAX_REQUESTS: usize = 64;
 
@@ -1217,6 +1220,35 @@ impl Store {
                 cursors[limit - 1].to_string()
             });
             Ok(LinkedFromPage { links, next })
+        })
+    }
+
+    /// The attributes of the spans in `[from, to]` (of `service`, if given), counted over the
+    /// newest [`ATTRIBUTE_SAMPLE_FRAMES`] frames there; `complete` when that was all of them.
+    pub fn attribute_counts(
+        &self,
+        from: u64,
+        to: u64,
+        service: Option<&str>,
+    ) -> Result<(crate::search::AttributeCounts, bool), StoreError> {
+        let frames = self
+            .search
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .frames_between(from, to);
+        let complete = frames.len() <= ATTRIBUTE_SAMPLE_FRAMES;
+        self.read(|c| {
+            let mut seen = crate::search::AttributeCounts::default();
+            let mut statement = c.prepare_cached("SELECT spans FROM frame_search WHERE frame_id = ?1")?;
+            for frame in frames.into_iter().take(ATTRIBUTE_SAMPLE_FRAMES) {
+                let Some(spans) = statement.query_row([frame], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
+                    continue; // deleted by retention since
+                };
+                if let Some(index) = FrameIndex::decode(&spans) {
+                    index.count_attributes(from, to, service, &mut seen);
+                }
+            }
+            Ok((seen, complete))
         })
     }
 

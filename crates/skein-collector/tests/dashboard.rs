@@ -2044,3 +2044,85 @@ async fn attributes_p95_cells_and_chart_bars_open_the_matching_traces() {
     );
     running.collector.shutdown().await;
 }
+
+/// Attribute discovery: the keys seen in the range are offered as you type, then a key's
+/// values with how many spans carry each, most used first; `!=`, `>` and `<` filter too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_keys_and_values_are_offered_with_counts_and_compared() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let tiers = [
+        "gold", "gold", "gold", "gold", "gold", "gold", "silver", "silver", "silver", "bronze",
+    ];
+    let spans: Vec<Fixture> = tiers
+        .iter()
+        .enumerate()
+        .map(|(i, tier)| {
+            let mut trace = [0xe7; 16];
+            trace[15] = i as u8;
+            let mut one = fx("shop", trace, 1, 0, "GET /cart", span::SpanKind::Server, 0, 5);
+            one.attributes = vec![text("customer.tier", tier), int("retries", i as i64 % 4)];
+            one
+        })
+        .collect();
+    post(addr, "/v1/traces", traces_request(now() - 60_000 * MS, &spans)).await;
+    running
+        .search_until("/api/v1/traces?service=shop", |r| {
+            r["traces"].as_array().is_some_and(|t| t.len() == 10)
+        })
+        .await;
+    let (_, keys) = running.get("/api/v1/attributes?service=shop").await;
+    let tier = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "customer.tier")
+        .unwrap();
+    assert_eq!(
+        (tier["count"].as_u64(), tier["values"].as_u64()),
+        (Some(10), Some(3)),
+        "{keys}"
+    );
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces?service=shop")).await;
+    browser.wait_for_text("#trace-list", "GET /cart").await;
+    let input = "#trace-search input[name=attr]";
+    browser.find(input).await.send_keys("cust").await.unwrap();
+    let offered = browser.wait_for_text("#attr-suggest", "customer.tier").await;
+    assert!(offered.contains("(10)"), "{offered}");
+    browser
+        .click("#attr-suggest .suggestion[data-word='customer.tier=']")
+        .await;
+    browser.wait_for_text("#attr-suggest", "silver").await;
+    let values = browser.texts("#attr-suggest .suggestion").await;
+    assert_eq!(values, ["gold (6)", "silver (3)", "bronze (1)"], "most used first");
+    browser
+        .click("#attr-suggest .suggestion[data-word='customer.tier=silver ']")
+        .await;
+    let typed = browser
+        .eval(&format!("return document.querySelector('{input}').value;"))
+        .await;
+    assert_eq!(typed, "customer.tier=silver ");
+    browser.click("#trace-search button[type=submit]").await;
+    browser
+        .wait_until(
+            "three silver",
+            "document.querySelectorAll('#trace-list tbody tr').length === 3",
+        )
+        .await;
+
+    // Other comparisons, typed.
+    for (filter, expected) in [("customer.tier!=gold", 4), ("retries>1", 4), ("retries<1", 3)] {
+        browser.goto(&format!("{ui}/traces?service=shop")).await;
+        browser.wait_for_text("#trace-list", "GET /cart").await;
+        browser.find(input).await.send_keys(filter).await.unwrap();
+        browser.click("#trace-search button[type=submit]").await;
+        browser
+            .wait_until(
+                &format!("{filter}: {expected} traces"),
+                &format!("location.search.includes('attr=') && document.querySelectorAll('#trace-list tbody tr').length === {expected}"),
+            )
+            .await;
+    }
+    Scene::end(running, browser).await;
+}

@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use proptest::prelude::*;
+use skein_collector::search::{CompareOp, Comparison};
 use skein_collector::store::{SearchOrder, SearchQuery, Store, StoreConfig, Write};
 
 #[path = "common/rng.rs"]
@@ -169,6 +170,21 @@ fn random_query(rng: &mut Rng, base: u64, spans: &[Stored]) -> SearchQuery {
     if rng.below(4) == 0 {
         q.operation = Some(rng.pick(&NAMES).into());
     }
+    if rng.below(5) == 0 {
+        let (key, op, value) = match rng.below(5) {
+            0 => ("retries", CompareOp::Greater, rng.below(4).to_string()),
+            1 => ("retries", CompareOp::Less, format!("{}.5", rng.below(3))),
+            2 => ("customer.tier", CompareOp::NotEqual, rng.pick(&TIERS).to_owned()),
+            3 => ("tenant", CompareOp::NotEqual, "rare".to_owned()),
+            // An overflowing key: read from the spans.
+            _ => ("request.id", CompareOp::NotEqual, "req-1".to_owned()),
+        };
+        q.comparisons.push(Comparison {
+            key: key.into(),
+            op,
+            value,
+        });
+    }
     match rng.below(9) {
         0 => q.attributes.push(("customer.tier".into(), rng.pick(&TIERS).into())),
         1 => q.attributes.push(("tenant".into(), "rare".into())),
@@ -255,6 +271,19 @@ fn span_matches(q: &SearchQuery, s: &Stored) -> bool {
                 .any(|kv| &kv.key == k && value_text(kv.value.as_ref().unwrap()) == *v)
         })
         && q.attribute_keys.iter().all(|k| all.iter().any(|kv| &kv.key == k))
+        && q.comparisons.iter().all(|c| {
+            all.iter().any(|kv| {
+                let text = value_text(kv.value.as_ref().unwrap());
+                let number = |t: &str| t.parse::<f64>().ok();
+                kv.key == c.key
+                    && match c.op {
+                        CompareOp::NotEqual => text != c.value,
+                        CompareOp::Greater => number(&text).zip(number(&c.value)).is_some_and(|(a, b)| a > b),
+                        CompareOp::Less => number(&text).zip(number(&c.value)).is_some_and(|(a, b)| a < b),
+                        _ => unreachable!(),
+                    }
+            })
+        })
 }
 
 /// The answer by brute force: the traces with a matching span (or, for trace-level queries,
@@ -272,6 +301,7 @@ fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
         && q.operation.is_none()
         && q.attributes.is_empty()
         && q.attribute_keys.is_empty()
+        && q.comparisons.is_empty()
         && q.kind.is_none()
         && q.status_code.is_none()
         && q.scope_name.is_none();

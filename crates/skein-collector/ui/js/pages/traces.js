@@ -25,6 +25,16 @@ export async function tracesPage(view, params) {
     opSuggestions.replaceChildren(...starts.concat(contains).slice(0, SUGGESTIONS).map((n) => h("option", { value: n })));
   }
   opSelect.addEventListener("input", suggest);
+  // Attribute filters, with the keys and values seen in the range offered as you type.
+  const attrInput = /** @type {HTMLInputElement} */ (h("input", { class: "attrs", name: "attr", autocomplete: "off", placeholder: "customer.tier=gold http.response.status_code>499 error.type", value: formatAttrFilters(params.getAll("attr")) }));
+  const attrSuggest = h("div", { class: "suggest", id: "attr-suggest", role: "listbox", style: { display: "none" } });
+  attributeSuggestions(attrInput, attrSuggest, () => {
+    const { startMs, endMs } = timeRange(params);
+    const query = new URLSearchParams({ start: isoMs(startMs), end: isoMs(endMs) });
+    if (serviceSelect.value) query.set("service", serviceSelect.value);
+    return query;
+  });
+
   // The custom range is typed in the zone the dashboard shows (UTC or local) and starts as
   // the range on screen.
   const zone = prefs.utc ? "UTC" : "local";
@@ -42,7 +52,7 @@ export async function tracesPage(view, params) {
     h("label", {}, "Time", range), custom,
     h("label", {}, "Service", serviceSelect),
     h("label", {}, "Operation", opSelect, opSuggestions),
-    h("label", {}, "Attributes", h("input", { class: "attrs", name: "attr", placeholder: "http.response.status_code=503 customer.tier=gold error.type", value: formatAttrFilters(params.getAll("attr")) })),
+    h("label", { class: "attr-label" }, "Attributes", attrInput, attrSuggest),
     h("label", {}, "Min duration", h("input", { class: "dur", name: "min_duration", placeholder: "250ms", value: params.get("min_duration") || "" })),
     h("label", {}, "Max duration", h("input", { class: "dur", name: "max_duration", placeholder: "2s", value: params.get("max_duration") || "" })),
     h("label", { class: "inline" }, h("input", { type: "checkbox", name: "errors", checked: params.get("errors") === "true" }), "Errors only"),
@@ -204,6 +214,83 @@ export async function tracesPage(view, params) {
     pauseButton.classList.toggle("active", paused);
     if (!paused) search();
   });
+}
+
+/** Spans as a short count: 950, 1.2k, 34k, 1.5M. */
+const fmtCount = (/** @type {number} */ n) => (n < 1e3 ? String(n) : n < 1e4 ? `${(n / 1e3).toFixed(1)}k` : n < 1e6 ? `${Math.round(n / 1e3)}k` : `${(n / 1e6).toFixed(1)}M`);
+
+/**
+ * Offers, under an attribute filter input, the keys seen in the range (for the word being
+ * typed) and then, after `key=` or `key!=`, that key's values, each with how many spans carry
+ * it. Choosing one completes the word; the filters before it are kept.
+ */
+function attributeSuggestions(/** @type {HTMLInputElement} */ input, /** @type {HTMLElement} */ box, /** @type {() => URLSearchParams} */ scope) {
+  /** @type {Promise<any> | null} */
+  let keys = null;
+  let keysScope = "";
+  let asked = 0;
+  const lastWord = () => {
+    const m = /(^|\s)([^\s]*)$/.exec(input.value.slice(0, input.selectionStart ?? input.value.length));
+    return m ? m[2] : "";
+  };
+  const replaceLastWord = (/** @type {string} */ word) => {
+    const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+    const start = before.length - lastWord().length;
+    input.value = input.value.slice(0, start) + word + input.value.slice(before.length);
+    input.focus();
+    const at = start + word.length;
+    input.setSelectionRange(at, at);
+  };
+  const show = (/** @type {Array<[string, string, string]>} */ entries) => {
+    box.replaceChildren(...entries.map(([label, count, word]) => h("button", {
+      type: "button", class: "suggestion", role: "option", dataset: { word },
+      // mousedown, not click: the input keeps its focus.
+      onmousedown: (/** @type {Event} */ e) => {
+        e.preventDefault();
+        replaceLastWord(word);
+        update();
+      },
+    }, h("span", { class: "mono" }, label), h("span", { class: "muted" }, ` ${count}`))));
+    box.style.display = entries.length ? "" : "none";
+  };
+  async function update() {
+    const word = lastWord();
+    const mine = ++asked;
+    const op = /^([^=!<>]+)(!=|=)(.*)$/.exec(word);
+    try {
+      if (op) {
+        const [, key, sign, typed] = op;
+        const query = scope();
+        query.set("key", key);
+        query.set("q", typed.replace(/^"/, ""));
+        const { values, unlisted_spans: unlisted } = await api("/attributes/values", query);
+        if (mine !== asked) return;
+        const entries = values.map((/** @type {{value: string, count: number}} */ v) => [v.value, `(${fmtCount(v.count)})`, `${key}${sign}${/\s/.test(v.value) ? `"${v.value}"` : v.value} `]);
+        if (!entries.length && unlisted) entries.push([`${key} has too many values to list`, "", word]);
+        show(entries);
+      } else if (word && !/[<>]/.test(word)) {
+        const where = String(scope());
+        if (!keys || keysScope !== where) {
+          keys = api("/attributes", scope());
+          keysScope = where;
+        }
+        const { keys: all } = await keys;
+        if (mine !== asked) return;
+        const typed = word.toLowerCase();
+        show(all
+          .filter((/** @type {{key: string}} */ k) => k.key.toLowerCase().includes(typed))
+          .slice(0, 12)
+          .map((/** @type {{key: string, count: number, values: number, many: boolean}} */ k) => [k.key, `(${fmtCount(k.count)}${k.many ? ", many values" : ""})`, `${k.key}=`]));
+      } else {
+        show([]);
+      }
+    } catch {
+      show([]); // suggestions are a help; the search itself reports errors
+    }
+  }
+  input.addEventListener("input", update);
+  input.addEventListener("focus", update);
+  input.addEventListener("blur", () => setTimeout(() => (box.style.display = "none"), 150));
 }
 
 export async function noTraces(params) {
