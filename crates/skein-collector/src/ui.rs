@@ -20,6 +20,7 @@ const MODULES: &[(&str, &str)] = &[
     ("format.js", include_str!("../ui/js/format.js")),
     ("router.js", include_str!("../ui/js/router.js")),
     ("trace-model.js", include_str!("../ui/js/trace-model.js")),
+    ("pages/compare.js", include_str!("../ui/js/pages/compare.js")),
     ("pages/logs.js", include_str!("../ui/js/pages/logs.js")),
     ("pages/services.js", include_str!("../ui/js/pages/services.js")),
     ("pages/trace.js", include_str!("../ui/js/pages/trace.js")),

@@ -2126,3 +2126,115 @@ async fn attribute_keys_and_values_are_offered_with_counts_and_compared() {
     }
     Scene::end(running, browser).await;
 }
+
+/// The flame graph merges a trace's call paths (a hundred `SELECT`s are one node a hundred
+/// times as wide); comparing two traces matches their paths by service and operation and
+/// marks what differs in count and time, and what only one has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flame_graph_merges_call_paths_and_two_traces_compare_by_path() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let fan_out = |trace: [u8; 16], selects: u64, each: u64, commit: bool| {
+        let mut spans = vec![fx(
+            "api",
+            trace,
+            1,
+            0,
+            "GET /report",
+            span::SpanKind::Server,
+            0,
+            10 + selects * each,
+        )];
+        for i in 0..selects {
+            spans.push(fx(
+                "db",
+                trace,
+                2 + i,
+                1,
+                "SELECT",
+                span::SpanKind::Client,
+                5 + i * each,
+                5 + (i + 1) * each,
+            ));
+        }
+        if commit {
+            spans.push(fx(
+                "db",
+                trace,
+                999,
+                1,
+                "COMMIT",
+                span::SpanKind::Client,
+                5 + selects * each,
+                8 + selects * each,
+            ));
+        }
+        spans
+    };
+    let (a, b) = ([0xf1; 16], [0xf2; 16]);
+    post(
+        addr,
+        "/v1/traces",
+        traces_request(now() - 60_000 * MS, &fan_out(a, 100, 10, false)),
+    )
+    .await;
+    post(
+        addr,
+        "/v1/traces",
+        traces_request(now() - 50_000 * MS, &fan_out(b, 120, 12, true)),
+    )
+    .await;
+    running.trace(&hex(&a), 101).await;
+    running.trace(&hex(&b), 122).await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/traces/{}", hex(&a))).await;
+    browser.wait_for_text("#trace-title", "GET /report").await;
+    browser.click("#trace-flame-toggle").await;
+    browser.wait_for_text("#flame", "SELECT ×100").await;
+    let nodes = browser
+        .eval(
+            "return [...document.querySelectorAll('#flame .flame-node')].map(n => [n.textContent, parseFloat(n.style.width), n.title]);",
+        )
+        .await;
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let select = nodes.iter().find(|n| n[0] == "SELECT ×100").unwrap();
+    let width = select[1].as_f64().unwrap();
+    assert!((98.9..99.1).contains(&width), "1000 of 1010 ms: {width}%");
+    assert_eq!(select[2], "db: SELECT — ×100, 1 s in all, 1 s self");
+    assert!(browser.location().await.contains("flame=1"));
+
+    // Compare with the second trace.
+    browser
+        .find("#compare-with")
+        .await
+        .send_keys(&format!("{}\n", hex(&b)))
+        .await
+        .unwrap();
+    browser.wait_for_text("#compare-table", "SELECT").await;
+    assert_eq!(
+        browser.location().await,
+        format!("/compare?a={}&b={}", hex(&a), hex(&b))
+    );
+    let row = |path: &str| format!("#compare-table tr[data-key=\"{path}\"]");
+    let select = browser
+        .texts(&format!("{} td", row("api: GET /report › db: SELECT")))
+        .await;
+    assert_eq!(
+        select[1..6],
+        ["100", "120", "1 s", "1.44 s", "+440 ms"].map(String::from),
+        "{select:?}"
+    );
+    let class = browser
+        .eval(&format!(
+            "return document.querySelector('{}').className;",
+            row("api: GET /report › db: SELECT")
+        ))
+        .await;
+    assert_eq!(class, "differs");
+    let commit = browser
+        .texts(&format!("{} td", row("api: GET /report › db: COMMIT")))
+        .await;
+    assert_eq!(commit[5], "only in B", "{commit:?}");
+    Scene::end(running, browser).await;
+}

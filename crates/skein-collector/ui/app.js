@@ -6,6 +6,7 @@
 import { refreshStatus } from "./js/api.js";
 import { $ } from "./js/dom.js";
 import { prefs } from "./js/format.js";
+import { comparePage } from "./js/pages/compare.js";
 import { logsPage } from "./js/pages/logs.js";
 import { servicesPage } from "./js/pages/services.js";
 import { tracePage } from "./js/pages/trace.js";
@@ -26,6 +27,7 @@ setRoutes((path) => {
   if (path.startsWith("/traces/")) return (view, p, params) => tracePage(view, segment(p.slice(8)), params);
   if (path === "/services") return (view, _, params) => servicesPage(view, params);
   if (path === "/logs") return (view, _, params) => logsPage(view, params);
+  if (path === "/compare") return (view, _, params) => comparePage(view, params);
   return null;
 });
 

@@ -98,3 +98,48 @@ export function spanMatches(sp, needle) {
   for (const [k, v] of Object.entries(sp.attributes)) if (has(k) || has(typeof v === "string" ? v : JSON.stringify(v))) return true;
   return sp.events.some((e) => has(e.name));
 }
+
+/**
+ * @typedef {object} StackNode
+ * @property {string} key      the node's path: `service: operation` of each span from a root, joined by ` › `
+ * @property {string} service
+ * @property {string} name
+ * @property {number} depth
+ * @property {number} count    spans on this path
+ * @property {number} total    their summed duration (ns)
+ * @property {number} self     their summed self time (ns)
+ * @property {StackNode[]} children
+ */
+
+/**
+ * The trace's spans merged by call path (service and operation from a root down), as a
+ * profiler's flame graph merges stacks: a hundred `SELECT`s under one request are one node
+ * a hundred times as wide. Returns the roots, widest first at every level; iterative, so a
+ * deep trace does not overflow the stack.
+ * @returns {StackNode[]}
+ */
+export function aggregateStacks(trace) {
+  /** @type {Map<string, StackNode>} */
+  const nodes = new Map();
+  /** @type {StackNode[]} */
+  const roots = [];
+  const work = trace.roots.map((/** @type {any} */ sp) => [sp, null]);
+  while (work.length) {
+    const [sp, parent] = work.pop();
+    const key = `${parent ? `${parent.key} › ` : ""}${sp.service}: ${sp.name}`;
+    let node = nodes.get(key);
+    if (!node) {
+      node = { key, service: sp.service, name: sp.name, depth: parent ? parent.depth + 1 : 0, count: 0, total: 0, self: 0, children: [] };
+      nodes.set(key, node);
+      (parent ? parent.children : roots).push(node);
+    }
+    node.count += 1;
+    node.total += sp.duration_nano;
+    node.self += trace.selfTime.get(sp.span_id) || 0;
+    for (const child of trace.kids(sp)) work.push([child, node]);
+  }
+  const widestFirst = (/** @type {StackNode[]} */ list) => list.sort((a, b) => b.total - a.total);
+  widestFirst(roots);
+  for (const node of nodes.values()) widestFirst(node.children);
+  return roots;
+}

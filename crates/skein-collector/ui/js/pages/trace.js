@@ -5,8 +5,8 @@ import { api, downloadTrace } from "../api.js";
 import { $, h, s, serviceColor, FULL_INDENT_DEPTH, indent, serviceChip, copyButton, copyText, flash, errorBox } from "../dom.js";
 import { fmtTime, fmtDur, fmtPct, formatAttrFilters } from "../format.js";
 import { levelBadge } from "./logs.js";
-import { onCleanup, setParams } from "../router.js";
-import { buildTrace, spanMatches } from "../trace-model.js";
+import { navigate, onCleanup, setParams } from "../router.js";
+import { aggregateStacks, buildTrace, spanMatches } from "../trace-model.js";
 
 // ---------- trace page ----------
 export const ROW = 24;
@@ -53,6 +53,32 @@ export async function tracePage(view, traceId, params) {
     setParams({ stats: show ? "1" : null });
   });
 
+  // The flame graph (call paths merged, width = time), on demand and kept in the URL.
+  const flameBox = h("div", { class: "panel-body", id: "flame-box", style: { display: params.get("flame") ? "" : "none" } },
+    params.get("flame") ? flameGraph(trace) : null);
+  const flameButton = h("button", { type: "button", id: "trace-flame-toggle", class: params.get("flame") ? "active" : "" }, "Flame graph");
+  flameButton.addEventListener("click", () => {
+    const show = flameBox.style.display === "none";
+    if (show && !flameBox.firstChild) flameBox.append(flameGraph(trace));
+    flameBox.style.display = show ? "" : "none";
+    flameButton.classList.toggle("active", show);
+    setParams({ flame: show ? "1" : null });
+  });
+  // Compare with another trace: its id, typed.
+  const compareInput = /** @type {HTMLInputElement} */ (h("input", { id: "compare-with", class: "mono", placeholder: "compare with trace id", autocomplete: "off", size: 20 }));
+  const compareForm = h("form", { id: "compare-form", class: "inline" }, compareInput);
+  compareForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const other = compareInput.value.trim().toLowerCase();
+    if (!/^[0-9a-f]{1,32}$/.test(other)) {
+      compareInput.setCustomValidity("A trace id is up to 32 hexadecimal digits");
+      compareInput.reportValidity();
+      return;
+    }
+    navigate(`/compare?a=${data.trace_id}&b=${other.padStart(32, "0")}`);
+  });
+  compareInput.addEventListener("input", () => compareInput.setCustomValidity(""));
+
   // Header: what the trace is and where its time went.
   const head = h("div", { class: "panel" },
     h("div", { class: "trace-head" },
@@ -67,12 +93,15 @@ export async function tracePage(view, traceId, params) {
       h("span", { class: "spacer" }),
       h("a", { href: `/logs?trace_id=${data.trace_id}`, id: "trace-logs-top", title: "This trace's log records on the Logs page" }, `Logs (${data.logs.length})`),
       statsButton,
+      flameButton,
+      compareForm,
       h("button", { type: "button", id: "trace-download", title: "Save the trace as an OTLP JSON file (the Traces page imports it)", onclick: (e) => {
         const button = e.currentTarget;
         downloadTrace(data.trace_id).catch((err) => flash(button, err.message));
       } }, "Download")),
     whereTheTimeWent(trace, total, (id) => select(id, true)),
     statsBox,
+    flameBox,
     // Links to spans this trace does not have (or to no span) have nowhere else to show.
     ...data.linked_from.filter((l) => !trace.byId.has(l.span_id)).map((l) =>
       h("div", { class: "where", id: "linked-from-elsewhere" }, linkedFrom(data.trace_id, l.span_id, l.count, /^0*$/.test(l.span_id) ? "to this trace" : `to span ${l.span_id}, not received`))));
@@ -453,6 +482,43 @@ export function whereTheTimeWent(trace, total, onPick) {
     top.map((g) => h("span", { class: "cp-item", dataset: { spanId: g.top }, onclick: () => onPick(g.top), title: g.count > 1 ? `${g.count} spans; shows the longest` : "Show this span" },
       h("span", { class: "dot", style: { background: serviceColor(g.service) } }), ` ${g.name} `, h("b", {}, fmtDur(g.time)),
       h("span", { class: "muted" }, ` (${fmtPct(g.time / total)}) ${g.service}${g.count > 1 ? ` ×${g.count}` : ""}`))));
+}
+
+/** The flame graph: call paths merged (see `aggregateStacks`), each as wide as its summed
+ * time; children that overlap (concurrent calls) are scaled to fit under their parent, the
+ * title giving the real figures. */
+export function flameGraph(trace) {
+  const roots = aggregateStacks(trace);
+  const ROW_H = 20;
+  const box = h("div", { class: "flame", id: "flame" });
+  let deepest = 0;
+  /** @type {Array<[any, number, number]>} */
+  const work = [];
+  const rootsTotal = roots.reduce((n, r) => n + r.total, 0) || 1;
+  let x = 0;
+  for (const r of roots) {
+    work.push([r, x, r.total / rootsTotal]);
+    x += r.total / rootsTotal;
+  }
+  while (work.length) {
+    const [node, left, width] = work.pop();
+    deepest = Math.max(deepest, node.depth);
+    if (width * 1000 < 1) continue; // under a pixel of a thousand
+    box.append(h("div", {
+      class: "flame-node", dataset: { key: node.key },
+      title: `${node.service}: ${node.name} — ${node.count > 1 ? `×${node.count}, ` : ""}${fmtDur(node.total)} in all, ${fmtDur(node.self)} self`,
+      style: { left: `${left * 100}%`, width: `${width * 100}%`, top: `${node.depth * ROW_H}px`, background: serviceColor(node.service) },
+    }, `${node.name}${node.count > 1 ? ` ×${node.count}` : ""}`));
+    const sum = node.children.reduce((n, c) => n + c.total, 0);
+    const scale = width / Math.max(node.total, sum, 1);
+    let at = left;
+    for (const child of node.children) {
+      work.push([child, at, child.total * scale]);
+      at += child.total * scale;
+    }
+  }
+  box.style.height = `${(deepest + 1) * ROW_H}px`;
+  return box;
 }
 
 /** Jaeger's "trace statistics": per service and operation, how many spans, their total and
