@@ -13,7 +13,7 @@
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
 //! | `GET /api/v1/stats?start=&end=&service=` | per operation: calls, errors, p50/p95/p99, calls per minute; rates over the time the data covers (`rate_start`..`rate_end`) |
 //! | `GET /api/v1/dependencies?start=&end=` | calls and errors between services |
-//! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&start=&end=&limit=&before=` | log records, newest first, in pages of at most `limit` (1000) records and 8 MiB; `next` is the `before` of the next page |
+//! | `GET /api/v1/logs?trace_id=&service=&min_severity=&q=&attr=&start=&end=&limit=&before=` | log records (`trace_id`: 8 to 32 hex digits; `q`: in the body or an attribute's value; `attr` as in search), newest first, in pages of at most `limit` (1000) records and 8 MiB; `next` is the `before` of the next page |
 //! | `GET /api/v1/live` | server-sent events: a trace summary whenever a trace gets new spans |
 //! | `GET /api/v1/status` | stored and evicted counts, oldest kept time, disk use |
 //!
@@ -193,6 +193,27 @@ pub(crate) fn limit_param(params: &[(String, String)], key: &str, max: usize) ->
                 .ok_or_else(|| bad(format!("{key}: {v:?} is not between 1 and {max}")))
         })
         .transpose()
+}
+
+/// A trace id, or its first 8 to 32 hex digits (as the dashboard shows them), as the range
+/// of the ids starting with them.
+fn trace_id_prefix(text: &str) -> Result<([u8; 16], [u8; 16]), ApiError> {
+    let text = text.trim().to_ascii_lowercase();
+    if !(8..=32).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!(
+            "trace_id: {text:?} is not a trace id (8 to 32 hex digits)"
+        )));
+    }
+    let padded = |digit: char| {
+        let mut id = text.clone();
+        while id.len() < 32 {
+            id.push(digit);
+        }
+        id
+    };
+    let lowest = model::parse_hex::<16>(&padded('0')).ok_or_else(|| bad("trace_id: not hex"))?;
+    let highest = model::parse_hex::<16>(&padded('f')).ok_or_else(|| bad("trace_id: not hex"))?;
+    Ok((lowest, highest))
 }
 
 /// One `attr` filter: `key=value`, `key!=value`, `key>number`, `key<number`, or a bare `key`
@@ -476,8 +497,16 @@ async fn logs(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Respons
         ..Default::default()
     };
     if let Some(v) = first(&params, "trace_id") {
-        query.trace_id =
-            Some(model::parse_hex::<16>(v).ok_or_else(|| bad(format!("trace_id: {v:?} is not a trace id")))?);
+        query.trace_id = Some(trace_id_prefix(v)?);
+    }
+    for (k, v) in &params {
+        if k == "attr" && !v.trim().is_empty() {
+            let mut q = SearchQuery::default();
+            attribute_filter(&mut q, v)?;
+            query.attributes.extend(q.attributes);
+            query.attribute_keys.extend(q.attribute_keys);
+            query.comparisons.extend(q.comparisons);
+        }
     }
     query.service = first(&params, "service").map(str::to_owned);
     query.text = first(&params, "q").map(str::to_owned);

@@ -751,7 +751,7 @@ impl Store {
             let logs = query_logs(
                 c,
                 &LogQuery {
-                    trace_id: Some(*trace_id),
+                    trace_id: Some((*trace_id, *trace_id)),
                     limit: 1000,
                     ..Default::default()
                 },
@@ -1543,10 +1543,17 @@ pub struct Dependency {
 /// A log search.
 #[derive(Clone, Debug, Default)]
 pub struct LogQuery {
-    pub trace_id: Option<[u8; 16]>,
+    /// Trace ids from the first to the second (both included): one trace, or every id with
+    /// a prefix the dashboard shows.
+    pub trace_id: Option<([u8; 16], [u8; 16])>,
     pub service: Option<String>,
     pub min_severity: Option<i32>,
+    /// Words in the body or in an attribute's value (case-insensitive).
     pub text: Option<String>,
+    /// `key=value` pairs and bare keys, all required, on the record's attributes.
+    pub attributes: Vec<(String, String)>,
+    pub attribute_keys: Vec<String>,
+    pub comparisons: Vec<crate::search::Comparison>,
     pub start_min: Option<u64>,
     pub start_max: Option<u64>,
     pub limit: usize,
@@ -1589,51 +1596,81 @@ pub struct LogPage {
 /// answer (and the memory it takes) stays bounded even for records near the size limits.
 const LOG_PAGE_BYTES: usize = 8 << 20;
 
+/// Records a log search reads at most when it filters by attributes or by text in them (which
+/// only the decoded records can say): past that, the page ends with a `next` to go on from.
+const LOG_SCAN_ROWS: usize = 50_000;
+
 fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
+    // Filters SQL can apply; the others are checked on each decoded record.
+    let checks_records =
+        !q.attributes.is_empty() || !q.attribute_keys.is_empty() || !q.comparisons.is_empty() || q.text.is_some();
     let mut statement = c.prepare_cached(
         "SELECT record, body, time, id FROM logs
-         WHERE (?1 IS NULL OR trace_id = ?1) AND (?2 IS NULL OR service = ?2) AND (?3 IS NULL OR severity >= ?3)
+         WHERE (?1 IS NULL OR (trace_id >= ?1 AND trace_id <= ?10)) AND (?2 IS NULL OR service = ?2)
+           AND (?3 IS NULL OR severity >= ?3)
            AND (?4 IS NULL OR instr(lower(body), lower(?4)) > 0) AND (?5 IS NULL OR time >= ?5)
            AND (?6 IS NULL OR time <= ?6)
            AND (?8 IS NULL OR time < ?8 OR (time = ?8 AND id < ?9))
          ORDER BY time DESC, id DESC LIMIT ?7",
     )?;
     let limit = q.limit.max(1);
+    let (lowest, highest) = match &q.trace_id {
+        Some((lo, hi)) => (Some(lo.to_vec()), Some(hi.to_vec())),
+        None => (None, None),
+    };
     let mut rows = statement.query(params![
-        q.trace_id.map(|t| t.to_vec()),
+        lowest,
         q.service,
         q.min_severity,
-        q.text,
+        // Text in attributes too: then the body is not filtered by SQL.
+        if checks_records { None } else { q.text.clone() },
         q.start_min.map(|t| t as i64),
         q.start_max.map(|t| t as i64),
-        // One more than asked: whether there is a next page.
-        limit as i64 + 1,
+        // One more than asked: whether there is a next page (all rows when records decide).
+        if checks_records {
+            (LOG_SCAN_ROWS + 1) as i64
+        } else {
+            limit as i64 + 1
+        },
         q.before.map(|b| b.time),
         q.before.map(|b| b.row),
+        highest,
     ])?;
     let mut page = LogPage::default();
     let mut bytes_taken = 0usize;
     let mut last = None;
+    let mut scanned = 0usize;
+    let text = q.text.as_ref().map(|t| t.to_lowercase());
     while let Some(row) = rows.next()? {
         let record: Vec<u8> = row.get(0)?;
         let body: String = row.get(1)?;
         let (record, body) = (&record[..], &body[..]);
-        if page.records.len() == limit || (bytes_taken > 0 && bytes_taken + record.len() + body.len() > LOG_PAGE_BYTES)
+        if page.records.len() == limit
+            || scanned == LOG_SCAN_ROWS
+            || (bytes_taken > 0 && bytes_taken + record.len() + body.len() > LOG_PAGE_BYTES)
         {
             page.next = last;
             break;
         }
-        bytes_taken += record.len() + body.len();
+        scanned += 1;
         let mut data = opentelemetry_proto::tonic::logs::v1::LogsData::decode(record)
             .map_err(|e| StoreError::storage("a stored log record does not decode", e))?;
+        let mut taken = false;
         for rl in &mut data.resource_logs {
             for sl in &mut rl.scope_logs {
                 for record in &mut sl.log_records {
                     crate::logs::restore_body(record, body);
+                    if checks_records && !log_matches(q, text.as_deref(), record) {
+                        continue;
+                    }
+                    taken = true;
                     page.records
                         .push(crate::logs::log_view(record, rl.resource.as_ref(), sl.scope.as_ref()));
                 }
             }
+        }
+        if taken {
+            bytes_taken += record.len() + body.len();
         }
         last = Some(LogCursor {
             time: row.get(2)?,
@@ -1641,6 +1678,30 @@ fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
         });
     }
     Ok(page)
+}
+
+/// The record-level conditions of a log search: attributes, and text in the body or in an
+/// attribute's value.
+fn log_matches(q: &LogQuery, text: Option<&str>, record: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> bool {
+    use crate::search::with_text;
+    let attributes = &record.attributes;
+    let value_is = |k: &str, f: &dyn Fn(&str) -> bool| {
+        attributes
+            .iter()
+            .any(|kv| kv.key == k && with_text(kv.value.as_ref(), |t| f(t)))
+    };
+    let found_text = text.is_none_or(|t| {
+        with_text(record.body.as_ref(), |b| b.to_lowercase().contains(t))
+            || attributes
+                .iter()
+                .any(|kv| with_text(kv.value.as_ref(), |v| v.to_lowercase().contains(t)))
+    });
+    found_text
+        && q.attributes.iter().all(|(k, v)| value_is(k, &|t| t == v))
+        && q.attribute_keys
+            .iter()
+            .all(|k| attributes.iter().any(|kv| &kv.key == k))
+        && q.comparisons.iter().all(|c| value_is(&c.key, &|t| c.holds(t)))
 }
 
 /// Decompresses and decodes a frame.

@@ -2238,3 +2238,177 @@ async fn a_flame_graph_merges_call_paths_and_two_traces_compare_by_path() {
     assert_eq!(commit[5], "only in B", "{commit:?}");
     Scene::end(running, browser).await;
 }
+
+/// One log record as an OTLP request (no trace when `trace` is all zeros).
+fn log_request(
+    service: &str,
+    time: u64,
+    severity: i32,
+    body: &str,
+    attributes: Vec<KeyValue>,
+    trace: [u8; 16],
+) -> Vec<u8> {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", service), text("host.name", "node-3")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "app.cache".into(),
+                    version: "2.1.0".into(),
+                    ..Default::default()
+                }),
+                log_records: vec![LogRecord {
+                    time_unix_nano: time,
+                    observed_time_unix_nano: time,
+                    severity_number: severity,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body.into())),
+                    }),
+                    attributes,
+                    trace_id: if trace == [0; 16] { Vec::new() } else { trace.to_vec() },
+                    span_id: if trace == [0; 16] {
+                        Vec::new()
+                    } else {
+                        1u64.to_be_bytes().to_vec()
+                    },
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The Logs page as a first-class view: time range, text in the message or in attributes,
+/// attribute filters with comparisons, the short trace ids it shows accepted as filters, a
+/// drawer with a record's resource, scope and attributes, and a live tail that pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_page_filters_opens_records_and_tails() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let base = now() - 120_000 * MS;
+    let (traces, logs) = story(base);
+    post(addr, "/v1/traces", traces).await;
+    post(addr, "/v1/logs", logs).await;
+    post(
+        addr,
+        "/v1/logs",
+        log_request(
+            "cache",
+            base + 1_000 * MS,
+            9,
+            "cache warmed",
+            vec![int("cache.size", 512)],
+            [0; 16],
+        ),
+    )
+    .await;
+    post(
+        addr,
+        "/v1/logs",
+        log_request(
+            "cache",
+            base + 2_000 * MS,
+            13,
+            "cache evicted",
+            vec![int("cache.size", 64), text("user.name", "Ada Lovelace")],
+            [0; 16],
+        ),
+    )
+    .await;
+    post(
+        addr,
+        "/v1/logs",
+        log_request("cache", now() - 2 * 3_600_000 * MS, 9, "an old record", vec![], [0; 16]),
+    )
+    .await;
+    running
+        .search_until("/api/v1/logs", |r| r["logs"].as_array().is_some_and(|l| l.len() == 6))
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    let rows = "document.querySelectorAll('#log-table tbody tr').length";
+    let shows = |n: usize| format!("{rows} === {n}");
+    // The last hour by default: the old record only over six hours.
+    browser.goto(&format!("{ui}/logs")).await;
+    browser.wait_until("five records", &shows(5)).await;
+    browser.goto(&format!("{ui}/logs?range=6h")).await;
+    browser.wait_until("six records", &shows(6)).await;
+    // Text in an attribute, an attribute comparison, and the short trace id shown.
+    browser.goto(&format!("{ui}/logs?q=lovelace")).await;
+    browser.wait_until("the evicted record", &shows(1)).await;
+    browser.wait_for_text("#log-table", "cache evicted").await;
+    browser.goto(&format!("{ui}/logs")).await;
+    browser.wait_until("five records", &shows(5)).await;
+    browser
+        .find("#log-search input[name=attr]")
+        .await
+        .send_keys("cache.size>100")
+        .await
+        .unwrap();
+    browser.click("#log-search button[type=submit]").await;
+    browser
+        .wait_until(
+            "the warmed record",
+            &format!("location.search.includes('attr=') && {}", shows(1)),
+        )
+        .await;
+    browser.wait_for_text("#log-table", "cache warmed").await;
+    browser.goto(&format!("{ui}/logs")).await;
+    browser.wait_until("five records", &shows(5)).await;
+    let short = browser
+        .eval("return [...document.querySelectorAll('#log-table a.trace-link')].map(a => a.textContent).find(t => t.startsWith('a1a1'));")
+        .await;
+    let short = short.as_str().unwrap().trim_end_matches('…').to_owned();
+    assert_eq!(short.len(), 12);
+    browser
+        .find("#log-search input[name=trace_id]")
+        .await
+        .send_keys(&short)
+        .await
+        .unwrap();
+    browser.click("#log-search button[type=submit]").await;
+    browser
+        .wait_until(
+            "the checkout's two",
+            &format!("location.search.includes('trace_id=') && {}", shows(2)),
+        )
+        .await;
+
+    // The drawer.
+    browser.click("#log-table tbody tr:first-child td.body").await;
+    browser.wait_for_text("#log-drawer-attributes", "order.id").await;
+    browser.wait_for_text("#log-drawer-resource", "service.name").await;
+    browser.find("#log-drawer a.mono").await;
+
+    // Live: a new record comes in; paused, it waits and is counted.
+    browser.goto(&format!("{ui}/logs?live=1&service=cache")).await;
+    browser.wait_until("two cache records", &shows(2)).await;
+    post(
+        addr,
+        "/v1/logs",
+        log_request("cache", now(), 9, "cache refilled", vec![], [0; 16]),
+    )
+    .await;
+    browser
+        .wait_for_text("#log-table tbody tr:first-child", "cache refilled")
+        .await;
+    browser.click("#logs-pause").await;
+    post(
+        addr,
+        "/v1/logs",
+        log_request("cache", now(), 17, "cache on fire", vec![], [0; 16]),
+    )
+    .await;
+    browser.wait_for_text("#logs-pause", "Resume (1 new)").await;
+    assert!(!browser.texts("#log-table").await.join("").contains("cache on fire"));
+    browser.click("#logs-pause").await;
+    browser
+        .wait_for_text("#log-table tbody tr:first-child", "cache on fire")
+        .await;
+    Scene::end(running, browser).await;
+}
