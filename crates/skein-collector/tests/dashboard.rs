@@ -2412,3 +2412,95 @@ async fn the_logs_page_filters_opens_records_and_tails() {
         .await;
     Scene::end(running, browser).await;
 }
+
+/// Per-minute charts that read: three minutes of data in an hour's range are three or four
+/// bars, not sixty mostly empty ones; the chart has time and value axes, each bar says its
+/// figures on hover and opens its traces, the p95 line is drawn; any operation can be charted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_charts_adapt_to_the_data_and_have_axes_and_values() {
+    let Scene { running, addr, ui } = Scene::start().await;
+    let minute = 60_000 * MS;
+    let this_minute = now() / minute * minute;
+    for m in 0..3u64 {
+        for k in 0..(5 + m * 5) {
+            let mut one = fx(
+                "checkout",
+                [0x3c; 16],
+                1,
+                0,
+                "POST /buy",
+                span::SpanKind::Server,
+                0,
+                20 + m * 100,
+            );
+            one.trace[0] = (m * 16 + k) as u8;
+            if k == 0 {
+                one.error = Some("declined");
+            }
+            post(
+                addr,
+                "/v1/traces",
+                traces_request(this_minute - (2 - m) * minute + k * MS, &[one]),
+            )
+            .await;
+        }
+    }
+    let mut quiet = fx(
+        "checkout",
+        [0x3d; 16],
+        1,
+        0,
+        "GET /health",
+        span::SpanKind::Server,
+        0,
+        1,
+    );
+    quiet.trace[1] = 1;
+    post(addr, "/v1/traces", traces_request(this_minute - minute, &[quiet])).await;
+    running
+        .search_until("/api/v1/stats?service=checkout", |s| {
+            s["operations"].as_array().is_some_and(|o| o.len() == 2)
+        })
+        .await;
+
+    let browser = Browser::start(artefacts()).await;
+    browser.goto(&format!("{ui}/services")).await;
+    browser.wait_for_text("#op-chart-title", "POST /buy").await;
+    let chart = browser
+        .eval(
+            "const c = document.querySelector('#op-chart');
+             return [c.querySelectorAll('rect.hover').length, [...c.querySelectorAll('text.time-axis')].map(t => t.textContent),
+                     [...c.querySelectorAll('text.calls-axis')].map(t => t.textContent),
+                     c.querySelector('polyline.p95-line').getAttribute('points').split(' ').length,
+                     getComputedStyle(c.querySelector('polyline.p95-line')).strokeWidth,
+                     [...c.querySelectorAll('rect.hover title')].map(t => t.textContent)];",
+        )
+        .await;
+    let buckets = chart[0].as_u64().unwrap();
+    assert!((3..=4).contains(&buckets), "three minutes of data: {buckets} bars");
+    assert!(chart[1].as_array().unwrap().len() >= 2, "time axis: {}", chart[1]);
+    assert_eq!(
+        chart[2],
+        serde_json::json!(["0", "15"]),
+        "calls axis up to the busiest minute"
+    );
+    assert!(chart[3].as_u64().unwrap() >= 3, "a p95 point per minute with calls");
+    assert_eq!(chart[4], "2px");
+    let titles: Vec<String> = serde_json::from_value(chart[5].clone()).unwrap();
+    assert!(
+        titles.iter().any(|t| t.contains("15 calls, 1 errors, p95")),
+        "hover values: {titles:?}"
+    );
+    // A bar opens its minute's traces, slowest first.
+    browser.click("#op-chart rect.hover:last-of-type").await;
+    browser.wait_for_text("#trace-list", "POST /buy").await;
+    assert!(browser.location().await.contains("sort=duration"));
+    // Another operation, charted.
+    browser.goto(&format!("{ui}/services")).await;
+    browser
+        .click("#stats-table tr[data-operation='GET /health'] button.chart-op")
+        .await;
+    browser.wait_for_text("#op-chart-title", "GET /health").await;
+    assert!(browser.location().await.contains("chart=checkout%2FGET"));
+    Scene::end(running, browser).await;
+}

@@ -3,8 +3,8 @@
 import { currentGeneration, isCurrent } from "../router.js";
 import { api, statusKnown, otlpHint } from "../api.js";
 import { $, h, s, serviceColor, serviceChip, errorBox } from "../dom.js";
-import { fmtDur, plural, fmtPct, fmtRate, timeRange, isoMs, rangeSelect } from "../format.js";
-import { navigate } from "../router.js";
+import { fmtDur, fmtTime, plural, fmtPct, fmtRate, timeRange, isoMs, rangeSelect } from "../format.js";
+import { navigate, setParams } from "../router.js";
 
 // ---------- services page ----------
 export async function servicesPage(view, params) {
@@ -18,7 +18,10 @@ export async function servicesPage(view, params) {
   });
   const mapBox = h("div", { class: "panel-body", id: "dependency-map" });
   const statsBox = h("div", { id: "operation-stats" });
+  const chartHead = h("span", { class: "muted", id: "op-chart-title" });
+  const chartBox = h("div", { class: "panel-body", id: "op-chart" });
   view.append(h("div", { class: "row" }, h("label", {}, "Time", range)),
+    h("div", { class: "panel" }, h("div", { class: "panel-head" }, "Per minute ", chartHead), chartBox),
     h("div", { class: "panel" }, h("div", { class: "panel-head" }, "Service map", h("span", { class: "muted" }, "calls between services; red edges carry errors; click a service for its traces")), mapBox),
     h("div", { class: "panel" }, h("div", { class: "panel-head" }, "Operations", h("span", { class: "muted" }, "rate, errors and latency percentiles; click a row for matching traces")), statsBox));
   const generation = currentGeneration();
@@ -37,8 +40,20 @@ export async function servicesPage(view, params) {
     return;
   }
   mapBox.replaceChildren(dependencyMap(deps.value.dependencies, ops, (svc) => navigate(withRange(`service=${encodeURIComponent(svc)}`))));
-  const firstMinute = Math.floor(startMs / 60e3);
-  const lastMinute = Math.floor(endMs / 60e3);
+  // The charts start where the data does (three minutes of data are not sixty empty bars)
+  // and end at the range's end; every row shares the axis.
+  const lastMinute = Math.floor(Math.min(endMs, Date.now()) / 60e3);
+  const dataFrom = Math.min(...ops.flatMap((/** @type {any} */ o) => o.per_minute.map((/** @type {any} */ p) => p.minute)), lastMinute);
+  const firstMinute = Math.max(Math.floor(startMs / 60e3), dataFrom);
+  // The chart panel: the operation chosen (`chart=service/name`), else the busiest.
+  const chosen = params.get("chart");
+  const charted = ops.find((/** @type {any} */ o) => `${o.service}/${o.name}` === chosen) || ops.slice().sort((/** @type {any} */ a, /** @type {any} */ b) => b.calls - a.calls)[0];
+  const drawChart = (/** @type {any} */ op) => {
+    chartHead.textContent = `${op.service}: ${op.name} — calls, errors and p95`;
+    chartBox.replaceChildren(minuteChart(op.per_minute, firstMinute, lastMinute, (from, to) =>
+      navigate(`/traces?${new URLSearchParams({ service: op.service, operation: op.name, start: isoMs(from), end: isoMs(to), sort: "duration" })}`)));
+  };
+  if (charted) drawChart(charted);
   const byService = new Map();
   for (const op of ops) {
     if (!byService.has(op.service)) byService.set(op.service, []);
@@ -55,8 +70,11 @@ export async function servicesPage(view, params) {
       h("td", { colspan: 9 }, serviceChip(service), h("span", { class: "muted" }, ` ${plural(calls, "call")}${errs ? ` · ` : ""}`), errs ? h("span", { class: "err" }, plural(errs, "error")) : "")));
     for (const op of list.sort((a, b) => b.calls - a.calls)) {
       const href = withRange(`service=${encodeURIComponent(service)}&operation=${encodeURIComponent(op.name)}`);
-      rows.push(() => h("tr", { dataset: { service, operation: op.name }, onclick: (e) => { if (!e.target.closest("a")) navigate(href); } },
-        h("td", { title: op.name }, h("a", { href }, op.name)),
+      rows.push(() => h("tr", { dataset: { service, operation: op.name }, onclick: (e) => { if (!e.target.closest("a, button, svg")) navigate(href); } },
+        h("td", { title: op.name }, h("button", { type: "button", class: "ghost chart-op", title: "Show its calls, errors and p95 per minute above", onclick: () => {
+          drawChart(op);
+          setParams({ chart: `${service}/${op.name}` });
+        } }, "▤"), " ", h("a", { href }, op.name)),
         h("td", { class: "num" }, op.calls),
         h("td", { class: "num" }, fmtRate(op.rate_per_minute)),
         h("td", { class: `num${op.errors ? " err" : ""}` }, fmtPct(op.error_rate)),
@@ -100,6 +118,62 @@ export async function servicesPage(view, params) {
 
 /** The height of every row of the operations table (the style sheet holds them to it). */
 const STATS_ROW = 34;
+
+/**
+ * Calls (errors in red) and p95 per time bucket, with axes and each bucket's figures on
+ * hover: buckets of a minute, or of as many minutes as keep them at most 60; a click on one
+ * opens its traces, `onPick(fromMs, toMs)`.
+ */
+export function minuteChart(/** @type {any[]} */ points, /** @type {number} */ firstMinute, /** @type {number} */ lastMinute, /** @type {(from: number, to: number) => void} */ onPick) {
+  const W = 720, H = 150, L = 44, R = 56, T = 8, B = 22;
+  const minutes = Math.max(1, lastMinute - firstMinute + 1);
+  const per = Math.max(1, Math.ceil(minutes / 60));
+  const buckets = Math.ceil(minutes / per);
+  const calls = new Array(buckets).fill(0);
+  const errors = new Array(buckets).fill(0);
+  const p95 = new Array(buckets).fill(0);
+  for (const p of points) {
+    const b = Math.floor((p.minute - firstMinute) / per);
+    if (b < 0 || b >= buckets) continue;
+    calls[b] += p.calls;
+    errors[b] += p.errors;
+    p95[b] = Math.max(p95[b], p.p95_nano || 0);
+  }
+  const maxCalls = Math.max(...calls, 1);
+  const maxP95 = Math.max(...p95, 1);
+  const bw = (W - L - R) / buckets;
+  const y = (/** @type {number} */ v, /** @type {number} */ max) => T + (H - T - B) * (1 - v / max);
+  const svg = s("svg", { class: "minute-chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "calls, errors and p95 per time bucket" });
+  // Axes: calls on the left, p95 on the right, times below.
+  svg.append(s("line", { class: "axis-line", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  for (const [v, label] of [[0, "0"], [maxCalls, String(maxCalls)]]) svg.append(s("text", { class: "axis calls-axis", x: L - 4, y: y(Number(v), maxCalls) + 4, "text-anchor": "end" }, label));
+  svg.append(s("text", { class: "axis p95-axis", x: W - R + 4, y: y(maxP95, maxP95) + 4 }, fmtDur(maxP95)));
+  const ticks = Math.min(buckets, 6);
+  for (let i = 0; i < ticks; i++) {
+    const b = Math.round((i * (buckets - 1)) / Math.max(ticks - 1, 1));
+    svg.append(s("text", { class: "axis time-axis", x: L + b * bw + bw / 2, y: H - 6, "text-anchor": "middle" }, fmtTime((firstMinute + b * per) * 60e9, false).slice(0, 5)));
+  }
+  for (let b = 0; b < buckets; b++) {
+    const from = (firstMinute + b * per) * 60e3;
+    const to = from + per * 60e3;
+    if (calls[b]) {
+      svg.append(s("rect", { class: "calls", x: L + b * bw + 1, y: y(calls[b], maxCalls), width: Math.max(bw - 2, 1), height: H - B - y(calls[b], maxCalls) }));
+      if (errors[b]) svg.append(s("rect", { class: "errors", x: L + b * bw + 1, y: y(errors[b], maxCalls), width: Math.max(bw - 2, 1), height: H - B - y(errors[b], maxCalls) }));
+    }
+    // The whole column answers hover and click.
+    svg.append(s("rect", { class: "hover", x: L + b * bw, y: T, width: bw, height: H - T - B, dataset: { from: String(from) }, onclick: () => onPick(from, to) },
+      s("title", {}, `${fmtTime(from * 1e6, false).slice(0, 5)}${per > 1 ? `–${fmtTime(to * 1e6, false).slice(0, 5)}` : ""}: ${calls[b]} calls, ${errors[b]} errors, p95 ${calls[b] ? fmtDur(p95[b]) : "—"}`)));
+  }
+  const line = p95.map((v, b) => (calls[b] ? `${L + b * bw + bw / 2},${y(v, maxP95)}` : null)).filter(Boolean);
+  if (line.length) {
+    svg.append(s("polyline", { class: "p95-line", points: (line.length === 1 ? [line[0], line[0]] : line).join(" ") }));
+    for (const pt of line) {
+      const [cx, cy] = String(pt).split(",").map(Number);
+      svg.append(s("circle", { class: "p95-dot", cx, cy, r: 2.5 }));
+    }
+  }
+  return svg;
+}
 
 /** A duration for `min_duration`, in milliseconds to the microsecond (rounded down, so the
  * traces at exactly the p95 count). */
