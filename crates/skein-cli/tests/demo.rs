@@ -270,12 +270,12 @@ async fn the_demo_tells_the_whole_story() {
     let browser = Browser::start(artefacts).await;
     browser.goto(&format!("{}/traces", demo.ui)).await;
     browser.wait_for_text("#trace-list", "customer checkout").await;
-    browser.screenshot("traces").await;
+    browser.screenshot_for_docs("traces").await;
     browser.goto(&format!("{}/traces/{slow_id}", demo.ui)).await;
     browser
         .wait_for_text("#where-time-went", "evaluate discount rule")
         .await;
-    browser.screenshot("trace").await;
+    browser.screenshot_for_docs("trace").await;
     browser.goto(&format!("{}/services", demo.ui)).await;
     browser
         .wait_until(
@@ -284,10 +284,39 @@ async fn the_demo_tells_the_whole_story() {
         )
         .await;
     browser.wait_for_text("#stats-table", "evaluate discount rule").await;
-    browser.screenshot("services").await;
+    browser.screenshot_for_docs("services").await;
+    // Spike → traces → logs, a click each: the chart's latest minute opens its traces,
+    // slowest first; the slowest opens; its header opens its logs on the Logs page.
+    browser.click("#op-chart rect.hover:last-of-type").await;
+    browser.wait_for_text("#trace-list", "ms").await;
+    assert!(browser.location().await.contains("sort=duration"));
+    browser.click("#trace-list tbody tr:first-child td a").await;
+    let logs_link = browser.wait_for_text("#trace-logs-top", "Logs (").await;
+    let count: usize = logs_link
+        .trim_start_matches("Logs (")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    browser.click("#trace-logs-top").await;
+    browser
+        .wait_until(
+            "the trace's logs",
+            "location.pathname === '/logs' && location.search.includes('trace_id=')",
+        )
+        .await;
+    if count > 0 {
+        browser
+            .wait_until(
+                &format!("{count} log records"),
+                &format!("document.querySelectorAll('#log-table tbody tr').length === {count}"),
+            )
+            .await;
+    } else {
+        browser.wait_for_text("#empty-state", "No log records match").await;
+    }
     browser.goto(&format!("{}/logs", demo.ui)).await;
     browser.wait_for_text("#log-table", "checkout").await;
-    browser.screenshot("logs").await;
+    browser.screenshot_for_docs("logs").await;
     browser.close().await;
 
     // Ctrl-C stops every process and the collector cleanly.

@@ -1867,6 +1867,7 @@ async fn fan_out_traces_sum_up_per_operation_with_statistics() {
         "{select:?}"
     );
     assert!(select[8].contains("99.0%"), "{select:?}");
+    browser.screenshot_for_docs("trace-statistics").await;
     let report_row = browser.texts("#trace-stats tr[data-operation='GET /report'] td").await;
     assert_eq!(report_row[2], "1", "{report_row:?}");
     assert_eq!(report_row[4], "10 ms", "self time: {report_row:?}");
@@ -2096,6 +2097,7 @@ async fn attribute_keys_and_values_are_offered_with_counts_and_compared() {
     browser.wait_for_text("#attr-suggest", "silver").await;
     let values = browser.texts("#attr-suggest .suggestion").await;
     assert_eq!(values, ["gold (6)", "silver (3)", "bronze (1)"], "most used first");
+    browser.screenshot_for_docs("attribute-suggestions").await;
     browser
         .click("#attr-suggest .suggestion[data-word='customer.tier=silver ']")
         .await;
@@ -2203,6 +2205,7 @@ async fn a_flame_graph_merges_call_paths_and_two_traces_compare_by_path() {
     assert!((98.9..99.1).contains(&width), "1000 of 1010 ms: {width}%");
     assert_eq!(select[2], "db: SELECT — ×100, 1 s in all, 1 s self");
     assert!(browser.location().await.contains("flame=1"));
+    browser.screenshot_for_docs("flame-graph").await;
 
     // Compare with the second trace.
     browser
@@ -2236,6 +2239,7 @@ async fn a_flame_graph_merges_call_paths_and_two_traces_compare_by_path() {
         .texts(&format!("{} td", row("api: GET /report › db: COMMIT")))
         .await;
     assert_eq!(commit[5], "only in B", "{commit:?}");
+    browser.screenshot_for_docs("compare").await;
     Scene::end(running, browser).await;
 }
 
@@ -2384,6 +2388,7 @@ async fn the_logs_page_filters_opens_records_and_tails() {
     browser.wait_for_text("#log-drawer-attributes", "order.id").await;
     browser.wait_for_text("#log-drawer-resource", "service.name").await;
     browser.find("#log-drawer a.mono").await;
+    browser.screenshot_for_docs("log-record").await;
 
     // Live: a new record comes in; paused, it waits and is counted.
     browser.goto(&format!("{ui}/logs?live=1&service=cache")).await;

@@ -141,13 +141,15 @@ export function minuteChart(/** @type {any[]} */ points, /** @type {number} */ f
   }
   const maxCalls = Math.max(...calls, 1);
   const maxP95 = Math.max(...p95, 1);
-  const bw = (W - L - R) / buckets;
+  // A few minutes of data are a few bars of a readable width, not one bar across the chart.
+  const bw = Math.min((W - L - R) / buckets, 48);
   const y = (/** @type {number} */ v, /** @type {number} */ max) => T + (H - T - B) * (1 - v / max);
   const svg = s("svg", { class: "minute-chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "calls, errors and p95 per time bucket" });
   // Axes: calls on the left, p95 on the right, times below.
-  svg.append(s("line", { class: "axis-line", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  const right = L + bw * buckets;
+  svg.append(s("line", { class: "axis-line", x1: L, y1: H - B, x2: right, y2: H - B }));
   for (const [v, label] of [[0, "0"], [maxCalls, String(maxCalls)]]) svg.append(s("text", { class: "axis calls-axis", x: L - 4, y: y(Number(v), maxCalls) + 4, "text-anchor": "end" }, label));
-  svg.append(s("text", { class: "axis p95-axis", x: W - R + 4, y: y(maxP95, maxP95) + 4 }, fmtDur(maxP95)));
+  svg.append(s("text", { class: "axis p95-axis", x: right + 4, y: y(maxP95, maxP95) + 4 }, `p95 ${fmtDur(maxP95)}`));
   const ticks = Math.min(buckets, 6);
   for (let i = 0; i < ticks; i++) {
     const b = Math.round((i * (buckets - 1)) / Math.max(ticks - 1, 1));
