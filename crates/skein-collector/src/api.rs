@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/traces/{id}` | a whole trace: spans with resource and scope, events, links, how many spans link to each of its spans (`linked_from`), its logs |
 //! | `GET /api/v1/traces/{id}/linked_from?span=&limit=&before=` | the spans linking to one of its spans (trace, span, service, name, start), newest first, `limit` (default 20, at most 1000) at a time; `next` is the `before` of the next page |
-//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value`, `attr=key!=value`, `attr=key>n`, `attr=key<n` or `attr=key` (has the attribute; repeat to AND), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
+//! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value`, `attr=key!=value`, `attr=key>n`, `attr=key<n` or `attr=key` (has the attribute; repeat to AND), `exclude=key=value` (traces no span of which carries it), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
 //! | `GET /api/v1/traces/{id}/otlp` | the trace as OTLP JSON (`resourceSpans`), to download |
 //! | `POST /api/v1/import` | OTLP traces (JSON or protobuf, e.g. a downloaded trace) stored as if received over OTLP/HTTP; the query token authorizes it |
 //! | `GET /api/v1/attributes?start=&end=&service=&limit=` | attribute keys of the spans in the range (span, resource, event, link), most used first: spans carrying each, its number of values (`many`: more than a frame lists); counted over the newest 200 frames (`complete` says if that was all) |
@@ -269,6 +269,14 @@ fn search_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     for (k, v) in params {
         if k == "attr" && !v.trim().is_empty() {
             attribute_filter(&mut q, v)?;
+        }
+        if k == "exclude" && !v.trim().is_empty() {
+            match v.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    q.excluded.push((key.trim().to_owned(), value.trim().to_owned()))
+                }
+                _ => return Err(bad(format!("exclude: {v:?} is not key=value"))),
+            }
         }
     }
     q.min_duration_nano = duration_param(params, "min_duration")?;

@@ -124,6 +124,9 @@ pub struct SearchQuery {
     /// `key != value`, `key > number`, `key < number`: the span has the attribute, with a
     /// value other than `value`, or a number above or below `number` (on the same places).
     pub comparisons: Vec<Comparison>,
+    /// `key=value` pairs no span of a matching trace may carry (on the same places): the
+    /// traces without them.
+    pub excluded: Vec<(String, String)>,
     /// The span's kind (OTLP number), if asked for.
     pub kind: Option<i32>,
     /// The span's status code (OTLP number: 1 ok, 2 error), if asked for.
@@ -213,6 +216,7 @@ impl Default for SearchQuery {
             attributes: Vec::new(),
             attribute_keys: Vec::new(),
             comparisons: Vec::new(),
+            excluded: Vec::new(),
             kind: None,
             status_code: None,
             scope_name: None,
@@ -952,6 +956,29 @@ impl FrameIndex {
             on.dedup();
             *seen.keys.entry(key.to_owned()).or_default() += on.len() as u64;
         }
+    }
+
+    /// True if a span of the trace at `position` carries `key=value`; `None` if the key's
+    /// values are not listed here (the spans must say).
+    pub fn trace_carries(&self, position: u32, key: &str, value: &str) -> Option<bool> {
+        if self.overflow_keys.iter().any(|k| k == key) {
+            return None;
+        }
+        Some(
+            self.postings
+                .iter()
+                .filter(|p| p.key == key && p.value.as_deref() == Some(value))
+                .flat_map(|p| positions(&p.gaps))
+                .any(|s| self.span_trace.get(s as usize) == Some(&position)),
+        )
+    }
+
+    /// The position of a trace in this frame.
+    pub fn position_of(&self, trace_id: &[u8; 16]) -> Option<u32> {
+        self.trace_ids
+            .chunks_exact(16)
+            .position(|c| c == trace_id)
+            .map(|p| p as u32)
     }
 
     /// The trace id at a position.

@@ -322,6 +322,14 @@ CREATE INDEX IF NOT EXISTS logs_by_time ON logs(time);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
+/// What a search with exclusions has read of each frame: its index, and for frames whose index
+/// cannot say (an excluded value not listed there), the traces found carrying one.
+#[derive(Default)]
+struct ExclusionFrames {
+    indexes: HashMap<i64, Option<FrameIndex>>,
+    carriers: HashMap<i64, HashSet<[u8; 16]>>,
+}
+
 /// A trace with a matching span, and its summary row if the frame says.
 type FoundTrace = ([u8; 16], Option<i64>);
 
@@ -880,8 +888,17 @@ impl Store {
     /// (see [`crate::search`] for how frames are chosen and when the search stops).
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
         self.read(|c| {
+            // Frames read for exclusions, kept for the next trace.
+            let mut frames = ExclusionFrames::default();
+            let mut rejected: HashSet<[u8; 16]> = HashSet::new();
             if query.is_trace_level() {
-                return search_summaries(c, query);
+                let mut reject = |s: &TraceSummary| -> Result<bool, StoreError> {
+                    match model::parse_hex::<16>(&s.trace_id) {
+                        Some(id) => self.carries_any(c, &id, &query.excluded, &mut frames),
+                        None => Ok(false),
+                    }
+                };
+                return search_summaries(c, query, &mut reject);
             }
             let candidates = self.search.read().unwrap_or_else(|e| e.into_inner()).candidates(query);
             let limit = query.limit.max(1);
@@ -923,6 +940,22 @@ impl Store {
                     Some((index, None)) if !self.overflow_may_match(c, frame_id, index, query)? => {}
                     // A wanted value that overflowed, or a frame without (readable) indexes.
                     _ => traces = self.scan_frame(c, frame_id, query)?,
+                }
+                if !query.excluded.is_empty() {
+                    let mut kept = Vec::with_capacity(traces.len());
+                    for (trace_id, row) in traces {
+                        if rejected.contains(&trace_id) || found.contains_key(&trace_id) {
+                            kept.push((trace_id, row));
+                            continue;
+                        }
+                        if self.carries_any(c, &trace_id, &query.excluded, &mut frames)? {
+                            rejected.insert(trace_id);
+                        } else {
+                            kept.push((trace_id, row));
+                        }
+                    }
+                    traces = kept;
+                    traces.retain(|(id, _)| !rejected.contains(id));
                 }
                 if !newest_first {
                     pending.extend(traces);
@@ -1005,6 +1038,88 @@ impl Store {
         let mut out: Vec<TraceSummary> = kept.into_values().collect();
         order.sort(&mut out);
         Ok(out)
+    }
+
+    /// True if some span of the trace carries one of `pairs` (on the span, its resource, events
+    /// or links): what an exclusion leaves out. Frames read are kept in `frames` for the
+    /// next trace of the same search.
+    fn carries_any(
+        &self,
+        c: &Connection,
+        trace_id: &[u8; 16],
+        pairs: &[(String, String)],
+        frames: &mut ExclusionFrames,
+    ) -> Result<bool, StoreError> {
+        if pairs.is_empty() {
+            return Ok(false);
+        }
+        let ExclusionFrames { indexes, carriers } = frames;
+        let frames = indexes;
+        let ids = self.index.read().unwrap_or_else(|e| e.into_inner()).frames_of(trace_id);
+        for frame_id in ids {
+            if !frames.contains_key(&frame_id) {
+                let spans: Option<Vec<u8>> = c
+                    .prepare_cached("SELECT spans FROM frame_search WHERE frame_id = ?1")?
+                    .query_row([frame_id], |r| r.get(0))
+                    .optional()?;
+                frames.insert(frame_id, spans.and_then(|s| FrameIndex::decode(&s)));
+            }
+            let answer = match frames.get(&frame_id).and_then(Option::as_ref) {
+                Some(index) => match index.position_of(trace_id) {
+                    None => Some(false),
+                    Some(position) => pairs.iter().try_fold(false, |found, (k, v)| {
+                        index.trace_carries(position, k, v).map(|carries| found || carries)
+                    }),
+                },
+                None => None,
+            };
+            let carries = match answer {
+                Some(carries) => carries,
+                // Not listed (or no index): the frame's spans say, for all its traces at once.
+                None => {
+                    if !carriers.contains_key(&frame_id) {
+                        carriers.insert(frame_id, self.frame_carriers(c, frame_id, pairs)?);
+                    }
+                    carriers.get(&frame_id).is_some_and(|set| set.contains(trace_id))
+                }
+            };
+            if carries {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The traces with a span carrying one of `pairs` in one frame, read span by span.
+    fn frame_carriers(
+        &self,
+        c: &Connection,
+        frame_id: i64,
+        pairs: &[(String, String)],
+    ) -> Result<HashSet<[u8; 16]>, StoreError> {
+        let data: Option<Vec<u8>> = c
+            .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
+            .query_row([frame_id], |r| r.get(0))
+            .optional()?;
+        let mut carriers = HashSet::new();
+        let Some(data) = data else { return Ok(carriers) };
+        for_each_span(&decode_frame(&data)?, |span, resource, _| {
+            let carries = pairs.iter().any(|(k, v)| {
+                let on = |kv: &opentelemetry_proto::tonic::common::v1::KeyValue| {
+                    &kv.key == k && crate::search::with_text(kv.value.as_ref(), |t| t == v)
+                };
+                span.attributes.iter().any(on)
+                    || resource.is_some_and(|r| r.attributes.iter().any(on))
+                    || span.events.iter().any(|e| e.attributes.iter().any(on))
+                    || span.links.iter().any(|l| l.attributes.iter().any(on))
+            });
+            if carries {
+                if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
+                    carriers.insert(id);
+                }
+            }
+        });
+        Ok(carriers)
     }
 
     /// False if the frame's Bloom filter of overflowing values rules out a wanted one.
@@ -1352,9 +1467,14 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceSummary> {
 }
 
 /// Searches by trace-level properties only (time, duration, errors), straight from the summaries.
-fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+/// `reject` leaves out traces (an exclusion's).
+fn search_summaries(
+    c: &Connection,
+    query: &SearchQuery,
+    reject: &mut dyn FnMut(&TraceSummary) -> Result<bool, StoreError>,
+) -> Result<Vec<TraceSummary>, StoreError> {
     if query.order != SearchOrder::Newest {
-        return sorted_summaries(c, query);
+        return sorted_summaries(c, query, reject);
     }
     // Traces with errors have an index of their own, so "errors only" never reads the others.
     let errors = if query.errors_only { "AND error_count > 0" } else { "" };
@@ -1371,7 +1491,7 @@ fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
             merge_summaries(&mut out[i], summary);
             continue;
         }
-        if query.matches_trace(&summary) {
+        if query.matches_trace(&summary) && !reject(&summary)? {
             positions.insert(summary.trace_id.clone(), out.len());
             out.push(summary);
             if out.len() >= query.limit {
@@ -1384,7 +1504,11 @@ fn search_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
 
 /// [`search_summaries`] in another order than newest first: SQLite keeps the top `limit`
 /// while it reads the time range (every summary in it, once).
-fn sorted_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSummary>, StoreError> {
+fn sorted_summaries(
+    c: &Connection,
+    query: &SearchQuery,
+    reject: &mut dyn FnMut(&TraceSummary) -> Result<bool, StoreError>,
+) -> Result<Vec<TraceSummary>, StoreError> {
     let errors = if query.errors_only { "AND error_count > 0" } else { "" };
     let by = match query.order {
         SearchOrder::MostSpans => "span_count",
@@ -1400,11 +1524,25 @@ fn sorted_summaries(c: &Connection, query: &SearchQuery) -> Result<Vec<TraceSumm
             query.start_max as i64,
             query.min_duration_nano.unwrap_or(0).min(i64::MAX as u64) as i64,
             query.max_duration_nano.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64,
-            query.limit as i64
+            // With exclusions, rows are left out after SQLite's sort: it gives them all.
+            if query.excluded.is_empty() {
+                query.limit as i64
+            } else {
+                -1
+            }
         ],
         summary_row,
     )?;
-    let mut out: Vec<TraceSummary> = rows.collect::<Result<_, _>>()?;
+    let mut out: Vec<TraceSummary> = Vec::new();
+    for row in rows {
+        let summary = row?;
+        if !reject(&summary)? {
+            out.push(summary);
+            if out.len() >= query.limit {
+                break;
+            }
+        }
+    }
     query.order.sort(&mut out);
     Ok(out)
 }

@@ -2005,6 +2005,34 @@ async fn attributes_p95_cells_and_chart_bars_open_the_matching_traces() {
         .await;
     assert_eq!(form_attr, "db.system.name=sqlite");
 
+    // Or exclude it: the traces none of whose spans has it.
+    browser
+        .goto(&format!("{ui}/traces/{checkout}?span={}", span_hex(5)))
+        .await;
+    browser.wait_for_text(row, "sqlite").await;
+    browser.click(&format!("{row} a.exclude")).await;
+    browser.wait_for_text("#trace-list", "POST /pay").await;
+    let listed = browser.texts("#trace-list tbody tr").await.join("\n");
+    assert!(
+        !listed.contains("GET /checkout"),
+        "the checkout has a sqlite span: {listed}"
+    );
+    let form_attr = browser
+        .eval("return document.querySelector('#trace-search input[name=attr]').value;")
+        .await;
+    assert_eq!(form_attr, "-db.system.name=sqlite", "shown as an exclusion");
+    // Submitted again from the form, it stays an exclusion.
+    browser.click("#trace-search button[type=submit]").await;
+    browser
+        .wait_until("kept", "location.search.includes('exclude=db.system.name')")
+        .await;
+    browser.wait_for_text("#trace-list", "POST /pay").await;
+    assert!(!browser
+        .texts("#trace-list tbody")
+        .await
+        .join("")
+        .contains("GET /checkout"));
+
     // The p95 of the discount rule: its traces at least that slow, slowest first.
     browser.goto(&format!("{ui}/services")).await;
     let op = "#stats-table tr[data-operation='evaluate discount rule']";

@@ -171,6 +171,16 @@ fn random_query(rng: &mut Rng, base: u64, spans: &[Stored]) -> SearchQuery {
         q.operation = Some(rng.pick(&NAMES).into());
     }
     if rng.below(5) == 0 {
+        let (key, value) = match rng.below(4) {
+            0 => ("customer.tier", rng.pick(&TIERS).to_owned()),
+            1 => ("cloud.region", "eu".to_owned()),
+            2 => ("tenant", "rare".to_owned()),
+            // An overflowing key: read from the spans.
+            _ => ("request.id", "req-1".to_owned()),
+        };
+        q.excluded.push((key.into(), value));
+    }
+    if rng.below(5) == 0 {
         let (key, op, value) = match rng.below(5) {
             0 => ("retries", CompareOp::Greater, rng.below(4).to_string()),
             1 => ("retries", CompareOp::Less, format!("{}.5", rng.below(3))),
@@ -324,6 +334,22 @@ fn brute_force(q: &SearchQuery, spans: &[Stored]) -> Vec<String> {
             .map(|s| &s.span.trace_id[..])
             .collect()
     };
+    // Exclusions: traces with a span carrying an excluded pair go.
+    let carries = |s: &Stored, (k, v): &(String, String)| {
+        s.span
+            .attributes
+            .iter()
+            .chain(&s.resource.attributes)
+            .chain(s.span.events.iter().flat_map(|e| &e.attributes))
+            .chain(s.span.links.iter().flat_map(|l| &l.attributes))
+            .any(|kv| &kv.key == k && value_text(kv.value.as_ref().unwrap()) == *v)
+    };
+    let excluded: HashSet<&[u8]> = spans
+        .iter()
+        .filter(|s| q.excluded.iter().any(|pair| carries(s, pair)))
+        .map(|s| &s.span.trace_id[..])
+        .collect();
+    let matching: HashSet<&[u8]> = matching.into_iter().filter(|id| !excluded.contains(id)).collect();
     // Largest first by the order's measure, then newest, then by id.
     let mut found: Vec<((u64, u64), String)> = matching
         .into_iter()

@@ -563,8 +563,11 @@ function attributeActions(/** @type {string} */ key, /** @type {string} */ value
   const filter = formatAttrFilters([`${key}=${value}`]);
   const query = new URLSearchParams({ attr: `${key}=${value}` });
   if (service) query.set("service", service);
+  const without = new URLSearchParams({ exclude: `${key}=${value}` });
   return [
     h("a", { href: `/traces?${query}`, class: "filter-by", title: `Traces with ${filter}${service ? ` in ${service}` : ""}` }, "filter"),
+    " ",
+    h("a", { href: `/traces?${without}`, class: "exclude", title: `Traces none of whose spans has ${filter}` }, "exclude"),
     " ",
     h("button", { type: "button", class: "ghost copy-attr", title: `Copy ${filter}`, onclick: (e) => {
       const button = e.currentTarget;

@@ -26,7 +26,7 @@ export async function tracesPage(view, params) {
   }
   opSelect.addEventListener("input", suggest);
   // Attribute filters, with the keys and values seen in the range offered as you type.
-  const attrInput = /** @type {HTMLInputElement} */ (h("input", { class: "attrs", name: "attr", autocomplete: "off", placeholder: "customer.tier=gold http.response.status_code>499 error.type", value: formatAttrFilters(params.getAll("attr")) }));
+  const attrInput = /** @type {HTMLInputElement} */ (h("input", { class: "attrs", name: "attr", autocomplete: "off", placeholder: "customer.tier=gold http.response.status_code>499 error.type", value: [formatAttrFilters(params.getAll("attr")), ...params.getAll("exclude").map((p) => `-${formatAttrFilters([p])}`)].filter(Boolean).join(" ") }));
   const attrSuggest = h("div", { class: "suggest", id: "attr-suggest", role: "listbox", style: { display: "none" } });
   attributeSuggestions(attrInput, attrSuggest, () => {
     const { startMs, endMs } = timeRange(params);
@@ -71,7 +71,11 @@ export async function tracesPage(view, params) {
       }
     } else if (data.get("range") !== "1h") next.set("range", data.get("range"));
     for (const k of ["service", "operation", "min_duration", "max_duration"]) if (data.get(k)) next.set(k, data.get(k).trim());
-    for (const pair of parseAttrFilters(data.get("attr") || "")) next.append("attr", pair);
+    // `-key=value` excludes the traces with it; the other words filter.
+    for (const pair of parseAttrFilters(data.get("attr") || "")) {
+      if (pair.startsWith("-") && pair.includes("=")) next.append("exclude", pair.slice(1));
+      else next.append("attr", pair);
+    }
     if (data.get("errors")) next.set("errors", "true");
     if (data.get("limit") !== "50") next.set("limit", data.get("limit"));
     if (params.get("live")) next.set("live", "1");
@@ -154,6 +158,7 @@ export async function tracesPage(view, params) {
     // The store sorts every match in the range, not just the newest page.
     for (const k of ["service", "operation", "min_duration", "max_duration", "errors", "sort"]) if (params.get(k)) query.set(k, params.get(k));
     for (const pair of params.getAll("attr")) query.append("attr", pair);
+    for (const pair of params.getAll("exclude")) query.append("exclude", pair);
     const { traces } = await api("/traces", query);
     return { traces, startMs, endMs, limit: Number(query.get("limit")) };
   }
