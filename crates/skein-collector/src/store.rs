@@ -1057,12 +1057,12 @@ impl Store {
         let frames = indexes;
         let ids = self.index.read().unwrap_or_else(|e| e.into_inner()).frames_of(trace_id);
         for frame_id in ids {
-            if !frames.contains_key(&frame_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = frames.entry(frame_id) {
                 let spans: Option<Vec<u8>> = c
                     .prepare_cached("SELECT spans FROM frame_search WHERE frame_id = ?1")?
                     .query_row([frame_id], |r| r.get(0))
                     .optional()?;
-                frames.insert(frame_id, spans.and_then(|s| FrameIndex::decode(&s)));
+                slot.insert(spans.and_then(|s| FrameIndex::decode(&s)));
             }
             let answer = match frames.get(&frame_id).and_then(Option::as_ref) {
                 Some(index) => match index.position_of(trace_id) {
@@ -1077,8 +1077,8 @@ impl Store {
                 Some(carries) => carries,
                 // Not listed (or no index): the frame's spans say, for all its traces at once.
                 None => {
-                    if !carriers.contains_key(&frame_id) {
-                        carriers.insert(frame_id, self.frame_carriers(c, frame_id, pairs)?);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = carriers.entry(frame_id) {
+                        slot.insert(self.frame_carriers(c, frame_id, pairs)?);
                     }
                     carriers.get(&frame_id).is_some_and(|set| set.contains(trace_id))
                 }
