@@ -7,7 +7,7 @@
 //! | `GET /api/v1/traces?…` | search: `start`, `end` (unix ns or RFC 3339), `service`, `operation`, `attr=key=value`, `attr=key!=value`, `attr=key>n`, `attr=key<n` or `attr=key` (has the attribute; repeat to AND), `exclude=key=value` (traces no span of which carries it), `min_duration`, `max_duration` (`250ms`, `1.5s`, …), `errors=true`, `limit`, `sort` (`newest`, the default; `duration`, slowest first; `spans`, most first — over every match in the range) |
 //! | `GET /api/v1/traces/{id}/otlp` | the trace as OTLP JSON (`resourceSpans`), to download |
 //! | `POST /api/v1/import` | OTLP traces (JSON or protobuf, e.g. a downloaded trace) stored as if received over OTLP/HTTP; the query token authorizes it |
-//! | `GET /api/v1/attributes?start=&end=&service=&limit=` | attribute keys of the spans in the range (span, resource, event, link), most used first: spans carrying each, its number of values (`many`: more than a frame lists); counted over the newest 200 frames (`complete` says if that was all) |
+//! | `GET /api/v1/attributes?start=&end=&service=&limit=&signal=` | attribute keys of the spans in the range (span, resource, event, link), most used first: spans carrying each, its number of values (`many`: more than a frame lists); counted over the newest 200 frames (`complete` says if that was all); `signal=logs`: of the log records (theirs and their resources'), over the newest 5000 |
 //! | `GET /api/v1/attributes/values?key=&q=&start=&end=&service=&limit=` | that key's values (starting with `q`), most used first, with their spans |
 //! | `GET /api/v1/services` | service names |
 //! | `GET /api/v1/operations?service=` | operations (name, kind) |
@@ -392,6 +392,15 @@ pub(crate) fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// `signal=logs` asks about log records, `signal=traces` (the default) about spans.
+fn signal_is_logs(params: &[(String, String)]) -> Result<bool, ApiError> {
+    match first(params, "signal") {
+        None | Some("traces" | "spans") => Ok(false),
+        Some("logs") => Ok(true),
+        Some(other) => Err(bad(format!("signal: {other:?} is not traces or logs"))),
+    }
+}
+
 /// The attribute keys of the spans in a time range (of a service, if given), most used
 /// first, with how many spans carry each and how many values each has.
 async fn attributes(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -399,7 +408,15 @@ async fn attributes(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<R
     let (start, end) = range(&params)?;
     let service = first(&params, "service").map(str::to_owned);
     let limit = limit_param(&params, "limit", 1_000)?.unwrap_or(200);
-    let (seen, complete) = blocking(&api.store, move |s| s.attribute_counts(start, end, service.as_deref())).await?;
+    let logs = signal_is_logs(&params)?;
+    let (seen, complete) = blocking(&api.store, move |s| {
+        if logs {
+            s.log_attribute_counts(start, end, service.as_deref())
+        } else {
+            s.attribute_counts(start, end, service.as_deref())
+        }
+    })
+    .await?;
     let mut values: HashMap<&str, (u64, bool)> = HashMap::new();
     for (key, value) in seen.values.keys() {
         let entry = values.entry(key.as_str()).or_default();
@@ -431,7 +448,15 @@ async fn attribute_values(State(api): State<Api>, RawQuery(raw): RawQuery) -> Re
     let prefix = first(&params, "q").unwrap_or_default().to_owned();
     let service = first(&params, "service").map(str::to_owned);
     let limit = limit_param(&params, "limit", 200)?.unwrap_or(20);
-    let (seen, complete) = blocking(&api.store, move |s| s.attribute_counts(start, end, service.as_deref())).await?;
+    let logs = signal_is_logs(&params)?;
+    let (seen, complete) = blocking(&api.store, move |s| {
+        if logs {
+            s.log_attribute_counts(start, end, service.as_deref())
+        } else {
+            s.attribute_counts(start, end, service.as_deref())
+        }
+    })
+    .await?;
     let mut unlisted = 0;
     let mut found: Vec<(&str, u64)> = Vec::new();
     for ((k, value), count) in &seen.values {

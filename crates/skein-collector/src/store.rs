@@ -40,6 +40,9 @@ const CHECK_EVERY_PART: u64 = 32;
 /// Frames (of up to 1024 spans) an attribute listing reads at most: the newest in its range.
 pub const ATTRIBUTE_SAMPLE_FRAMES: usize = 200;
 
+/// Log records an attribute listing reads at most: the newest in its range.
+pub const ATTRIBUTE_SAMPLE_LOGS: usize = 5_000;
+
 /// Requests committed together at most.
 const GROUP_MAX_REQUESTS: usize = 64;
 
@@ -1364,6 +1367,57 @@ impl Store {
                 }
             }
             Ok((seen, complete))
+        })
+    }
+
+    /// The attributes of the log records in `[from, to]` (of `service`, if given), theirs and
+    /// their resources', counted over the newest [`ATTRIBUTE_SAMPLE_LOGS`] records there;
+    /// `complete` when that was all of them.
+    pub fn log_attribute_counts(
+        &self,
+        from: u64,
+        to: u64,
+        service: Option<&str>,
+    ) -> Result<(crate::search::AttributeCounts, bool), StoreError> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT record FROM logs WHERE time >= ?1 AND time <= ?2 AND (?3 IS NULL OR service = ?3)
+                 ORDER BY time DESC LIMIT ?4",
+            )?;
+            let mut rows = statement.query(params![
+                from.min(i64::MAX as u64) as i64,
+                to.min(i64::MAX as u64) as i64,
+                service,
+                ATTRIBUTE_SAMPLE_LOGS as i64 + 1
+            ])?;
+            let mut seen = crate::search::AttributeCounts::default();
+            let mut read = 0;
+            while let Some(row) = rows.next()? {
+                if read == ATTRIBUTE_SAMPLE_LOGS {
+                    return Ok((seen, false));
+                }
+                read += 1;
+                let record: Vec<u8> = row.get(0)?;
+                let Ok(data) = opentelemetry_proto::tonic::logs::v1::LogsData::decode(&record[..]) else {
+                    continue; // a damaged record is left out of the counts
+                };
+                for rl in &data.resource_logs {
+                    let resource = rl.resource.iter().flat_map(|r| &r.attributes);
+                    for sl in &rl.scope_logs {
+                        for log in &sl.log_records {
+                            seen.spans += 1;
+                            for kv in log.attributes.iter().chain(resource.clone()) {
+                                *seen.keys.entry(kv.key.clone()).or_default() += 1;
+                                let value = crate::search::with_text(kv.value.as_ref(), str::to_owned);
+                                let listed = seen.values.len() < 100_000;
+                                let slot = (kv.key.clone(), listed.then_some(value));
+                                *seen.values.entry(slot).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok((seen, true))
         })
     }
 

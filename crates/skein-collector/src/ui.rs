@@ -19,6 +19,7 @@ const MODULES: &[(&str, &str)] = &[
     ("dom.js", include_str!("../ui/js/dom.js")),
     ("format.js", include_str!("../ui/js/format.js")),
     ("router.js", include_str!("../ui/js/router.js")),
+    ("suggest.js", include_str!("../ui/js/suggest.js")),
     ("trace-model.js", include_str!("../ui/js/trace-model.js")),
     ("pages/compare.js", include_str!("../ui/js/pages/compare.js")),
     ("pages/logs.js", include_str!("../ui/js/pages/logs.js")),

@@ -2376,6 +2376,24 @@ async fn the_logs_page_filters_opens_records_and_tails() {
     browser.wait_for_text("#log-table", "cache evicted").await;
     browser.goto(&format!("{ui}/logs")).await;
     browser.wait_until("five records", &shows(5)).await;
+    // The records' attribute keys and values are offered with their counts.
+    browser
+        .find("#log-search input[name=attr]")
+        .await
+        .send_keys("cache")
+        .await
+        .unwrap();
+    let offered = browser.wait_for_text("#log-attr-suggest", "cache.size").await;
+    assert!(offered.contains("cache.size (2)"), "{offered}");
+    browser
+        .click("#log-attr-suggest .suggestion[data-word='cache.size=']")
+        .await;
+    browser.wait_for_text("#log-attr-suggest", "512").await;
+    let values = browser.texts("#log-attr-suggest .suggestion").await;
+    assert_eq!(values.len(), 2, "{values:?}");
+    browser
+        .eval("document.querySelector('#log-search input[name=attr]').value = ''; return true;")
+        .await;
     browser
         .find("#log-search input[name=attr]")
         .await

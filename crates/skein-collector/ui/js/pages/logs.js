@@ -6,6 +6,7 @@ import { currentGeneration, isCurrent, navigate, onCleanup } from "../router.js"
 import { api, status, statusKnown, otlpHint } from "../api.js";
 import { $, h, serviceChip, errorBox, copyButton } from "../dom.js";
 import { fmtTime, timeRange, isoMs, rangeSelect, parseAttrFilters, formatAttrFilters } from "../format.js";
+import { attributeSuggestions } from "../suggest.js";
 
 // ---------- logs page ----------
 export const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
@@ -27,12 +28,21 @@ export async function logsPage(/** @type {HTMLElement} */ view, /** @type {URLSe
   const generation = currentGeneration();
   const serviceSelect = h("select", { name: "service", "aria-label": "Service" }, h("option", { value: "" }, "All services"));
   const range = rangeSelect(params);
+  // Attribute filters, with the keys and values of the records in the range offered.
+  const attrInput = /** @type {HTMLInputElement} */ (h("input", { name: "attr", class: "attrs", autocomplete: "off", value: formatAttrFilters(params.getAll("attr")), placeholder: "order.id=o-17 http.status_code>499" }));
+  const attrSuggest = h("div", { class: "suggest", id: "log-attr-suggest", role: "listbox", style: { display: "none" } });
+  attributeSuggestions(attrInput, attrSuggest, () => {
+    const { startMs, endMs } = timeRange(params);
+    const scope = new URLSearchParams({ signal: "logs", start: isoMs(startMs), end: isoMs(endMs) });
+    if (serviceSelect.value) scope.set("service", serviceSelect.value);
+    return scope;
+  });
   const form = h("form", { class: "search panel", id: "log-search" },
     h("label", {}, "Time", range),
     h("label", {}, "Level at least", h("select", { name: "min_severity" }, h("option", { value: "" }, "any"), LEVELS.map((l) => h("option", { value: l, selected: params.get("min_severity") === l }, l)))),
     h("label", {}, "Service", serviceSelect),
     h("label", {}, "Text", h("input", { name: "q", value: params.get("q") || "", placeholder: "in the message or an attribute" })),
-    h("label", {}, "Attributes", h("input", { name: "attr", class: "attrs", value: formatAttrFilters(params.getAll("attr")), placeholder: "order.id=o-17 http.status_code>499" })),
+    h("label", { class: "attr-label" }, "Attributes", attrInput, attrSuggest),
     h("label", {}, "Trace id", h("input", { name: "trace_id", value: params.get("trace_id") || "", placeholder: "32 hex digits, or the first 8+", class: "mono", size: 34 })),
     h("label", {}, "Limit", h("select", { name: "limit" }, ["100", "200", "1000"].map((l) => h("option", { value: l, selected: (params.get("limit") || "200") === l }, l)))),
     h("button", { class: "primary", type: "submit" }, "Search"));
