@@ -2435,6 +2435,14 @@ async fn the_logs_page_filters_opens_records_and_tails() {
     browser.wait_for_text("#log-drawer-resource", "service.name").await;
     browser.find("#log-drawer a.mono").await;
     browser.screenshot_for_docs("log-record").await;
+    // A record's attribute filters the records by itself.
+    browser
+        .click("#log-drawer-attributes tr[data-key='order.id'] a.filter-by")
+        .await;
+    browser
+        .wait_until("records of that order", "location.search.includes('attr=order.id')")
+        .await;
+    browser.wait_until("three with o-17", &shows(3)).await;
 
     // Live: a new record comes in; paused, it waits and is counted.
     browser.goto(&format!("{ui}/logs?live=1&service=cache")).await;

@@ -4,7 +4,7 @@
 // @ts-check
 import { currentGeneration, isCurrent, navigate, onCleanup } from "../router.js";
 import { api, status, statusKnown, otlpHint } from "../api.js";
-import { $, h, serviceChip, errorBox, copyButton } from "../dom.js";
+import { $, h, serviceChip, errorBox, copyButton, copyText, flash } from "../dom.js";
 import { fmtTime, timeRange, isoMs, rangeSelect, parseAttrFilters, formatAttrFilters } from "../format.js";
 import { attributeSuggestions } from "../suggest.js";
 
@@ -106,10 +106,20 @@ export async function logsPage(/** @type {HTMLElement} */ view, /** @type {URLSe
   function open(/** @type {any} */ l, /** @type {HTMLElement} */ row) {
     for (const r of results.querySelectorAll("tr.selected")) r.classList.remove("selected");
     row.classList.add("selected");
+    // Each attribute filters the records by itself, or copies.
     const kv = (/** @type {Record<string, unknown>} */ map) => {
       const entries = Object.entries(map || {});
       return entries.length
-        ? h("table", { class: "kv" }, entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => h("tr", { dataset: { key: k } }, h("td", {}, k), h("td", { class: "mono" }, text(v)))))
+        ? h("table", { class: "kv" }, entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => {
+          const pair = formatAttrFilters([`${k}=${text(v)}`]);
+          return h("tr", { dataset: { key: k } }, h("td", {}, k), h("td", { class: "mono" }, text(v)),
+            h("td", { class: "kv-actions" },
+              h("a", { class: "filter-by", href: `/logs?${new URLSearchParams({ attr: `${k}=${text(v)}` })}`, title: `Log records with ${pair}` }, "filter"), " ",
+              h("button", { type: "button", class: "ghost copy-attr", title: `Copy ${pair}`, onclick: (/** @type {Event} */ e) => {
+                const button = /** @type {HTMLElement} */ (e.currentTarget);
+                copyText(pair).then(() => flash(button, "copied"));
+              } }, "copy")));
+        }))
         : h("div", { class: "muted" }, "none");
     };
     const traced = l.trace_id && !/^0*$/.test(l.trace_id);
