@@ -401,6 +401,25 @@ fn signal_is_logs(params: &[(String, String)]) -> Result<bool, ApiError> {
     }
 }
 
+/// The attributes counted for a listing: of spans, or with `signal=logs` of log records.
+async fn counted_attributes(
+    api: &Api,
+    params: &[(String, String)],
+    start: u64,
+    end: u64,
+    service: Option<String>,
+) -> Result<(crate::search::AttributeCounts, bool), ApiError> {
+    let logs = signal_is_logs(params)?;
+    blocking(&api.store, move |s| {
+        if logs {
+            s.log_attribute_counts(start, end, service.as_deref())
+        } else {
+            s.attribute_counts(start, end, service.as_deref())
+        }
+    })
+    .await
+}
+
 /// The attribute keys of the spans in a time range (of a service, if given), most used
 /// first, with how many spans carry each and how many values each has.
 async fn attributes(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -408,15 +427,7 @@ async fn attributes(State(api): State<Api>, RawQuery(raw): RawQuery) -> Result<R
     let (start, end) = range(&params)?;
     let service = first(&params, "service").map(str::to_owned);
     let limit = limit_param(&params, "limit", 1_000)?.unwrap_or(200);
-    let logs = signal_is_logs(&params)?;
-    let (seen, complete) = blocking(&api.store, move |s| {
-        if logs {
-            s.log_attribute_counts(start, end, service.as_deref())
-        } else {
-            s.attribute_counts(start, end, service.as_deref())
-        }
-    })
-    .await?;
+    let (seen, complete) = counted_attributes(&api, &params, start, end, service).await?;
     let mut values: HashMap<&str, (u64, bool)> = HashMap::new();
     for (key, value) in seen.values.keys() {
         let entry = values.entry(key.as_str()).or_default();
@@ -448,15 +459,7 @@ async fn attribute_values(State(api): State<Api>, RawQuery(raw): RawQuery) -> Re
     let prefix = first(&params, "q").unwrap_or_default().to_owned();
     let service = first(&params, "service").map(str::to_owned);
     let limit = limit_param(&params, "limit", 200)?.unwrap_or(20);
-    let logs = signal_is_logs(&params)?;
-    let (seen, complete) = blocking(&api.store, move |s| {
-        if logs {
-            s.log_attribute_counts(start, end, service.as_deref())
-        } else {
-            s.attribute_counts(start, end, service.as_deref())
-        }
-    })
-    .await?;
+    let (seen, complete) = counted_attributes(&api, &params, start, end, service).await?;
     let mut unlisted = 0;
     let mut found: Vec<(&str, u64)> = Vec::new();
     for ((k, value), count) in &seen.values {

@@ -338,6 +338,20 @@ fn story(base: u64) -> (Vec<u8>, Vec<u8>) {
     (traces_request(base, &spans), logs.encode_to_vec())
 }
 
+/// A collector holding the storefront story: (it, its UI's URL, the checkout's trace id, the
+/// story's start).
+async fn with_story() -> (common::Running, String, String, u64) {
+    let running = common::start().await;
+    let base = now() - 120_000 * MS;
+    let (traces, logs) = story(base);
+    post(running.collector.otlp_http_addr(), "/v1/traces", traces).await;
+    post(running.collector.otlp_http_addr(), "/v1/logs", logs).await;
+    let checkout = hex(&CHECKOUT);
+    running.trace(&checkout, 7).await;
+    let ui = format!("http://{}", running.collector.ui_addr());
+    (running, ui, checkout, base)
+}
+
 async fn post(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) {
     let (status, _, _) = common::post_path(addr, path, "application/x-protobuf", None, body).await;
     assert_eq!(status, 200, "{path}");
@@ -1736,14 +1750,7 @@ async fn a_fifty_thousand_span_trace_shows_and_stays_virtualised() {
 /// what a truncated row hides. The top bar opens any trace by id; `?` lists the shortcuts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_leads_to_its_logs_and_back_with_markers_ids_and_shortcuts() {
-    let running = common::start().await;
-    let base = now() - 120_000 * MS;
-    let (traces, logs) = story(base);
-    post(running.collector.otlp_http_addr(), "/v1/traces", traces).await;
-    post(running.collector.otlp_http_addr(), "/v1/logs", logs).await;
-    let checkout = hex(&CHECKOUT);
-    running.trace(&checkout, 7).await;
-    let ui = format!("http://{}", running.collector.ui_addr());
+    let (running, ui, checkout, _) = with_story().await;
 
     let browser = Browser::start(artefacts()).await;
     browser.goto(&format!("{ui}/traces/{checkout}")).await;
@@ -1882,13 +1889,7 @@ async fn fan_out_traces_sum_up_per_operation_with_statistics() {
 /// that is not OTLP JSON is said so. A span can be copied as JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_downloaded_from_one_dashboard_imports_into_another() {
-    let sender = common::start().await;
-    let base = now() - 120_000 * MS;
-    let (traces, logs) = story(base);
-    post(sender.collector.otlp_http_addr(), "/v1/traces", traces).await;
-    post(sender.collector.otlp_http_addr(), "/v1/logs", logs).await;
-    let checkout = hex(&CHECKOUT);
-    sender.trace(&checkout, 7).await;
+    let (sender, _, checkout, _) = with_story().await;
 
     let browser = Browser::start(artefacts()).await;
     browser
@@ -1970,19 +1971,12 @@ async fn a_trace_downloaded_from_one_dashboard_imports_into_another() {
 /// a per-minute chart opens the traces of that minute, slowest first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attributes_p95_cells_and_chart_bars_open_the_matching_traces() {
-    let running = common::start().await;
-    let base = now() - 120_000 * MS;
-    let (traces, logs) = story(base);
-    post(running.collector.otlp_http_addr(), "/v1/traces", traces).await;
-    post(running.collector.otlp_http_addr(), "/v1/logs", logs).await;
-    let checkout = hex(&CHECKOUT);
-    running.trace(&checkout, 7).await;
+    let (running, ui, checkout, base) = with_story().await;
     running
         .search_until("/api/v1/stats?service=orders", |s| {
             s["operations"].as_array().is_some_and(|o| o.len() >= 3)
         })
         .await;
-    let ui = format!("http://{}", running.collector.ui_addr());
     let browser = Browser::start(artefacts()).await;
 
     // An attribute of the INSERT span: filter traces by it.

@@ -28,13 +28,18 @@ export async function api(path, params, signal = renderSignal()) {
   } catch (e) {
     throw new ApiError(`the collector is not answering (${e.message})`);
   }
+  return answer(response, path);
+}
+
+/** An API answer's JSON, or an error with the collector's own reason. */
+async function answer(/** @type {Response} */ response, /** @type {string} */ path) {
   let body = null;
   try {
     body = await response.json();
   } catch {
     if (response.ok) throw new ApiError(`${path}: the answer is not JSON`);
   }
-  if (!response.ok) throw new ApiError(body && body.error ? body.error : `${path}: HTTP ${response.status}`);
+  if (!response.ok) throw new ApiError(body && (body.error || body.message) ? body.error || body.message : `${path}: HTTP ${response.status}`);
   return body;
 }
 
@@ -52,14 +57,7 @@ export async function importTraces(/** @type {string} */ text) {
   } catch (e) {
     throw new ApiError(`the collector is not answering (${e.message})`);
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // An empty or non-JSON answer: the status says enough.
-  }
-  if (!response.ok) throw new ApiError(body && (body.message || body.error) ? body.message || body.error : `import: HTTP ${response.status}`);
-  return body || {};
+  return (await answer(response, "import")) || {};
 }
 
 /** Saves a trace as an OTLP JSON file (`trace-<id>.json`), which the import reads back. */
