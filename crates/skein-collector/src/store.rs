@@ -947,18 +947,17 @@ impl Store {
                 if !query.excluded.is_empty() {
                     let mut kept = Vec::with_capacity(traces.len());
                     for (trace_id, row) in traces {
-                        if rejected.contains(&trace_id) || found.contains_key(&trace_id) {
-                            kept.push((trace_id, row));
-                            continue;
-                        }
-                        if self.carries_any(c, &trace_id, &query.excluded, &mut frames)? {
+                        // A trace found before was checked then.
+                        let excluded = rejected.contains(&trace_id)
+                            || (!found.contains_key(&trace_id)
+                                && self.carries_any(c, &trace_id, &query.excluded, &mut frames)?);
+                        if excluded {
                             rejected.insert(trace_id);
                         } else {
                             kept.push((trace_id, row));
                         }
                     }
                     traces = kept;
-                    traces.retain(|(id, _)| !rejected.contains(id));
                 }
                 if !newest_first {
                     pending.extend(traces);
