@@ -774,11 +774,13 @@ async fn the_service_map_lays_out_services_that_call_each_other() {
         fx("web", cycle, 3, 2, "GET /callback", span::SpanKind::Server, 10, 20),
         fx("web", to_db, 11, 0, "GET /c", span::SpanKind::Server, 0, 10),
         fx("db", to_db, 12, 11, "SELECT", span::SpanKind::Server, 2, 8),
+        // The lowest service calls one beside it: an edge curving below every box.
+        fx("api", to_db, 13, 12, "GET /notify", span::SpanKind::Server, 3, 6),
     ];
     post(addr, "/v1/traces", traces_request(base, &spans)).await;
     running
         .search_until("/api/v1/dependencies", |d| {
-            d["dependencies"].as_array().is_some_and(|edges| edges.len() >= 3)
+            d["dependencies"].as_array().is_some_and(|edges| edges.len() >= 4)
         })
         .await;
 
@@ -811,7 +813,19 @@ async fn the_service_map_lays_out_services_that_call_each_other() {
     let edges = browser
         .eval("return document.querySelectorAll('#dependency-map path.edge').length;")
         .await;
-    assert_eq!(edges, serde_json::json!(3));
+    assert_eq!(edges, serde_json::json!(4));
+    // Every edge and its label is drawn inside the map (the edge back to web curves below the
+    // boxes: its label fell off the bottom).
+    let outside = browser
+        .eval(
+            "const svg = document.querySelector('#dependency-map svg');
+             const view = svg.viewBox.baseVal;
+             return [...svg.querySelectorAll('path.edge, text.edge-label')].map((el) => [el.textContent, el.getBBox()])
+               .filter(([, b]) => b.x < view.x || b.y < view.y || b.x + b.width > view.x + view.width || b.y + b.height > view.y + view.height)
+               .map(([t, b]) => `${t || 'edge'} at ${b.x},${b.y} ${b.width}x${b.height}`);",
+        )
+        .await;
+    assert_eq!(outside, serde_json::json!([]), "drawn outside the map");
     browser.screenshot("service-map-cycle").await;
     Scene::end(running, browser).await;
 }

@@ -277,7 +277,11 @@ export function dependencyMap(edges, ops, onPick) {
     const offset = (height - col.length * (boxH + rowGap) + rowGap) / 2;
     col.forEach((n, ri) => pos.set(n, { x: 20 + ci * (boxW + colGap), y: offset + ri * (boxH + rowGap) }));
   });
-  const svg = s("svg", { class: "dep-map", viewBox: `0 0 ${width} ${height}`, style: { height: `${Math.min(height, 420)}px` } },
+  // Edges back to a column at or left of their caller curve below the boxes: room for them
+  // and their labels under the lowest box.
+  const back = edges.some((e) => e.parent !== e.child && pos.get(e.child).x <= pos.get(e.parent).x);
+  const drawn = height + (back ? 48 : 0);
+  const svg = s("svg", { class: "dep-map", viewBox: `0 0 ${width} ${drawn}`, style: { height: `${Math.min(drawn, 460)}px` } },
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "8", markerHeight: "8", markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "var(--muted)" }))));
   for (const e of edges) {
     const a = pos.get(e.parent);
