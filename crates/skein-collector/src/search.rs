@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
@@ -106,6 +106,15 @@ impl std::hash::Hasher for SpreadHasher {
 }
 
 type SpreadMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<SpreadHasher>>;
+
+/// True if an attribute of the span, its resource, its events or its links is `found`: the
+/// places a search looks.
+pub(crate) fn carries_attribute(span: &Span, resource: Option<&Resource>, found: &dyn Fn(&KeyValue) -> bool) -> bool {
+    span.attributes.iter().any(found)
+        || resource.is_some_and(|r| r.attributes.iter().any(found))
+        || span.events.iter().any(|e| e.attributes.iter().any(found))
+        || span.links.iter().any(|l| l.attributes.iter().any(found))
+}
 
 /// A trace search.
 #[derive(Clone, Debug)]
@@ -321,13 +330,7 @@ impl SearchQuery {
         if self.errors_only && !model::is_error(span) {
             return false;
         }
-        // An attribute of the span, its resource, its events or its links.
-        let anywhere = |found: &dyn Fn(&opentelemetry_proto::tonic::common::v1::KeyValue) -> bool| {
-            span.attributes.iter().any(found)
-                || resource.is_some_and(|r| r.attributes.iter().any(found))
-                || span.events.iter().any(|e| e.attributes.iter().any(found))
-                || span.links.iter().any(|l| l.attributes.iter().any(found))
-        };
+        let anywhere = |found: &dyn Fn(&KeyValue) -> bool| carries_attribute(span, resource, found);
         self.attributes
             .iter()
             .all(|(k, v)| anywhere(&|kv| &kv.key == k && with_text(kv.value.as_ref(), |t| t == v)))

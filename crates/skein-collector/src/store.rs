@@ -797,13 +797,11 @@ impl Store {
         }
         self.read(|c| {
             let mut out: Vec<TracesData> = vec![TracesData::default(); trace_ids.len()];
-            let mut statement = c.prepare_cached("SELECT data FROM frames WHERE id = ?1")?;
             for (frame_id, wanted) in frames {
-                // Retention may have deleted it since.
-                let Some(data) = statement.query_row([frame_id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
+                let Some(frame) = stored_frame(c, frame_id)? else {
                     continue;
                 };
-                for rs in decode_frame(&data)?.resource_spans {
+                for rs in frame.resource_spans {
                     for ss in rs.scope_spans {
                         let mut by_trace: HashMap<usize, Vec<Span>> = HashMap::new();
                         for span in ss.spans {
@@ -837,13 +835,9 @@ impl Store {
     /// The decoded frames that may hold spans of a trace (a frame may turn out not to).
     fn frames_of_trace(&self, c: &Connection, trace_id: &[u8; 16]) -> Result<Vec<TracesData>, StoreError> {
         let ids = self.index.read().unwrap_or_else(|e| e.into_inner()).frames_of(trace_id);
-        let mut statement = c.prepare_cached("SELECT data FROM frames WHERE id = ?1")?;
         let mut frames = Vec::with_capacity(ids.len());
         for id in ids {
-            // Retention may have deleted it since.
-            if let Some(data) = statement.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                frames.push(decode_frame(&data)?);
-            }
+            frames.extend(stored_frame(c, id)?);
         }
         Ok(frames)
     }
@@ -868,6 +862,19 @@ impl Store {
             out.extend(summary);
         }
         Ok(out)
+    }
+
+    /// A trace's summary: in the row its frame names, else as [`Store::summaries`] finds it.
+    fn summary_of(
+        &self,
+        c: &Connection,
+        trace_id: &[u8; 16],
+        row: Option<i64>,
+    ) -> Result<Option<TraceSummary>, StoreError> {
+        if let Some(summary) = row.map(|row| summary_by_row(c, row, trace_id)).transpose()?.flatten() {
+            return Ok(Some(summary));
+        }
+        Ok(self.summaries(c, &[*trace_id])?.pop())
     }
 
     /// A trace's summary worked out from its stored spans.
@@ -967,15 +974,7 @@ impl Store {
                     if found.contains_key(&trace_id) {
                         continue;
                     }
-                    let summary = match row {
-                        Some(row) => summary_by_row(c, row, &trace_id)?,
-                        None => None,
-                    };
-                    let summary = match summary {
-                        Some(s) => Some(s),
-                        None => self.summaries(c, &[trace_id])?.pop(),
-                    };
-                    if let Some(summary) = summary {
+                    if let Some(summary) = self.summary_of(c, &trace_id, row)? {
                         newest.push(Reverse(summary.start_unix_nano));
                         if newest.len() > limit {
                             newest.pop();
@@ -1015,16 +1014,8 @@ impl Store {
             if !seen.insert(trace_id) {
                 continue;
             }
-            let summary = match row {
-                Some(row) => summary_by_row(c, row, &trace_id)?,
-                None => None,
-            };
-            let summary = match summary {
-                Some(s) => s,
-                None => match self.summaries(c, &[trace_id])?.pop() {
-                    Some(s) => s,
-                    None => continue,
-                },
+            let Some(summary) = self.summary_of(c, &trace_id, row)? else {
+                continue;
             };
             let key = (order.key(&summary), Reverse(summary.trace_id.clone()));
             if top.len() < limit || top.peek().is_some_and(|Reverse(least)| key > *least) {
@@ -1099,21 +1090,15 @@ impl Store {
         frame_id: i64,
         pairs: &[(String, String)],
     ) -> Result<HashSet<[u8; 16]>, StoreError> {
-        let data: Option<Vec<u8>> = c
-            .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
-            .query_row([frame_id], |r| r.get(0))
-            .optional()?;
         let mut carriers = HashSet::new();
-        let Some(data) = data else { return Ok(carriers) };
-        for_each_span(&decode_frame(&data)?, |span, resource, _| {
+        let Some(frame) = stored_frame(c, frame_id)? else {
+            return Ok(carriers);
+        };
+        for_each_span(&frame, |span, resource, _| {
             let carries = pairs.iter().any(|(k, v)| {
-                let on = |kv: &opentelemetry_proto::tonic::common::v1::KeyValue| {
+                crate::search::carries_attribute(span, resource, &|kv| {
                     &kv.key == k && crate::search::with_text(kv.value.as_ref(), |t| t == v)
-                };
-                span.attributes.iter().any(on)
-                    || resource.is_some_and(|r| r.attributes.iter().any(on))
-                    || span.events.iter().any(|e| e.attributes.iter().any(on))
-                    || span.links.iter().any(|l| l.attributes.iter().any(on))
+                })
             });
             if carries {
                 if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
@@ -1149,13 +1134,9 @@ impl Store {
 
     /// The traces with a span matching `query` in one frame, read span by span.
     fn scan_frame(&self, c: &Connection, frame_id: i64, query: &SearchQuery) -> Result<Vec<FoundTrace>, StoreError> {
-        let data: Option<Vec<u8>> = c
-            .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
-            .query_row([frame_id], |r| r.get(0))
-            .optional()?;
         let mut out = Vec::new();
-        if let Some(data) = data {
-            for_each_span(&decode_frame(&data)?, |span, resource, scope| {
+        if let Some(frame) = stored_frame(c, frame_id)? {
+            for_each_span(&frame, |span, resource, scope| {
                 if query.matches_span(span, resource, scope) {
                     if let Ok(id) = <[u8; 16]>::try_from(&span.trace_id[..]) {
                         out.push((id, None));
@@ -1893,6 +1874,15 @@ fn log_matches(q: &LogQuery, text: Option<&str>, record: &opentelemetry_proto::t
             .iter()
             .all(|k| attributes.iter().any(|kv| &kv.key == k))
         && q.comparisons.iter().all(|c| value_is(&c.key, &|t| c.holds(t)))
+}
+
+/// A stored frame, decoded; `None` if retention deleted it since.
+fn stored_frame(c: &Connection, frame_id: i64) -> Result<Option<TracesData>, StoreError> {
+    let data: Option<Vec<u8>> = c
+        .prepare_cached("SELECT data FROM frames WHERE id = ?1")?
+        .query_row([frame_id], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode_frame(&d)).transpose()
 }
 
 /// Decompresses and decodes a frame.
