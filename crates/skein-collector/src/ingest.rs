@@ -115,8 +115,6 @@ pub(crate) fn minute_of(nanos: u64) -> i64 {
 struct OpenFrame {
     resource_spans: Vec<ResourceSpans>,
     span_count: usize,
-    min_start: u64,
-    max_start: u64,
     index: IndexBuilder,
     links: Vec<LinkRow>,
 }
@@ -126,8 +124,6 @@ impl OpenFrame {
         OpenFrame {
             resource_spans: Vec::new(),
             span_count: 0,
-            min_start: u64::MAX,
-            max_start: 0,
             index: IndexBuilder::new(),
             links: Vec::new(),
         }
@@ -144,8 +140,8 @@ impl OpenFrame {
         .encode_to_vec();
         let data = crate::compress::compress(&raw).map_err(|e| StoreError::storage("cannot compress a frame", e))?;
         Ok(PreparedFrame {
-            min_start: self.min_start,
-            max_start: self.max_start,
+            min_start: index.min_start,
+            max_start: index.max_start,
             span_count: self.span_count,
             filter: index.filter,
             data,
@@ -211,8 +207,7 @@ fn index_span(
     scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
     frame: &mut OpenFrame,
 ) {
-    frame.min_start = frame.min_start.min(span.start_time_unix_nano);
-    frame.max_start = frame.max_start.max(span.start_time_unix_nano);
+    // (Requests are validated: every span has a 16-byte trace id.)
     let Ok(trace_id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
         return;
     };

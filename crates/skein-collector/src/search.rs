@@ -625,6 +625,8 @@ impl IndexBuilder {
         };
         let raw = prost::Message::encode_to_vec(&self.index);
         Ok(FinishedIndex {
+            min_start,
+            max_start: self.max_start,
             terms: prost::Message::encode_to_vec(&terms),
             spans: crate::compress::compress(&raw)?,
             filter: bloom.into_bytes(),
@@ -665,6 +667,9 @@ pub(crate) struct FinishedIndex {
     pub filter: Vec<u8>,
     /// The frame's traces in index order.
     pub trace_ids: Vec<[u8; 16]>,
+    /// The earliest and latest span start.
+    pub min_start: u64,
+    pub max_start: u64,
 }
 
 /// Sorted term hashes and, for each, the longest span carrying it.
