@@ -15,7 +15,10 @@
 //! than 99% of what it created is marked, and a ratio involving it does not count.
 //!
 //! Run: `cargo bench -p skein-bench-support --bench pipeline` (`SKEIN_BENCH_ROUNDS=n` for more
-//! or fewer rounds than 11; `SKEIN_BENCH_QUICK=1` for the default queue only).
+//! or fewer rounds than 11; `SKEIN_BENCH_QUICK=1` for the default queue only;
+//! `SKEIN_BENCH_ONLY=tree,bridge` for only the scenarios named: `nobody`, `sampled_out`,
+//! `recorded`, `tree`, `bridge`, `throughput`; `SKEIN_BENCH_SYSTEMS=skein` for only the systems
+//! whose names start with one of those given, as when profiling one).
 
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -181,6 +184,9 @@ fn rounds() -> usize {
 
 /// Interleaved rounds of every system; medians, created and delivered.
 fn measure(mut systems: Vec<System>) -> Vec<Measured> {
+    if let Ok(only) = std::env::var("SKEIN_BENCH_SYSTEMS") {
+        systems.retain(|s| only.split(',').any(|prefix| s.name.starts_with(prefix.trim())));
+    }
     // Iterations per round: what a first short run says fills `ROUND`.
     let mut iterations = Vec::new();
     let mut created = vec![0u64; systems.len()];
@@ -265,7 +271,9 @@ fn report(title: &str, results: &[Measured], bars: &[Bar], verdicts: &mut Vec<St
         "  {:<28} {:>12} {:>22}   delivered / created",
         "system", "median ns", "skein / system"
     );
-    let skein = &results[0];
+    let Some(skein) = results.first() else {
+        return;
+    };
     for r in results {
         let ratio = if std::ptr::eq(r, skein) {
             String::new()
@@ -732,15 +740,32 @@ fn main() {
         rounds(),
         ROUND.as_millis()
     );
+    let only = std::env::var("SKEIN_BENCH_ONLY").ok();
+    let runs = |scenario: &str| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|s| s.trim() == scenario))
+    };
     let mut verdicts = Vec::new();
-    no_listener(&mut verdicts);
-    for &queue in queues {
-        sampled_out(queue, &mut verdicts);
-        recorded(queue, &mut verdicts);
-        tree(queue, &mut verdicts);
-        bridge(queue, &mut verdicts);
+    if runs("nobody") {
+        no_listener(&mut verdicts);
     }
-    throughput(&mut verdicts);
+    for &queue in queues {
+        if runs("sampled_out") {
+            sampled_out(queue, &mut verdicts);
+        }
+        if runs("recorded") {
+            recorded(queue, &mut verdicts);
+        }
+        if runs("tree") {
+            tree(queue, &mut verdicts);
+        }
+        if runs("bridge") {
+            bridge(queue, &mut verdicts);
+        }
+    }
+    if runs("throughput") {
+        throughput(&mut verdicts);
+    }
     println!();
     println!("Bars:");
     for line in &verdicts {
