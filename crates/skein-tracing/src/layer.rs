@@ -312,8 +312,8 @@ where
             None if attrs.is_root() => Some(None),
             None => None,
         };
+        // Detached: a span is current only while entered (`on_enter`), not from its creation.
         let activity = {
-            let _restore = CurrentGuard::new(Activity::current().as_ref());
             let _parent = explicit_parent.as_ref().map(|p| CurrentGuard::new(p.as_ref()));
             source.start_activity_with(
                 name,
@@ -321,6 +321,7 @@ where
                 ActivityStartOptions {
                     parent: ActivityParent::Current,
                     tags: std::mem::take(&mut fields.tags),
+                    detached: true,
                     ..Default::default()
                 },
             )
@@ -396,10 +397,17 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if let Some(activity) = activity_of(id, &ctx) {
-            let previous = Activity::set_current(Some(&activity));
-            let _ = ENTERED.try_with(|stack| stack.borrow_mut().push((id.clone(), previous)));
-        }
+        let Some(span) = ctx.span(id) else { return };
+        // Made current from the span's own handle (the slot takes its own reference).
+        let Some(previous) = span
+            .extensions()
+            .get::<SpanActivity>()
+            .map(|activity| Activity::set_current(Some(&activity.0)))
+        else {
+            return;
+        };
+        drop(span);
+        let _ = ENTERED.try_with(|stack| stack.borrow_mut().push((id.clone(), previous)));
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
@@ -421,7 +429,8 @@ where
         });
         if let Ok(Some((restore, replaced))) = exited {
             if let Some(previous) = restore {
-                Activity::set_current(previous.as_ref());
+                // Handed back, not cloned; the span's reference that comes out is dropped.
+                drop(Activity::replace_current(previous));
             }
             drop(replaced);
         }
@@ -432,10 +441,10 @@ where
         let Some(SpanActivity(activity)) = span.extensions_mut().remove::<SpanActivity>() else {
             return;
         };
-        // Stopping restores what was current when the activity started; this thread's
-        // current activity is not the span's business.
-        let _restore = CurrentGuard::new(Activity::current().as_ref());
-        activity.stop();
+        // Dropped (stopped) with no lock held: listeners run. The activity is detached, so
+        // stopping it leaves this thread's current activity alone.
+        drop(span);
+        drop(activity);
     }
 }
 

@@ -83,6 +83,11 @@ const LOCAL_TRACE_STATE: u8 = 1;
 /// Its saved previous activity is kept, and the thread (or task) where it is still current
 /// makes that previous one current when it next looks (see `current.rs`).
 const STOPPED_ELSEWHERE: u8 = 2;
+/// `Inner::marks`: started without being made current (`ActivityStartOptions::detached`), so
+/// stopping it leaves the current activity alone.
+const DETACHED: u8 = 4;
+/// `Inner::marks`: stopped (also in `ActivityData::stopped`): read without taking the lock.
+const STOPPED: u8 = 8;
 
 static DEFAULT_ID_FORMAT: AtomicU8 = AtomicU8::new(ActivityIdFormat::W3C as u8);
 static FORCE_DEFAULT_ID_FORMAT: AtomicBool = AtomicBool::new(false);
@@ -483,20 +488,23 @@ impl<E: std::error::Error + ?Sized> std::error::Error for ErrorRef<'_, E> {
 enum StartWith {
     /// Later: no start data yet, and these preset flags.
     Later(u8),
-    /// Now, under the activity that was current (`previous`).
+    /// Now, under the activity that was current (`previous`), which it replaces.
     Now,
+    /// Now, under `previous` (a reference to the current activity, which stays current).
+    NowDetached,
 }
 
 /// Allocates an activity and writes its fields in place: a started activity is published
-/// complete, and nothing large is copied. A started activity comes back with a second
-/// reference, for the current-activity slot.
+/// complete, and nothing large is copied. An activity started (not detached) comes back with a
+/// second reference, for the current-activity slot.
 #[inline(always)]
-fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activity>) -> (Shared, Option<Shared>) {
+fn allocate(new: &mut NewActivity, start_with: StartWith, mut previous: Option<Activity>) -> (Shared, Option<Shared>) {
     let parent_flags = match &new.parent {
         RemoteParent::Context(ctx) => ctx.trace_flags,
         _ => ActivityTraceFlags::NONE,
     };
-    let started_now = matches!(start_with, StartWith::Now);
+    let started_now = matches!(start_with, StartWith::Now | StartWith::NowDetached);
+    let detached = matches!(start_with, StartWith::NowDetached);
     let start = match new.start_time {
         Some(t) => Timestamp::from(t),
         None if started_now => Timestamp::now(),
@@ -530,10 +538,11 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
     // the block is published with `assume_init`.
     unsafe {
         let flags = match start_with {
-            StartWith::Now => {
+            StartWith::Now | StartWith::NowDetached => {
                 let flags = compute_start(
                     SetOnce::write_set_with(addr_of_mut!((*p).started)),
-                    &previous,
+                    &mut previous,
+                    detached,
                     remote,
                     new.id_format,
                     parent_flags,
@@ -556,13 +565,15 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, previous: Option<Activ
                 flags,
                 all_data: new.all_data,
                 has_local_trace_state: new.trace_state.is_some(),
+                detached,
                 tags: std::mem::take(&mut new.tags),
                 start,
-                previous,
+                // A detached activity took `previous` as its parent: nothing to restore.
+                previous: if detached { None } else { previous },
                 extra,
             },
         );
-        if started_now {
+        if started_now && !detached {
             let (a, b) = uninit.assume_init_twice();
             (a, Some(b))
         } else {
@@ -580,6 +591,7 @@ struct Fields {
     flags: u8,
     all_data: bool,
     has_local_trace_state: bool,
+    detached: bool,
     tags: Vec<Tag>,
     start: Timestamp,
     previous: Option<Activity>,
@@ -603,14 +615,14 @@ unsafe fn write_fields(p: *mut Inner, fields: Fields) {
             LOCAL_TRACE_STATE
         } else {
             0
-        };
+        } | if fields.detached { DETACHED } else { 0 };
         addr_of_mut!((*p).marks).write(AtomicU8::new(marks));
         addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
         let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
         if fields.tags.is_empty() {
             InlineVec::write_empty(addr_of_mut!((*data).tags));
         } else {
-            addr_of_mut!((*data).tags).write(InlineVec::from_vec(fields.tags));
+            InlineVec::write_from_vec(addr_of_mut!((*data).tags), fields.tags);
         }
         InlineVec::write_empty(addr_of_mut!((*data).events));
         addr_of_mut!((*data).start).write(fields.start);
@@ -721,6 +733,7 @@ impl Activity {
                     flags: flags.bits() | FLAGS_SET,
                     all_data: result >= ActivitySamplingResult::AllData,
                     has_local_trace_state: false,
+                    detached: false,
                     tags: Vec::new(),
                     start,
                     previous,
@@ -784,6 +797,21 @@ impl Activity {
     pub(crate) fn build_started(new: &mut NewActivity) -> Activity {
         let (inner, slot) = allocate(new, StartWith::Now, current::take());
         Activity::publish_started(inner, slot)
+    }
+
+    /// Builds and starts an activity under the current one without making it current.
+    pub(crate) fn build_started_detached(new: &mut NewActivity) -> Activity {
+        let (inner, _) = allocate(new, StartWith::NowDetached, current::get());
+        Activity {
+            inner: ManuallyDrop::new(inner),
+            owner: true,
+        }
+    }
+
+    /// True if started without being made current; see [`DETACHED`].
+    #[inline]
+    pub(crate) fn is_detached(&self) -> bool {
+        self.inner.marks.load(Ordering::Relaxed) & DETACHED != 0
     }
 
     #[inline]
@@ -1321,7 +1349,7 @@ impl Activity {
 
     /// True once stopped.
     pub fn is_stopped(&self) -> bool {
-        self.data().stopped
+        self.inner.marks.load(Ordering::Acquire) & STOPPED != 0
     }
 
     // ---- current activity -------------------------------------------------------------------
@@ -1341,6 +1369,27 @@ impl Activity {
             return current::get();
         }
         current::replace(activity.cloned())
+    }
+
+    /// [`set_current`](Self::set_current) taking a reference instead of cloning one: for
+    /// putting back what `set_current` returned. An owning handle passed here becomes a plain
+    /// reference (dropping it no longer stops the activity). As with `set_current`, a stopped
+    /// or never-started activity is not made current (the reference is dropped and what is
+    /// current now is returned).
+    pub fn replace_current(activity: Option<Activity>) -> Option<Activity> {
+        match activity.map(Activity::into_reference) {
+            Some(a) if !a.is_running() => {
+                drop(a);
+                current::get()
+            }
+            other => current::replace(other),
+        }
+    }
+
+    /// This handle as a plain reference: an owner's stopping on drop is given up.
+    fn into_reference(mut self) -> Activity {
+        self.owner = false;
+        self
     }
 
     /// Started and not yet stopped.
@@ -1397,7 +1446,7 @@ impl Activity {
         let Some(pending) = pending else {
             return; // started already
         };
-        let previous = current::take();
+        let mut previous = current::take();
         let preset = self.inner.flags.load(Ordering::Relaxed);
         let preset = (preset & FLAGS_SET != 0).then(|| ActivityTraceFlags::from_bits(preset & !FLAGS_SET));
         let mut started = std::mem::MaybeUninit::<Started>::uninit();
@@ -1405,7 +1454,8 @@ impl Activity {
         let (started, flags) = unsafe {
             let flags = compute_start(
                 started.as_mut_ptr(),
-                &previous,
+                &mut previous,
+                false,
                 pending.remote,
                 pending.requested_format,
                 pending.parent_flags,
@@ -1442,6 +1492,9 @@ impl Activity {
     /// `previous` for the thread where this activity is current.
     #[inline]
     fn restore_here_or_leave(&self, previous: Option<Activity>) -> Option<Activity> {
+        if self.is_detached() {
+            return None; // it never replaced the current activity (`previous` is `None`)
+        }
         match current::replace(previous) {
             Some(slot) if slot.ptr_eq(self) => Some(slot),
             other => {
@@ -1457,6 +1510,9 @@ impl Activity {
     /// which makes it current again when it next looks (a stopped activity is never handed
     /// out as a parent).
     pub(crate) fn leave_previous_for_its_thread(&self, previous: Option<Activity>) {
+        if self.is_detached() {
+            return; // nothing to restore anywhere
+        }
         self.data().previous = previous;
         self.inner.marks.fetch_or(STOPPED_ELSEWHERE, Ordering::Release);
     }
@@ -1523,6 +1579,13 @@ impl Activity {
                 return None;
             }
             data.stopped = true;
+            let marks = &self.inner.marks;
+            if unshared {
+                // No other thread can change the marks now: no read-modify-write needed.
+                marks.store(marks.load(Ordering::Relaxed) | STOPPED, Ordering::Release);
+            } else {
+                marks.fetch_or(STOPPED, Ordering::Release);
+            }
             if !data.end.is_set() {
                 data.end = Timestamp::now().at_least_after(data.start);
             }
@@ -1551,7 +1614,8 @@ impl Activity {
 #[inline(always)]
 unsafe fn compute_start(
     out: *mut Started,
-    previous: &Option<Activity>,
+    previous: &mut Option<Activity>,
+    take_previous: bool,
     remote: RemoteParent,
     requested: ActivityIdFormat,
     parent_flags: ActivityTraceFlags,
@@ -1559,6 +1623,7 @@ unsafe fn compute_start(
     preset: Option<ActivityTraceFlags>,
 ) -> ActivityTraceFlags {
     let parent = match remote {
+        RemoteParent::Current if take_previous => previous.take(),
         RemoteParent::Current => previous.clone(),
         _ => None,
     };

@@ -97,21 +97,27 @@ impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
         }
     }
 
-    pub(crate) fn from_vec(vec: Vec<T>) -> Self {
-        let mut out = InlineVec {
-            len: 0,
-            may_own: false,
-            inline: [const { MaybeUninit::uninit() }; N],
-            spill: Vec::new(),
-        };
-        if vec.len() > N {
-            out.spill = vec;
-        } else {
+    /// Initialises a vector holding `vec`'s elements at `this`, in place (a whole vector
+    /// returned by value would be copied, inline room and all).
+    ///
+    /// # Safety
+    /// `this` must be valid for writes and not yet initialised.
+    pub(crate) unsafe fn write_from_vec(this: *mut Self, vec: Vec<T>) {
+        // SAFETY: guaranteed by the caller; the first `len` inline slots are written before
+        // `len` says so, and nothing reads the vector meanwhile.
+        unsafe {
+            if vec.len() > N {
+                addr_of_mut!((*this).len).write(0);
+                addr_of_mut!((*this).may_own).write(false);
+                addr_of_mut!((*this).spill).write(vec);
+                return;
+            }
+            Self::write_empty(this);
+            let this = &mut *this;
             for value in vec {
-                out.push(value);
+                this.push(value);
             }
         }
-        out
     }
 }
 
@@ -203,6 +209,15 @@ mod tests {
         }
     }
 
+    fn from_vec<T: OwnsNothing, const N: usize>(vec: Vec<T>) -> InlineVec<T, N> {
+        let mut v = MaybeUninit::<InlineVec<T, N>>::uninit();
+        // SAFETY: written by `write_from_vec`.
+        unsafe {
+            InlineVec::write_from_vec(v.as_mut_ptr(), vec);
+            v.assume_init()
+        }
+    }
+
     fn new<T: OwnsNothing, const N: usize>() -> InlineVec<T, N> {
         let mut v = MaybeUninit::<InlineVec<T, N>>::uninit();
         // SAFETY: written by `write_empty`.
@@ -237,9 +252,12 @@ mod tests {
         assert_eq!(&small[..], ["a", "c"]);
         small[0] = "z".into();
         assert_eq!(small.to_vec(), ["z", "c"]);
-        let from = InlineVec::<u8, 2>::from_vec(vec![1, 2, 3]);
+        let from = from_vec::<u8, 2>(vec![1, 2, 3]);
         assert_eq!(&from[..], [1, 2, 3]);
-        let from = InlineVec::<u8, 4>::from_vec(vec![1, 2]);
+        let from = from_vec::<u8, 4>(vec![1, 2]);
         assert_eq!(&from[..], [1, 2]);
+        let owned = from_vec::<String, 4>(vec!["x".to_owned()]);
+        assert!(!owned.owns_nothing());
+        assert!(from_vec::<u8, 4>(Vec::new()).is_empty());
     }
 }

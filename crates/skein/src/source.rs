@@ -194,6 +194,16 @@ pub enum ActivityParent<'a> {
     Id(&'a str),
 }
 
+/// When `build` starts the activity it makes.
+enum Start {
+    /// Now, making it current.
+    Now,
+    /// Now, leaving the current activity as it is.
+    NowDetached,
+    /// Later (`Activity::start`).
+    Later,
+}
+
 /// The full set of choices for [`ActivitySource::start_activity_with`].
 ///
 /// ```
@@ -218,6 +228,13 @@ pub struct ActivityStartOptions<'a> {
     pub id_format: ActivityIdFormat,
     /// Trace state to use with an [`ActivityParent::Id`] parent (from a `tracestate` header).
     pub trace_state: Option<&'a str>,
+    /// Start without making the activity current (as OpenTelemetry's `Tracer::start`, where
+    /// .NET's `StartActivity` always does): its parent is chosen as for any other, activities
+    /// started meanwhile are not its children unless it is made current, and stopping it
+    /// leaves the current activity alone. For bridges whose spans are entered and exited on
+    /// their own (the `tracing` layer). `create_activity` ignores it: [`Activity::start`]
+    /// makes the activity current.
+    pub detached: bool,
 }
 
 struct Registry {
@@ -615,7 +632,7 @@ impl ActivitySource {
                 result,
                 trace_state,
                 root_trace_id,
-                true,
+                Start::Now,
             )
         };
         for listener in listeners.iter().filter(|l| l.wants_started) {
@@ -767,7 +784,11 @@ impl ActivitySource {
             result,
             sampled_trace_state,
             root_trace_id,
-            start,
+            match (start, options.detached) {
+                (false, _) => Start::Later,
+                (true, false) => Start::Now,
+                (true, true) => Start::NowDetached,
+            },
         );
         if start {
             self.notify_started(&activity);
@@ -788,7 +809,7 @@ impl ActivitySource {
         result: ActivitySamplingResult,
         trace_state: Option<TraceState>,
         root_trace_id: Option<(crate::id::TraceId, bool)>,
-        start: bool,
+        start: Start,
     ) -> Activity {
         // As in .NET: a context parent's flags are taken over, and AllDataAndRecorded adds
         // `recorded`; otherwise flags are inherited at start. Unlike .NET, a propagation-only
@@ -814,10 +835,10 @@ impl ActivitySource {
             trace_state,
             root_trace_id,
         };
-        if start {
-            Activity::build_started(&mut new)
-        } else {
-            Activity::build(&mut new)
+        match start {
+            Start::Now => Activity::build_started(&mut new),
+            Start::NowDetached => Activity::build_started_detached(&mut new),
+            Start::Later => Activity::build(&mut new),
         }
     }
 
@@ -855,7 +876,7 @@ impl ActivitySource {
                     if last.keeps_stopped {
                         activity.restore_previous(previous);
                         last.on_stopped_owned(activity);
-                    } else if current::with(|c| c.is_some_and(|c| c.ptr_eq(&activity))) {
+                    } else if !activity.is_detached() && current::with(|c| c.is_some_and(|c| c.ptr_eq(&activity))) {
                         last.on_stopped_owned(activity);
                         current::set(previous);
                     } else {

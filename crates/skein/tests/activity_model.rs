@@ -58,6 +58,87 @@ fn out_of_order_stop_restores_the_saved_previous() {
 }
 
 #[test]
+fn a_detached_activity_has_the_current_parent_and_never_touches_the_current_slot() {
+    static S: ActivitySource = ActivitySource::new("model.detached");
+    let rec = Recorder::new("model.detached", AllDataAndRecorded);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    let detached = || ActivityStartOptions {
+        detached: true,
+        tags: vec![Tag::new("k", "v")],
+        ..Default::default()
+    };
+
+    let parent = S.start_activity("parent", ActivityKind::Server).unwrap();
+    let child = S
+        .start_activity_with("child", ActivityKind::Internal, detached())
+        .unwrap();
+    // Started under the current activity, which stays current.
+    assert!(Activity::current().unwrap().ptr_eq(&parent));
+    assert!(child.parent().unwrap().ptr_eq(&parent));
+    assert_eq!(child.trace_id(), parent.trace_id());
+    assert_eq!(child.parent_span_id(), parent.span_id());
+    assert_eq!(child.tags(), [Tag::new("k", "v")]);
+    // Made current and stopped there (both ways: `stop()` and dropping the owner), it stays
+    // current: stopping a detached activity leaves the slot alone.
+    let previous = Activity::set_current(Some(&child));
+    assert!(previous.as_ref().unwrap().ptr_eq(&parent));
+    drop(child);
+    assert_eq!(Activity::current().unwrap().operation_name(), "child");
+    Activity::set_current(previous.as_ref());
+    let other = S
+        .start_activity_with("other", ActivityKind::Internal, detached())
+        .unwrap();
+    other.stop();
+    assert!(Activity::current().unwrap().ptr_eq(&parent));
+    drop(other);
+    drop(parent);
+    assert!(Activity::current().is_none());
+
+    // Without a current activity: a root, and the slot stays empty.
+    let root = S
+        .start_activity_with("root", ActivityKind::Internal, detached())
+        .unwrap();
+    assert!(Activity::current().is_none());
+    assert!(root.parent().is_none());
+    drop(root);
+    assert!(Activity::current().is_none());
+    assert_eq!(rec.stopped_names(), ["child", "other", "parent", "root"]);
+}
+
+#[test]
+fn replace_current_hands_references_over_and_refuses_stopped_ones() {
+    static S: ActivitySource = ActivitySource::new("model.replace_current");
+    let _reg = ActivitySource::add_activity_listener(Recorder::new("model.replace_current", AllData));
+    let a = S.start_activity("a", ActivityKind::Internal).unwrap();
+    let b = S
+        .start_activity_with(
+            "b",
+            ActivityKind::Internal,
+            ActivityStartOptions {
+                detached: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let previous = Activity::set_current(Some(&b));
+    assert!(Activity::current().unwrap().ptr_eq(&b));
+    // Putting `a` back hands over `previous` and returns the slot's reference to `b`.
+    let slot = Activity::replace_current(previous).unwrap();
+    assert!(slot.ptr_eq(&b));
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+    drop(slot);
+    assert!(!b.is_stopped(), "dropping a plain reference does not stop");
+    // A stopped activity is not made current: what is current stays and is returned.
+    b.stop();
+    let returned = Activity::replace_current(Some(b.clone())).unwrap();
+    assert!(returned.ptr_eq(&a));
+    assert!(Activity::current().unwrap().ptr_eq(&a));
+    drop(b);
+    drop(a);
+    assert!(Activity::current().is_none());
+}
+
+#[test]
 fn clones_do_not_stop_and_drop_of_the_owner_does() {
     static S: ActivitySource = ActivitySource::new("model.ownership");
     let rec = Recorder::new("model.ownership", AllData);
