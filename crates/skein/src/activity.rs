@@ -1611,6 +1611,7 @@ impl Activity {
 ///
 /// # Safety
 /// `out` must be valid for writes.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn compute_start(
     out: *mut Started,
