@@ -129,6 +129,18 @@ impl<'a, P> ActivityCreationOptions<'a, P> {
         output.get_or_insert_with(Default::default).trace_state = Some(trace_state);
     }
 
+    /// True if a sampler added tags or a trace state.
+    #[inline]
+    pub(crate) fn has_output(&mut self) -> bool {
+        self.output.get_mut().is_some()
+    }
+
+    /// The trace id made for a new root, if a sampler asked for it.
+    #[inline]
+    pub(crate) fn root_trace_id(&self) -> Option<(TraceId, bool)> {
+        self.trace_id.get()
+    }
+
     pub(crate) fn take_results(&mut self) -> (Vec<Tag>, Option<TraceState>, Option<(TraceId, bool)>) {
         let trace_id = self.trace_id.get();
         match self.output.get_mut().take() {

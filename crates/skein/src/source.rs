@@ -559,71 +559,74 @@ impl ActivitySource {
         if self.state.load(Ordering::Relaxed) == NO_LISTENERS {
             return None;
         }
-        self.start_under_current(name.into(), kind)
+        match name.into() {
+            Cow::Borrowed(name) => self.start_under_current(name, kind),
+            // A name made at run time: the general path.
+            name => self.create(name, kind, ActivityStartOptions::default(), true),
+        }
     }
 
-    /// The common case kept small: sample with the current activity as parent, and only build
-    /// when some listener wants the activity.
-    fn start_under_current(&'static self, name: Cow<'static, str>, kind: ActivityKind) -> Option<Activity> {
+    /// The common case kept small: a static name, the current activity as parent; sample,
+    /// and build only when some listener wants the activity.
+    ///
+    /// The name stays a `&str` (two registers) until it is written into the activity, and
+    /// the samplers' results are read where they are used, not moved out first: a `Cow` or a
+    /// tuple is passed in memory, and a value read back right after it was written, with
+    /// loads wider than its stores, waits for the stores to reach the cache (no store
+    /// forwarding), which on this path was a stall per activity.
+    #[inline(never)]
+    fn start_under_current(&'static self, name: &'static str, kind: ActivityKind) -> Option<Activity> {
         if !self.has_listeners() {
             return None;
         }
         let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
-        let (result, wants_started, (sampling_tags, trace_state, root_trace_id)) = {
-            let mut options = ActivityCreationOptions::new(
-                self,
-                &name,
-                kind,
-                parent_context,
-                &[],
-                &[],
-                ActivityIdFormat::Unknown,
-                None,
-            );
-            // Sampling alone in this closure: declining stays as cheap as it can be.
-            let (result, wants_started) = self.with_listeners::<true, _>(|listeners| {
-                let mut result = ActivitySamplingResult::None;
-                let mut wants_started = false;
-                for listener in listeners {
-                    result = result.max(listener.sample(&options));
-                    wants_started |= listener.wants_started;
-                }
-                (result, wants_started)
-            })?;
-            if result == ActivitySamplingResult::None {
-                return None;
+        let mut options = ActivityCreationOptions::new(
+            self,
+            name,
+            kind,
+            parent_context,
+            &[],
+            &[],
+            ActivityIdFormat::Unknown,
+            None,
+        );
+        // Sampling alone in this closure: declining stays as cheap as it can be.
+        let (result, wants_started) = self.with_listeners::<true, _>(|listeners| {
+            let mut result = ActivitySamplingResult::None;
+            let mut wants_started = false;
+            for listener in listeners {
+                result = result.max(listener.sample(&options));
+                wants_started |= listener.wants_started;
             }
-            (result, wants_started, options.take_results())
-        };
+            (result, wants_started)
+        })?;
+        if result == ActivitySamplingResult::None {
+            return None;
+        }
         if !wants_started {
             // Nobody to tell: no second pass over the listeners.
-            return Some(self.start_sampled(&[], name, kind, result, sampling_tags, trace_state, root_trace_id));
+            return Some(self.start_sampled(&[], name, kind, result, &mut options));
         }
-        self.with_listeners::<false, _>(|listeners| {
-            self.start_sampled(listeners, name, kind, result, sampling_tags, trace_state, root_trace_id)
-        })
+        self.with_listeners::<false, _>(|listeners| self.start_sampled(listeners, name, kind, result, &mut options))
     }
 
     /// The rest of `start_under_current` once a listener wants the activity: build, then
     /// notify `listeners`. Kept out of line, so that declining costs only the sampling.
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn start_sampled(
         &'static self,
         listeners: &[Attached],
-        name: Cow<'static, str>,
+        name: &'static str,
         kind: ActivityKind,
         result: ActivitySamplingResult,
-        sampling_tags: Vec<Tag>,
-        trace_state: Option<TraceState>,
-        root_trace_id: Option<(crate::id::TraceId, bool)>,
+        options: &mut ActivityCreationOptions<'_, ActivityContext>,
     ) -> Activity {
-        let direct = sampling_tags.is_empty() && trace_state.is_none() && current::with(next_under_is_w3c);
-        let activity = if direct {
-            Activity::start_w3c_under_current(self, name, kind, result, root_trace_id)
+        let activity = if !options.has_output() && current::with(next_under_is_w3c) {
+            Activity::start_w3c_under_current(self, Cow::Borrowed(name), kind, result, options.root_trace_id())
         } else {
+            let (sampling_tags, trace_state, root_trace_id) = options.take_results();
             self.build(
-                name,
+                Cow::Borrowed(name),
                 kind,
                 RemoteParent::Current,
                 sampling_tags,
