@@ -77,7 +77,11 @@ impl ActivityIdFormat {
 /// Bit 7 of the stored flags marks "chosen before start" (by the sampler or the caller).
 const FLAGS_SET: u8 = 0x80;
 
-/// `Inner::marks`: the activity has a trace state of its own.
+/// `Inner::marks`, flags set once each and never cleared, read without the data lock. They
+/// are set only while holding the data lock (or while no other thread can reach the
+/// activity), so setting one is a plain load and store, not a read-modify-write.
+///
+/// The activity has a trace state of its own.
 const LOCAL_TRACE_STATE: u8 = 1;
 /// `Inner::marks`: the activity was stopped on a thread where it was not the current one.
 /// Its saved previous activity is kept, and the thread (or task) where it is still current
@@ -808,6 +812,14 @@ impl Activity {
         }
     }
 
+    /// Sets `flag` in the marks; the data lock is held (`_held` says so), which makes a plain
+    /// load and store enough (see [`LOCAL_TRACE_STATE`]).
+    #[inline]
+    fn mark(&self, flag: u8, _held: &ActivityData) {
+        let marks = &self.inner.marks;
+        marks.store(marks.load(Ordering::Relaxed) | flag, Ordering::Release);
+    }
+
     /// True if started without being made current; see [`DETACHED`].
     #[inline]
     pub(crate) fn is_detached(&self) -> bool {
@@ -1045,8 +1057,9 @@ impl Activity {
 
     /// Sets this activity's trace state (children inherit it).
     pub fn set_trace_state(&self, trace_state: TraceState) -> &Self {
-        self.data().extra().trace_state = Some(trace_state);
-        self.inner.marks.fetch_or(LOCAL_TRACE_STATE, Ordering::Release);
+        let mut data = self.data();
+        data.extra().trace_state = Some(trace_state);
+        self.mark(LOCAL_TRACE_STATE, &data);
         self
     }
 
@@ -1482,8 +1495,7 @@ impl Activity {
     /// again, or stopping an activity never started, does nothing.
     pub fn stop(&self) {
         if let Some(previous) = self.mark_stopped(false) {
-            self.inner.source.notify_stopped(self);
-            drop(self.restore_here_or_leave(previous));
+            self.inner.source.notify_stopped_and_restore(self, previous);
         }
     }
 
@@ -1491,7 +1503,7 @@ impl Activity {
     /// slot's reference to this activity; elsewhere puts back what was current and leaves
     /// `previous` for the thread where this activity is current.
     #[inline]
-    fn restore_here_or_leave(&self, previous: Option<Activity>) -> Option<Activity> {
+    pub(crate) fn restore_here_or_leave(&self, previous: Option<Activity>) -> Option<Activity> {
         if self.is_detached() {
             return None; // it never replaced the current activity (`previous` is `None`)
         }
@@ -1513,8 +1525,9 @@ impl Activity {
         if self.is_detached() {
             return; // nothing to restore anywhere
         }
-        self.data().previous = previous;
-        self.inner.marks.fetch_or(STOPPED_ELSEWHERE, Ordering::Release);
+        let mut data = self.data();
+        data.previous = previous;
+        self.mark(STOPPED_ELSEWHERE, &data);
     }
 
     /// True if stopped on a thread where it was not current; see
@@ -1579,13 +1592,7 @@ impl Activity {
                 return None;
             }
             data.stopped = true;
-            let marks = &self.inner.marks;
-            if unshared {
-                // No other thread can change the marks now: no read-modify-write needed.
-                marks.store(marks.load(Ordering::Relaxed) | STOPPED, Ordering::Release);
-            } else {
-                marks.fetch_or(STOPPED, Ordering::Release);
-            }
+            self.mark(STOPPED, &data);
             if !data.end.is_set() {
                 data.end = Timestamp::now().at_least_after(data.start);
             }

@@ -853,12 +853,36 @@ impl ActivitySource {
         });
     }
 
-    pub(crate) fn notify_stopped(&'static self, activity: &Activity) {
+    /// `stop`'s notification: the listeners hear of `activity` while it is still current,
+    /// then `previous` is made current again. A last listener that keeps stopped activities
+    /// gets them after that, and is handed the current slot's reference to `activity` (which
+    /// would be released otherwise) instead of a new one.
+    pub(crate) fn notify_stopped_and_restore(&'static self, activity: &Activity, previous: Option<Activity>) {
+        let mut previous = Some(previous);
         self.with_listeners::<false, _>(|listeners| {
-            for listener in listeners {
-                listener.on_stopped(activity);
+            let Some(previous) = previous.take() else {
+                return;
+            };
+            match listeners.split_last() {
+                Some((last, rest)) => {
+                    for listener in rest {
+                        listener.on_stopped(activity);
+                    }
+                    if last.keeps_stopped {
+                        let slot = activity.restore_here_or_leave(previous);
+                        last.on_stopped_owned(slot.unwrap_or_else(|| activity.clone()));
+                    } else {
+                        last.on_stopped(activity);
+                        drop(activity.restore_here_or_leave(previous));
+                    }
+                }
+                None => drop(activity.restore_here_or_leave(previous)),
             }
         });
+        // Every listener detached meanwhile.
+        if let Some(previous) = previous {
+            drop(activity.restore_here_or_leave(previous));
+        }
     }
 
     /// `notify_stopped`, then makes `previous` current again; `activity` (a reference nobody
