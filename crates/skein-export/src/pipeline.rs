@@ -372,7 +372,7 @@ impl Returned {
             returned.extend(batch.drain(..room));
             self.len.store(returned.len(), Ordering::Relaxed);
         }
-        batch.clear(); // no room left: freed here after all
+        Activity::drop_all(batch.drain(..)); // no room left: freed here after all
     }
 
     /// Called by an application thread: frees a few returned activities, if it can without
@@ -388,14 +388,15 @@ impl Returned {
         }
         self.len.store(returned.len(), Ordering::Relaxed);
         drop(returned);
-        drop(local); // outside the lock
+        // Outside the lock; siblings share one update of their parent's count.
+        Activity::drop_all(local.into_iter().flatten());
     }
 
     /// Called by the export thread when the application has gone quiet.
     fn release_all(&self) {
         let all = std::mem::take(&mut *self.activities.lock().unwrap_or_else(|e| e.into_inner()));
         self.len.store(0, Ordering::Relaxed);
-        drop(all);
+        Activity::drop_all(all);
     }
 }
 

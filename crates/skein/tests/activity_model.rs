@@ -139,6 +139,63 @@ fn replace_current_hands_references_over_and_refuses_stopped_ones() {
 }
 
 #[test]
+fn drop_all_releases_siblings_and_their_parent_as_dropping_each_would() {
+    static S: ActivitySource = ActivitySource::new("model.drop_all");
+    let rec = Recorder::new("model.drop_all", AllDataAndRecorded);
+    let _reg = ActivitySource::add_activity_listener(rec.clone());
+    // Each activity holds a token; an activity's memory is released when its token is.
+    let token = |a: &Activity| {
+        let t = Arc::new(());
+        a.set_custom_property("token", Some(t.clone()));
+        t
+    };
+    let root = S.start_activity("root", ActivityKind::Server).unwrap();
+    let root_token = token(&root);
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        let child = S.start_activity("child", ActivityKind::Internal).unwrap();
+        tokens.push(token(&child));
+    }
+    let other_root = S
+        .start_activity_with(
+            "other",
+            ActivityKind::Internal,
+            ActivityStartOptions {
+                parent: ActivityParent::Root,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let grandchild = S.start_activity("grandchild", ActivityKind::Internal).unwrap();
+    let grandchild_token = token(&grandchild);
+    drop(grandchild);
+    drop(other_root);
+    drop(root);
+    let kept_child = rec.stopped.lock().unwrap()[0].clone();
+    rec.started.lock().unwrap().clear(); // the recorder's own references
+    let stopped = std::mem::take(&mut *rec.stopped.lock().unwrap());
+    assert_eq!(stopped.len(), 8);
+    // Children first (sharing a parent), then the others; one child is still referenced.
+    Activity::drop_all(stopped);
+    assert!(
+        tokens.iter().skip(1).all(|t| Arc::strong_count(t) == 1),
+        "unreferenced children released"
+    );
+    assert_eq!(Arc::strong_count(&grandchild_token), 1);
+    assert_eq!(Arc::strong_count(&tokens[0]), 2, "a child still referenced is kept");
+    assert_eq!(Arc::strong_count(&root_token), 2, "and so is its parent");
+    assert!(kept_child.parent().unwrap().operation_name() == "root");
+    drop(kept_child);
+    assert_eq!(Arc::strong_count(&tokens[0]), 1);
+    assert_eq!(Arc::strong_count(&root_token), 1);
+    // An owner handed to it is stopped, as dropping it would.
+    let owner = S.start_activity("owner", ActivityKind::Internal).unwrap();
+    Activity::drop_all([owner]);
+    assert_eq!(rec.stopped_names(), ["owner"]);
+    assert!(Activity::current().is_none());
+}
+
+#[test]
 fn clones_do_not_stop_and_drop_of_the_owner_does() {
     static S: ActivitySource = ActivitySource::new("model.ownership");
     let rec = Recorder::new("model.ownership", AllData);
