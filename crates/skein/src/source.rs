@@ -90,6 +90,35 @@ impl Drop for SuppressedInstrumentation {
 
 /// Restores the cache depth when a callback returns or unwinds.
 struct DepthGuard<'a>(&'a Cell<u32>);
+
+/// A source's listeners lent out by [`ActivitySource::lend_listeners`]: from this thread's
+/// cache (whose depth it holds raised, so the cache keeps the set in place), or a set of its
+/// own.
+struct LentListeners {
+    /// The cache's depth, lowered on drop; null for an owned set.
+    depth: *const Cell<u32>,
+    set: *const [Attached],
+    _owned: Option<Arc<ListenerSet>>,
+}
+
+impl std::ops::Deref for LentListeners {
+    type Target = [Attached];
+    fn deref(&self) -> &[Attached] {
+        // SAFETY: the set is kept alive and in place by the raised depth (the cache's
+        // vector is only changed at depth 0) or by `_owned`.
+        unsafe { &*self.set }
+    }
+}
+
+impl Drop for LentListeners {
+    fn drop(&mut self) {
+        if !self.depth.is_null() {
+            // SAFETY: the cache is this thread's, alive while the thread runs this.
+            let depth = unsafe { &*self.depth };
+            depth.set(depth.get() - 1);
+        }
+    }
+}
 impl Drop for DepthGuard<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
@@ -889,34 +918,66 @@ impl ActivitySource {
     /// else will use) goes to the last listener. A last listener that keeps stopped activities
     /// gets it after `previous` is restored, which lets the current slot's reference be
     /// merged into this one without an atomic update.
-    pub(crate) fn notify_stopped_owned(&'static self, activity: Activity, previous: Option<Activity>) {
-        let mut state = Some((activity, previous));
-        self.with_listeners::<false, _>(|listeners| {
-            let Some((mut activity, previous)) = state.take() else {
-                return;
-            };
-            match listeners.split_last() {
-                Some((last, rest)) => {
-                    for listener in rest {
-                        listener.on_stopped(&activity);
-                    }
-                    if last.keeps_stopped {
-                        activity.restore_previous(previous);
-                        last.on_stopped_owned(activity);
-                    } else if !activity.is_detached() && current::with(|c| c.is_some_and(|c| c.ptr_eq(&activity))) {
-                        last.on_stopped_owned(activity);
-                        current::set(previous);
-                    } else {
-                        activity.leave_previous_for_its_thread(previous);
-                        last.on_stopped_owned(activity);
-                    }
-                }
-                None => activity.restore_previous(previous),
-            }
-        });
-        // Every listener detached meanwhile.
-        if let Some((mut activity, previous)) = state {
+    pub(crate) fn notify_stopped_owned(&'static self, mut activity: Activity, previous: Option<Activity>) {
+        // Lent rather than passed to a closure: the activity and `previous` stay in this
+        // function's registers instead of being stored into a closure and read back at once.
+        let Some(listeners) = self.lend_listeners() else {
             activity.restore_previous(previous);
+            return;
+        };
+        match listeners.split_last() {
+            Some((last, rest)) => {
+                for listener in rest {
+                    listener.on_stopped(&activity);
+                }
+                if last.keeps_stopped {
+                    activity.restore_previous(previous);
+                    last.on_stopped_owned(activity);
+                } else if !activity.is_detached() && current::with(|c| c.is_some_and(|c| c.ptr_eq(&activity))) {
+                    last.on_stopped_owned(activity);
+                    current::set(previous);
+                } else {
+                    activity.leave_previous_for_its_thread(previous);
+                    last.on_stopped_owned(activity);
+                }
+            }
+            None => activity.restore_previous(previous),
+        }
+    }
+
+    /// This source's listeners, lent until the returned value is dropped (`None` if there
+    /// are none): [`with_listeners`](Self::with_listeners) without a closure.
+    #[inline]
+    fn lend_listeners(&'static self) -> Option<LentListeners> {
+        let index = self.index.load(Ordering::Relaxed) as usize;
+        let cached = CACHE.try_with(|cache| {
+            let generation = GENERATION.load(Ordering::Acquire);
+            let depth = cache.depth.get();
+            if cache.generation.get() != generation {
+                return None; // refreshed by the next `with_listeners` at depth 0
+            }
+            // SAFETY: only this thread reaches `sets`; it is changed only at depth 0, and
+            // the depth is raised below for as long as the set is lent.
+            let sets: &Vec<Option<Arc<ListenerSet>>> = unsafe { &*cache.sets.get() };
+            let set = sets.get(index)?.as_deref()?;
+            cache.depth.set(depth + 1);
+            Some(LentListeners {
+                depth: &cache.depth,
+                set: set.as_slice(),
+                _owned: None,
+            })
+        });
+        match cached {
+            Ok(Some(lent)) => Some(lent),
+            // Not cached, stale, or the thread is shutting down: the source's own set.
+            _ => {
+                let owned = self.listeners.load_full()?;
+                Some(LentListeners {
+                    depth: std::ptr::null(),
+                    set: owned.as_slice(),
+                    _owned: Some(owned),
+                })
+            }
         }
     }
 
