@@ -112,11 +112,16 @@ impl<T: OwnsNothing, const N: usize> InlineVec<T, N> {
                 addr_of_mut!((*this).spill).write(vec);
                 return;
             }
-            Self::write_empty(this);
-            let this = &mut *this;
-            for value in vec {
-                this.push(value);
-            }
+            // Moved in one copy; the vector keeps no elements, only its buffer to free.
+            let mut vec = std::mem::ManuallyDrop::new(vec);
+            let len = vec.len();
+            let may_own = vec.iter().any(|value| !value.owns_nothing());
+            std::ptr::copy_nonoverlapping(vec.as_ptr(), addr_of_mut!((*this).inline).cast::<T>(), len);
+            vec.set_len(0);
+            std::mem::ManuallyDrop::drop(&mut vec);
+            addr_of_mut!((*this).len).write(len);
+            addr_of_mut!((*this).may_own).write(may_own);
+            addr_of_mut!((*this).spill).write(Vec::new());
         }
     }
 }
