@@ -849,13 +849,11 @@ impl Activity {
     // ---- identity ---------------------------------------------------------------------------
 
     /// The source that made this activity.
-    #[inline]
     pub fn source(&self) -> &'static ActivitySource {
         self.inner.source
     }
 
     /// The operation name given at creation.
-    #[inline]
     pub fn operation_name(&self) -> &str {
         &self.inner.operation_name
     }
@@ -875,7 +873,6 @@ impl Activity {
     }
 
     /// The kind.
-    #[inline]
     pub fn kind(&self) -> ActivityKind {
         self.inner.kind
     }
@@ -1024,7 +1021,6 @@ impl Activity {
     }
 
     /// The W3C trace flags.
-    #[inline]
     pub fn trace_flags(&self) -> ActivityTraceFlags {
         ActivityTraceFlags::from_bits(self.inner.flags.load(Ordering::Relaxed) & !FLAGS_SET)
     }
@@ -1038,14 +1034,12 @@ impl Activity {
     }
 
     /// True if the `recorded` (sampled) flag is set.
-    #[inline]
     pub fn recorded(&self) -> bool {
         self.trace_flags().is_recorded()
     }
 
     /// True if listeners want tags, events and links (false for propagation-only activities:
     /// skip costly enrichment then).
-    #[inline]
     pub fn is_all_data_requested(&self) -> bool {
         self.inner.all_data.load(Ordering::Relaxed)
     }
@@ -1377,7 +1371,6 @@ impl Activity {
     }
 
     /// True once stopped.
-    #[inline]
     pub fn is_stopped(&self) -> bool {
         self.inner.marks.load(Ordering::Acquire) & STOPPED != 0
     }
