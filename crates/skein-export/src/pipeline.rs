@@ -25,11 +25,12 @@ pub struct BatchConfig {
     ///
     /// What a span pipeline may hold, at most: the queued activities (about 650 bytes each,
     /// plus whatever their tags, events and links own on the heap) and the batch being
-    /// exported; a ring of 8 bytes per queue slot in each thread that has stopped a recorded
-    /// activity (16 KiB at the default size); and, in the core, 256 free activity blocks per
-    /// thread and 4,096 shared (2.5 MiB); and up to 4,096 exported activities on their way
-    /// back to the application threads to be freed there (2.5 MiB and their heap memory).
-    /// With the defaults and 8 recording threads: about 1.6 MiB of queued activities, 128 KiB
+    /// exported; a ring of 16 bytes (one `Activity` handle) per queue slot in each thread that
+    /// has stopped a recorded activity (32 KiB at the default size); and, in the core, 256 free
+    /// activity blocks per thread and 4,096 shared (2.5 MiB); and up to 4,096 exported
+    /// activities on their way back to the application threads to be freed there (2.5 MiB and
+    /// their heap memory, in batch vectors of 16 bytes per activity that are kept for reuse).
+    /// With the defaults and 8 recording threads: about 1.6 MiB of queued activities, 256 KiB
     /// of rings, 1.3 MiB of per-thread pools and 5 MiB shared. (`tests/memory_bound.rs` holds
     /// a stalled exporter to it.)
     pub max_queue_size: usize,
