@@ -29,7 +29,8 @@ pub struct BatchConfig {
     /// has stopped a recorded activity (32 KiB at the default size); and, in the core, 256 free
     /// activity blocks per thread and 4,096 shared (2.5 MiB); and up to 4,096 exported
     /// activities on their way back to the application threads to be freed there (2.5 MiB and
-    /// their heap memory, in batch vectors of 16 bytes per activity that are kept for reuse).
+    /// their heap memory, in at most 16 vectors of `max_export_batch_size` handles of 16 bytes,
+    /// kept for reuse).
     /// With the defaults and 8 recording threads: about 1.6 MiB of queued activities, 256 KiB
     /// of rings, 1.3 MiB of per-thread pools and 5 MiB shared. (`tests/memory_bound.rs` holds
     /// a stalled exporter to it.)
@@ -357,6 +358,9 @@ struct Returned {
 
 /// Most exported activities waiting to be freed by the application.
 const RETURN_CAPACITY: usize = 4096;
+/// Most batches waiting (each keeps its vector's room for a full batch), and most emptied
+/// vectors kept for reuse.
+const RETURN_BATCHES: usize = 8;
 /// How often (in activities queued) a thread looks for a returned batch to free. A whole
 /// batch is taken at once, by swapping vectors under the lock: the lock, whose cache line the
 /// export thread also takes, is held for a moment, and a batch's siblings come out together
@@ -375,14 +379,15 @@ impl Returned {
     /// Called by the export thread with an exported batch: it goes back whole while there is
     /// room (`batch` is given an empty vector in its place); otherwise it is freed here.
     fn give_back(&self, batch: &mut Vec<Activity>) {
-        if self.len.load(Ordering::Relaxed) + batch.len() > RETURN_CAPACITY {
+        let mut batches = lock(&self.batches);
+        if batches.len() >= RETURN_BATCHES || self.len.load(Ordering::Relaxed) + batch.len() > RETURN_CAPACITY {
+            drop(batches);
             Activity::drop_all(batch.drain(..)); // no room left: freed here after all
             return;
         }
         let capacity = batch.capacity();
         let empty = lock(&self.spare).pop().unwrap_or_else(|| Vec::with_capacity(capacity));
         let full = std::mem::replace(batch, empty);
-        let mut batches = lock(&self.batches);
         self.len.fetch_add(full.len(), Ordering::Relaxed);
         batches.push(full);
     }
@@ -400,7 +405,10 @@ impl Returned {
         drop(batches);
         // Outside the lock; siblings share one update of their parent's count.
         Activity::drop_all(batch.drain(..));
-        lock(&self.spare).push(batch);
+        let mut spare = lock(&self.spare);
+        if spare.len() < RETURN_BATCHES {
+            spare.push(batch);
+        }
     }
 
     /// Called by the export thread when the application has gone quiet.
@@ -866,5 +874,47 @@ impl Drop for ExportGuard {
         if self.registration.is_some() {
             let _ = self.shutdown_inner(self.shutdown_timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference to a new activity and a token that tells when the activity is freed.
+    fn activity() -> (Activity, Arc<()>) {
+        let activity = Activity::new("returned");
+        let token = Arc::new(());
+        activity.set_custom_property("token", Some(token.clone()));
+        (activity, token)
+    }
+
+    #[test]
+    fn returned_batches_are_bounded_in_number_and_freed_whole() {
+        let returned = Returned::new();
+        let mut tokens = Vec::new();
+        // Twenty one-activity exports (a quiet application, timer-driven exports): only
+        // RETURN_BATCHES of them wait, each keeping a vector; the others are freed at once.
+        for _ in 0..20 {
+            let (a, token) = activity();
+            tokens.push(token);
+            let mut batch = Vec::with_capacity(512);
+            batch.push(a);
+            returned.give_back(&mut batch);
+            assert!(batch.is_empty());
+        }
+        assert_eq!(lock(&returned.batches).len(), RETURN_BATCHES);
+        assert_eq!(returned.len.load(Ordering::Relaxed), RETURN_BATCHES);
+        let freed = |tokens: &[Arc<()>]| tokens.iter().filter(|t| Arc::strong_count(t) == 1).count();
+        assert_eq!(freed(&tokens), 20 - RETURN_BATCHES);
+        // An application thread frees the newest batch whole, and its vector is kept.
+        returned.release_some();
+        assert_eq!(freed(&tokens), 20 - RETURN_BATCHES + 1);
+        assert_eq!(returned.len.load(Ordering::Relaxed), RETURN_BATCHES - 1);
+        assert_eq!(lock(&returned.spare).len(), 1);
+        // The export thread frees the rest when the application has gone quiet.
+        returned.release_all();
+        assert_eq!(freed(&tokens), 20);
+        assert_eq!(returned.len.load(Ordering::Relaxed), 0);
     }
 }
