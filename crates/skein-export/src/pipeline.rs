@@ -323,7 +323,7 @@ impl ActivityListener for PipelineListener {
             Sink::Simple(exporter) => {
                 // The exporter's own HTTP/gRPC spans are not recorded (no feedback loop).
                 let _quiet = skein::suppress_instrumentation();
-                let mut exporter = lock(exporter);
+                let mut exporter = exporter.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = exporter.export(std::slice::from_ref(&activity)) {
                     crate::report::report(e);
                 }
@@ -419,7 +419,6 @@ impl Returned {
     }
 }
 
-/// Locks `mutex`, also when a thread panicked while holding it (the data stays usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -517,7 +516,7 @@ impl Rings {
 
     /// Activities dropped so far because a ring was full.
     fn dropped(&self) -> u64 {
-        let consumers = lock(&self.consumers);
+        let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
         consumers.iter().map(|c| c.dropped.load(Ordering::Relaxed)).sum::<u64>()
             + self.dropped_elsewhere.load(Ordering::Relaxed)
     }
@@ -526,11 +525,11 @@ impl Rings {
     /// ring in turn; rings whose thread has exited are dropped once empty.
     fn drain_into(&self, batch: &mut Vec<Activity>, max: usize) {
         let start = batch.len();
-        let mut orphans = lock(&self.orphans);
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         let room = max.saturating_sub(batch.len()).min(orphans.len());
         batch.extend(orphans.drain(..room));
         drop(orphans);
-        let mut consumers = lock(&self.consumers);
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let before = batch.len();
             for consumer in consumers.iter_mut() {
@@ -648,7 +647,7 @@ impl Queue {
             // the activity is still here).
             Ok(None) | Err(_) => {
                 if let Some(activity) = activity {
-                    let mut orphans = lock(&self.rings.orphans);
+                    let mut orphans = self.rings.orphans.lock().unwrap_or_else(|e| e.into_inner());
                     if self.rings.take_one() {
                         orphans.push(activity);
                     } else {
@@ -668,10 +667,14 @@ impl Queue {
         rings.retain(|r| !r.ring.is_abandoned());
         let (producer, consumer) = rtrb::RingBuffer::new(self.rings.capacity);
         let dropped = Arc::new(AtomicU64::new(0));
-        lock(&self.rings.consumers).push(ConsumerEnd {
-            ring: consumer,
-            dropped: dropped.clone(),
-        });
+        self.rings
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ConsumerEnd {
+                ring: consumer,
+                dropped: dropped.clone(),
+            });
         rings.push(ThreadRing {
             queue: self.id,
             ring: producer,
@@ -852,7 +855,7 @@ impl ExportGuard {
             None => {
                 if let Sink::Simple(exporter) = &self.listener.sink {
                     let _quiet = skein::suppress_instrumentation();
-                    lock(exporter).shutdown();
+                    exporter.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
                 }
                 Ok(())
             }
