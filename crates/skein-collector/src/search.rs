@@ -807,6 +807,19 @@ impl SearchIndex {
 }
 
 impl FrameIndex {
+    /// The spans listed under every posting `wanted` accepts, in order, each once.
+    fn spans_of_postings(&self, wanted: impl Fn(&Posting) -> bool) -> Vec<u32> {
+        let mut spans: Vec<u32> = self
+            .postings
+            .iter()
+            .filter(|p| wanted(p))
+            .flat_map(|p| positions(&p.gaps))
+            .collect();
+        spans.sort_unstable();
+        spans.dedup();
+        spans
+    }
+
     /// The positions (into `trace_ids`) of the traces with a span matching `query`, in the
     /// order of their latest matching span, newest first; `None` if the frame's spans must be
     /// read (a wanted value's key overflowed here).
@@ -853,31 +866,17 @@ impl FrameIndex {
             if self.overflow_keys.contains(&c.key) {
                 return None;
             }
-            let mut spans: Vec<u32> = self
-                .postings
-                .iter()
-                .filter(|p| p.key == c.key && p.value.as_deref().is_some_and(|v| c.holds(v)))
-                .flat_map(|p| positions(&p.gaps))
-                .collect();
+            let spans = self.spans_of_postings(|p| p.key == c.key && p.value.as_deref().is_some_and(|v| c.holds(v)));
             if spans.is_empty() {
                 return Some(Vec::new());
             }
-            spans.sort_unstable();
-            spans.dedup();
             lists.push(spans);
         }
         for k in &query.attribute_keys {
-            let mut spans: Vec<u32> = self
-                .postings
-                .iter()
-                .filter(|p| &p.key == k)
-                .flat_map(|p| positions(&p.gaps))
-                .collect();
+            let spans = self.spans_of_postings(|p| &p.key == k);
             if spans.is_empty() {
                 return Some(Vec::new());
             }
-            spans.sort_unstable();
-            spans.dedup();
             lists.push(spans);
         }
         lists.sort_by_key(Vec::len);
