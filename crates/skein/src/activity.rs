@@ -92,6 +92,14 @@ const STOPPED_ELSEWHERE: u8 = 2;
 const DETACHED: u8 = 4;
 /// `Inner::marks`: stopped (also in `ActivityData::stopped`): read without taking the lock.
 const STOPPED: u8 = 8;
+/// `Inner::marks`: the activity may hold heap memory (an owned name, ids or a trace state from
+/// elsewhere, the boxed extra data, tags or events that own something or outgrew their inline
+/// room): freeing it must run every field's drop code. Set when the activity is built or
+/// started with such data, and by every change to its data that stores some (see
+/// [`DataMut`]). Without it, freeing reads only the first cache line of the block (the count,
+/// the marks and the parent), which matters because activities are usually freed long after
+/// they ran, in batches, when their memory has gone cold.
+const OWNS_HEAP: u8 = 16;
 
 static DEFAULT_ID_FORMAT: AtomicU8 = AtomicU8::new(ActivityIdFormat::W3C as u8);
 static FORCE_DEFAULT_ID_FORMAT: AtomicBool = AtomicBool::new(false);
@@ -262,15 +270,17 @@ struct Extra {
 /// events comes last.
 #[repr(C)]
 pub(crate) struct Inner {
-    source: &'static ActivitySource,
-    operation_name: Cow<'static, str>,
     kind: ActivityKind,
     flags: AtomicU8,
     all_data: AtomicBool,
-    /// [`LOCAL_TRACE_STATE`] and [`STOPPED_ELSEWHERE`], set once each and never cleared.
+    /// [`LOCAL_TRACE_STATE`], [`STOPPED`], [`OWNS_HEAP`]…: set once each, never cleared.
     marks: AtomicU8,
     child_counter: AtomicU32,
+    /// Right after the block's reference count, with the marks before it, so that freeing a
+    /// plain activity (no [`OWNS_HEAP`]) reads only the parent reference besides them.
     started: SetOnce<Started>,
+    source: &'static ActivitySource,
+    operation_name: Cow<'static, str>,
     state: SpinLock<ActivityData>,
 }
 
@@ -278,23 +288,29 @@ pub(crate) struct Inner {
 /// [`Activity::owns_heap_memory`]); otherwise it holds nothing to drop but references to
 /// other activities.
 fn owns_heap_memory(operation_name_is_owned: bool, started: Option<&Started>, data: &ActivityData) -> bool {
-    if operation_name_is_owned {
-        return true;
-    }
-    if let Some(started) = started {
-        let remote = match &started.remote {
+    operation_name_is_owned || started.is_some_and(Started::owns_heap_memory) || data.owns_heap_memory()
+}
+
+impl Started {
+    /// True if these start data hold heap memory (ids or a trace state from elsewhere).
+    #[inline]
+    fn owns_heap_memory(&self) -> bool {
+        let remote = match &self.remote {
             RemoteParent::Id(_) => true,
             RemoteParent::Context(context) => !context.trace_state.is_empty(),
             RemoteParent::Current | RemoteParent::Root => false,
         };
-        if remote || started.hierarchical_id.is_some() || !started.inherited_trace_state.is_empty() {
-            return true;
-        }
+        remote || self.hierarchical_id.is_some() || !self.inherited_trace_state.is_empty()
     }
-    data.extra.is_some() || !data.tags.owns_nothing() || !data.events.owns_nothing()
 }
 
 impl Inner {
+    /// How far into an `Inner` freeing an activity without [`OWNS_HEAP`] reads: its marks,
+    /// whether it started, and its parent reference (the first field of its start data).
+    pub(crate) const PLAIN_RELEASE_READS: usize = std::mem::offset_of!(Inner, started)
+        + SetOnce::<Started>::VALUE_OFFSET
+        + std::mem::size_of::<Option<Activity>>();
+
     /// Drops the activity at `this`, whose last reference is gone. The usual activity owns no
     /// heap memory: then only its references to its parent and previous activity are
     /// released, instead of running the drop code of every field.
@@ -306,16 +322,29 @@ impl Inner {
         // SAFETY: guaranteed by the caller.
         unsafe {
             let inner = &mut *this;
-            let mut started = inner.started.get_mut();
-            let data = inner.state.get_mut();
-            if owns_heap_memory(matches!(inner.operation_name, Cow::Owned(_)), started.as_deref(), data) {
+            let marks = *inner.marks.get_mut();
+            if marks & OWNS_HEAP != 0 {
                 std::ptr::drop_in_place(this);
                 return;
             }
             // Everything else is static strings, numbers and empty containers, which need no
-            // drop (the check above is what guarantees it).
-            std::ptr::drop_in_place(&mut data.previous);
-            if let Some(started) = started.as_mut() {
+            // drop (`OWNS_HEAP` is what guarantees it).
+            debug_assert!(
+                !owns_heap_memory(
+                    matches!(inner.operation_name, Cow::Owned(_)),
+                    inner.started.get_mut().as_deref(),
+                    inner.state.get_mut()
+                ),
+                "an activity holding heap memory lacks the OWNS_HEAP mark"
+            );
+            // A stopped activity gave its saved previous activity back when it stopped,
+            // unless it stopped away from where it was current (which keeps it).
+            if marks & STOPPED == 0 || marks & STOPPED_ELSEWHERE != 0 {
+                std::ptr::drop_in_place(&mut inner.state.get_mut().previous);
+            } else {
+                debug_assert!(inner.state.get_mut().previous.is_none());
+            }
+            if let Some(started) = inner.started.get_mut() {
                 std::ptr::drop_in_place(&mut started.parent);
             }
         }
@@ -329,6 +358,57 @@ impl Inner {
     pub(crate) unsafe fn take_parent(this: *mut Inner) -> Option<Activity> {
         // SAFETY: guaranteed by the caller: nothing else references the activity.
         unsafe { (*this).started.get_mut().and_then(|started| started.parent.take()) }
+    }
+}
+
+/// Sets `flag` in `marks` (an activity's); the data lock is held (`_held` says so), which
+/// makes a plain load and store enough (see [`LOCAL_TRACE_STATE`]).
+#[inline]
+fn set_mark(marks: &AtomicU8, flag: u8, _held: &ActivityData) {
+    marks.store(marks.load(Ordering::Relaxed) | flag, Ordering::Release);
+}
+
+/// An activity's data locked for reading.
+struct DataRef<'a>(SpinGuard<'a, ActivityData>);
+
+impl std::ops::Deref for DataRef<'_> {
+    type Target = ActivityData;
+    #[inline]
+    fn deref(&self) -> &ActivityData {
+        &self.0
+    }
+}
+
+/// An activity's data locked for a change. Every change goes through one, so that an
+/// activity whose data come to hold heap memory is marked [`OWNS_HEAP`] before the lock is
+/// released (the mark is what lets freeing skip the drop code of every field).
+struct DataMut<'a> {
+    guard: SpinGuard<'a, ActivityData>,
+    marks: &'a AtomicU8,
+}
+
+impl std::ops::Deref for DataMut<'_> {
+    type Target = ActivityData;
+    #[inline]
+    fn deref(&self) -> &ActivityData {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for DataMut<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut ActivityData {
+        &mut self.guard
+    }
+}
+
+impl Drop for DataMut<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Before the guard (a later field) unlocks.
+        if self.guard.owns_heap_memory() && self.marks.load(Ordering::Relaxed) & OWNS_HEAP == 0 {
+            set_mark(self.marks, OWNS_HEAP, &self.guard);
+        }
     }
 }
 
@@ -348,6 +428,13 @@ pub struct ActivityData {
 }
 
 impl ActivityData {
+    /// True if these data hold heap memory (the extra data; tags or events that own
+    /// something or outgrew their inline room).
+    #[inline]
+    fn owns_heap_memory(&self) -> bool {
+        self.extra.is_some() || !self.tags.owns_nothing() || !self.events.owns_nothing()
+    }
+
     fn extra(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Default::default)
     }
@@ -551,10 +638,11 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, mut previous: Option<A
     // SAFETY: `p` points to the new, unshared block; every field is written once here, then
     // the block is published with `assume_init`.
     unsafe {
-        let flags = match start_with {
+        let (flags, started_owns_heap) = match start_with {
             StartWith::Now | StartWith::NowDetached => {
+                let started = SetOnce::write_set_with(addr_of_mut!((*p).started));
                 let flags = compute_start(
-                    SetOnce::write_set_with(addr_of_mut!((*p).started)),
+                    started,
                     &mut previous,
                     detached,
                     remote,
@@ -563,11 +651,11 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, mut previous: Option<A
                     new.root_trace_id,
                     new.flags,
                 );
-                flags.bits() | FLAGS_SET
+                (flags.bits() | FLAGS_SET, (*started).owns_heap_memory())
             }
             StartWith::Later(preset) => {
                 addr_of_mut!((*p).started).write(SetOnce::empty());
-                preset
+                (preset, false)
             }
         };
         write_fields(
@@ -580,6 +668,7 @@ fn allocate(new: &mut NewActivity, start_with: StartWith, mut previous: Option<A
                 all_data: new.all_data,
                 has_local_trace_state: new.trace_state.is_some(),
                 detached,
+                started_owns_heap,
                 tags: std::mem::take(&mut new.tags),
                 start,
                 // A detached activity took `previous` as its parent: nothing to restore.
@@ -606,6 +695,8 @@ struct Fields {
     all_data: bool,
     has_local_trace_state: bool,
     detached: bool,
+    /// The start data written (if any) hold heap memory ([`Started::owns_heap_memory`]).
+    started_owns_heap: bool,
     tags: Vec<Tag>,
     start: Timestamp,
     previous: Option<Activity>,
@@ -620,24 +711,28 @@ struct Fields {
 unsafe fn write_fields(p: *mut Inner, fields: Fields) {
     // SAFETY: guaranteed by the caller; each field is written once.
     unsafe {
+        let owns_heap = fields.started_owns_heap || matches!(fields.name, Cow::Owned(_)) || fields.extra.is_some();
         addr_of_mut!((*p).source).write(fields.source);
         addr_of_mut!((*p).operation_name).write(fields.name);
         addr_of_mut!((*p).kind).write(fields.kind);
         addr_of_mut!((*p).flags).write(AtomicU8::new(fields.flags));
         addr_of_mut!((*p).all_data).write(AtomicBool::new(fields.all_data));
+        addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
+        let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
+        let tags_own = if fields.tags.is_empty() {
+            InlineVec::write_empty(addr_of_mut!((*data).tags));
+            false
+        } else {
+            InlineVec::write_from_vec(addr_of_mut!((*data).tags), fields.tags);
+            !(*data).tags.owns_nothing()
+        };
         let marks = if fields.has_local_trace_state {
             LOCAL_TRACE_STATE
         } else {
             0
-        } | if fields.detached { DETACHED } else { 0 };
+        } | if fields.detached { DETACHED } else { 0 }
+            | if owns_heap || tags_own { OWNS_HEAP } else { 0 };
         addr_of_mut!((*p).marks).write(AtomicU8::new(marks));
-        addr_of_mut!((*p).child_counter).write(AtomicU32::new(0));
-        let data = SpinLock::write_unlocked(addr_of_mut!((*p).state));
-        if fields.tags.is_empty() {
-            InlineVec::write_empty(addr_of_mut!((*data).tags));
-        } else {
-            InlineVec::write_from_vec(addr_of_mut!((*data).tags), fields.tags);
-        }
         InlineVec::write_empty(addr_of_mut!((*data).events));
         addr_of_mut!((*data).start).write(fields.start);
         addr_of_mut!((*data).end).write(Timestamp::UNSET);
@@ -726,6 +821,7 @@ impl Activity {
         let p = uninit.as_mut_ptr();
         // SAFETY: `p` points to the new, unshared block; every field is written once here,
         // then the block is published with `assume_init_twice`.
+        let started_owns_heap = !inherited_trace_state.is_empty();
         let (inner, slot) = unsafe {
             SetOnce::write_set_with(addr_of_mut!((*p).started)).write(Started {
                 format: ActivityIdFormat::W3C,
@@ -748,6 +844,7 @@ impl Activity {
                     all_data: result >= ActivitySamplingResult::AllData,
                     has_local_trace_state: false,
                     detached: false,
+                    started_owns_heap,
                     tags: Vec::new(),
                     start,
                     previous,
@@ -825,9 +922,8 @@ impl Activity {
     /// Sets `flag` in the marks; the data lock is held (`_held` says so), which makes a plain
     /// load and store enough (see [`LOCAL_TRACE_STATE`]).
     #[inline]
-    fn mark(&self, flag: u8, _held: &ActivityData) {
-        let marks = &self.inner.marks;
-        marks.store(marks.load(Ordering::Relaxed) | flag, Ordering::Release);
+    fn mark(&self, flag: u8, held: &ActivityData) {
+        set_mark(&self.inner.marks, flag, held);
     }
 
     /// True if started without being made current; see [`DETACHED`].
@@ -836,9 +932,19 @@ impl Activity {
         self.inner.marks.load(Ordering::Relaxed) & DETACHED != 0
     }
 
+    /// The data, locked for reading.
     #[inline]
-    fn data(&self) -> SpinGuard<'_, ActivityData> {
-        self.inner.state.lock()
+    fn data(&self) -> DataRef<'_> {
+        DataRef(self.inner.state.lock())
+    }
+
+    /// The data, locked for a change (see [`DataMut`]).
+    #[inline]
+    fn data_mut(&self) -> DataMut<'_> {
+        DataMut {
+            guard: self.inner.state.lock(),
+            marks: &self.inner.marks,
+        }
     }
 
     /// Reads all mutable data under one lock.
@@ -868,7 +974,7 @@ impl Activity {
 
     /// Changes the display name (e.g. `GET /orders/{id}` once a route matched).
     pub fn set_display_name(&self, name: impl Into<Cow<'static, str>>) -> &Self {
-        self.data().extra().display_name = Some(name.into());
+        self.data_mut().extra().display_name = Some(name.into());
         self
     }
 
@@ -881,7 +987,7 @@ impl Activity {
         if self.inner.started.get().is_some() {
             return None;
         }
-        self.data().extra.as_mut()?.pending.as_mut().map(f)
+        self.data_mut().extra.as_mut()?.pending.as_mut().map(f)
     }
 
     /// The id format (`Unknown` before start unless one was requested).
@@ -1067,7 +1173,7 @@ impl Activity {
 
     /// Sets this activity's trace state (children inherit it).
     pub fn set_trace_state(&self, trace_state: TraceState) -> &Self {
-        let mut data = self.data();
+        let mut data = self.data_mut();
         data.extra().trace_state = Some(trace_state);
         self.mark(LOCAL_TRACE_STATE, &data);
         self
@@ -1087,7 +1193,7 @@ impl Activity {
 
     /// Sets the status; a description is kept only with `Error`.
     pub fn set_status(&self, code: ActivityStatusCode, description: Option<impl Into<Cow<'static, str>>>) -> &Self {
-        let mut data = self.data();
+        let mut data = self.data_mut();
         data.status = code;
         let description = match code {
             ActivityStatusCode::Error => description.map(Into::into),
@@ -1105,14 +1211,14 @@ impl Activity {
     #[inline]
     pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) -> &Self {
         let tag = Tag::new(key, value);
-        self.data().tags.push(tag);
+        self.data_mut().tags.push(tag);
         self
     }
 
     /// Appends several tags under one lock.
     #[inline]
     pub fn add_tags(&self, tags: impl IntoIterator<Item = Tag>) -> &Self {
-        self.data().tags.extend(tags);
+        self.data_mut().tags.extend(tags);
         self
     }
 
@@ -1130,7 +1236,7 @@ impl Activity {
     pub fn set_tag(&self, key: impl Into<Cow<'static, str>>, value: impl IntoTagValue) -> &Self {
         let key = key.into();
         let value = value.into_tag_value();
-        let mut data = self.data();
+        let mut data = self.data_mut();
         let pos = data.tags.iter().position(|t| t.key == key);
         match (pos, value) {
             (Some(i), Some(v)) => data.tags[i].value = v,
@@ -1145,7 +1251,7 @@ impl Activity {
 
     /// Removes the first tag named `key`.
     pub fn remove_tag(&self, key: &str) -> &Self {
-        let mut data = self.data();
+        let mut data = self.data_mut();
         if let Some(i) = data.tags.iter().position(|t| t.key == key) {
             data.tags.remove(i);
         }
@@ -1167,7 +1273,7 @@ impl Activity {
     /// Adds an event.
     #[inline]
     pub fn add_event(&self, event: ActivityEvent) -> &Self {
-        self.data().events.push(event);
+        self.data_mut().events.push(event);
         self
     }
 
@@ -1178,7 +1284,7 @@ impl Activity {
 
     /// Adds a link (e.g. to the connection a request used, once it is known).
     pub fn add_link(&self, link: ActivityLink) -> &Self {
-        self.data().extra().links.push(link);
+        self.data_mut().extra().links.push(link);
         self
     }
 
@@ -1238,14 +1344,14 @@ impl Activity {
     /// Adds a baggage item in front of the existing ones (it flows to children and, through
     /// the propagators, to other processes).
     pub fn add_baggage(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> &Self {
-        self.data().extra().baggage.push((key.into(), value.into()));
+        self.data_mut().extra().baggage.push((key.into(), value.into()));
         self
     }
 
     /// Replaces this activity's own item `key` (or adds it); `None` removes it.
     pub fn set_baggage(&self, key: impl Into<Cow<'static, str>>, value: Option<impl Into<Cow<'static, str>>>) -> &Self {
         let key = key.into();
-        let mut data = self.data();
+        let mut data = self.data_mut();
         let baggage = &mut data.extra().baggage;
         let pos = baggage.iter().rposition(|(k, _)| *k == key);
         match (pos, value) {
@@ -1296,7 +1402,7 @@ impl Activity {
         value: Option<Arc<dyn Any + Send + Sync>>,
     ) -> &Self {
         let name = name.into();
-        let mut data = self.data();
+        let mut data = self.data_mut();
         let properties = &mut data.extra().custom_properties;
         let pos = properties.iter().position(|(k, _)| *k == name);
         match (pos, value) {
@@ -1330,13 +1436,13 @@ impl Activity {
 
     /// Sets the start time (before start, or to correct it afterwards).
     pub fn set_start_time(&self, start: SystemTime) -> &Self {
-        self.data().start = start.into();
+        self.data_mut().start = start.into();
         self
     }
 
     /// Sets the end time, which `stop` then keeps.
     pub fn set_end_time(&self, end: SystemTime) -> &Self {
-        let mut data = self.data();
+        let mut data = self.data_mut();
         // An end not after the start still counts as set (1 ns long), as in .NET.
         data.end = Timestamp::from(end).at_least_after(data.start);
         self
@@ -1464,7 +1570,7 @@ impl Activity {
         // Taking the pending choices out under the lock makes a second `start` a no-op.
         let pending = match self.inner.started.get() {
             Some(_) => None,
-            None => self.data().extra.as_mut().and_then(|e| e.pending.take()),
+            None => self.data_mut().extra.as_mut().and_then(|e| e.pending.take()),
         };
         let Some(pending) = pending else {
             return; // started already
@@ -1489,11 +1595,13 @@ impl Activity {
         };
         self.inner.flags.store(flags.bits() | FLAGS_SET, Ordering::Relaxed);
         {
-            let mut data = self.data();
+            let mut data = self.data_mut();
             if !data.start.is_set() {
                 data.start = Timestamp::now();
             }
             data.previous = previous;
+            // No `OWNS_HEAP` to set for `started`: an activity built before its start has
+            // its pending choices boxed in the extra data, which marked it then.
         }
         self.inner.started.set(started);
         current::set(Some(self.clone()));
@@ -1535,7 +1643,7 @@ impl Activity {
         if self.is_detached() {
             return; // nothing to restore anywhere
         }
-        let mut data = self.data();
+        let mut data = self.data_mut();
         data.previous = previous;
         self.mark(STOPPED_ELSEWHERE, &data);
     }
@@ -1549,7 +1657,7 @@ impl Activity {
 
     /// Takes the activity that was current when this one started.
     pub(crate) fn take_saved_previous(&self) -> Option<Activity> {
-        self.data().previous.take()
+        self.data_mut().previous.take()
     }
 
     /// `stop`, handing this reference to the last listener.
@@ -1596,7 +1704,8 @@ impl Activity {
                 // SAFETY: no other thread can reach the activity (see `unshared`).
                 unsafe { self.inner.state.lock_unshared() }
             } else {
-                self.data()
+                // Not through `data_mut`: stopping stores nothing that owns heap memory.
+                self.inner.state.lock()
             };
             if data.stopped {
                 return None;

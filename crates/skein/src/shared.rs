@@ -134,17 +134,18 @@ fn prefetch_for_write(block: NonNull<Block>) {
     let _ = block;
 }
 
-/// Asks for the cache lines that releasing the activity in `block` reads (its count, start
-/// data and the heads of its mutable data: the first `RELEASE_READS` bytes), so that releasing
-/// a batch overlaps the next one's cache misses with this one's work. x86 only, and not
-/// under Miri (nothing elsewhere).
+/// Asks for the cache lines that releasing the activity in `block` reads when it holds no
+/// heap memory (the usual case): its count, marks and parent reference, at the front of the
+/// block (`Inner::PLAIN_RELEASE_READS`), at most two lines as blocks are not line-aligned.
+/// Releasing a batch then overlaps the next one's cache misses with this one's work. x86
+/// only, and not under Miri (nothing elsewhere).
 #[inline]
 fn prefetch_for_release(block: NonNull<Block>) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
-        const RELEASE_READS: usize = 384;
+        const LAST: usize = std::mem::offset_of!(Block, value) + Inner::PLAIN_RELEASE_READS - 1;
         let base = block.as_ptr().cast::<i8>();
-        for offset in (0..RELEASE_READS.min(LAYOUT.size())).step_by(64) {
+        for offset in [0, LAST] {
             // SAFETY: the address is inside the block; a prefetch reads nothing and cannot
             // fault. SSE is part of x86_64.
             unsafe {

@@ -130,6 +130,7 @@ const WRITING: u8 = 1;
 const READY: u8 = 2;
 
 /// A value written at most once, readable without locking afterwards.
+#[repr(C)] // the state first: see `VALUE_OFFSET`
 pub(crate) struct SetOnce<T> {
     state: AtomicU8,
     value: UnsafeCell<MaybeUninit<T>>,
@@ -161,6 +162,9 @@ impl<T> SetOnce<T> {
     ///
     /// # Safety
     /// `this` must be valid for writes and not yet initialised.
+    /// Where the value starts, from the start of the cell.
+    pub(crate) const VALUE_OFFSET: usize = std::mem::offset_of!(Self, value);
+
     pub(crate) unsafe fn write_set_with(this: *mut Self) -> *mut T {
         // SAFETY: guaranteed by the caller.
         unsafe {

@@ -187,6 +187,50 @@ fn activities_of_every_shape(source: &'static ActivitySource) {
             ..Default::default()
         },
     ));
+
+    // A child inheriting its parent's trace state; creation tags and links.
+    let with_state = source.start_activity("with state", ActivityKind::Internal).unwrap();
+    with_state.set_trace_state(TraceState::parse("k=v").unwrap());
+    drop(source.start_activity("inherits the state", ActivityKind::Internal));
+    drop(with_state);
+    drop(source.start_activity_with(
+        "creation tags",
+        ActivityKind::Internal,
+        ActivityStartOptions {
+            tags: vec![Tag::new("owned", String::from("value")), Tag::new("static", "value")],
+            links: vec![ActivityLink::new(ActivityContext::new(
+                TraceId::random(),
+                SpanId::random(),
+                ActivityTraceFlags::RECORDED,
+                TraceState::EMPTY,
+                true,
+            ))],
+            ..Default::default()
+        },
+    ));
+
+    // Created first and started later, under a remote parent with a trace state.
+    let created = source
+        .create_activity(
+            "created",
+            ActivityKind::Client,
+            ActivityStartOptions {
+                parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                trace_state: Some("vendor=value"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drop(created.start());
+
+    // Data stored after the activity stopped, and tags replaced by owned values.
+    let late = source.start_activity("late", ActivityKind::Internal).unwrap();
+    late.add_tag("replaced", 1);
+    late.set_tag("replaced", String::from("owned"));
+    late.stop();
+    late.add_tags([Tag::new("after stop", String::from("owned"))]);
+    late.add_event(ActivityEvent::new(String::from("after stop")));
+    drop(late);
 }
 
 #[test]
