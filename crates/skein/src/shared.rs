@@ -47,14 +47,15 @@ fn spare() -> std::sync::MutexGuard<'static, Vec<FreeBlock>> {
     SPARE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// This thread's free blocks. The bottom `cold` ones came from the shared spare list: freed
-/// on another thread (typically the export thread, after reading them), their cache lines
-/// are in that core's cache, and the first write to each line waits for it to be taken
-/// back. Before such a block is used, the next one is prefetched for writing, so that wait
-/// overlaps the current activity's work instead of stalling the next start.
+/// This thread's free blocks, the most recently freed on top. None of them is warm in this
+/// core's first-level cache: a block comes back when its activity is released, usually in a
+/// batch long after it ran (and only its first line is read then), or from the shared spare
+/// list, freed on another core. The first write to each line of a block would wait for it,
+/// so taking one asks for the next one's lines (`prefetch_for_write`): that wait overlaps the
+/// current activity's work instead of stalling the next start (measured, root + 10 children
+/// through the pipeline: ~3% faster than prefetching only blocks from the spare list).
 struct PoolBlocks {
     blocks: Vec<FreeBlock>,
-    cold: usize,
 }
 
 struct Pool(UnsafeCell<PoolBlocks>);
@@ -77,7 +78,6 @@ thread_local! {
     static POOL: Pool = const {
         Pool(UnsafeCell::new(PoolBlocks {
             blocks: Vec::new(),
-            cold: 0,
         }))
     };
 }
@@ -91,15 +91,10 @@ fn take_block() -> NonNull<Block> {
                 let mut spare = spare();
                 let from = spare.len().saturating_sub(TRANSFER);
                 pool.blocks.extend(spare.drain(from..));
-                pool.cold = pool.blocks.len();
             }
             let block = pool.blocks.pop();
-            let left = pool.blocks.len();
-            if left < pool.cold {
-                pool.cold = left;
-                if let Some(next) = pool.blocks.last() {
-                    prefetch_for_write(next.0);
-                }
+            if let Some(next) = pool.blocks.last() {
+                prefetch_for_write(next.0);
             }
             block
         })
@@ -190,7 +185,6 @@ fn return_block(block: NonNull<Block>) {
                     free(extra);
                 }
             }
-            pool.cold = pool.cold.min(keep);
         }
         if pool.blocks.capacity() == 0 {
             pool.blocks.reserve_exact(POOL_CAPACITY);
