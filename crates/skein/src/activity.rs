@@ -519,7 +519,9 @@ impl Drop for Activity {
     fn drop(&mut self) {
         // SAFETY: `inner` is taken exactly once, here, and never used again.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
-        if self.owner && inner.started.get().is_some() {
+        // An owner stopped already (`stop()` called) has nothing left to do but let go: the
+        // mark says so without the lock that stopping takes.
+        if self.owner && inner.marks.load(Ordering::Acquire) & STOPPED == 0 && inner.started.get().is_some() {
             // The owner's reference goes to the last listener instead of being released
             // right after that listener took its own.
             let reference = Activity {
