@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use skein::{
     Activity, ActivityContext, ActivityCreationOptions, ActivityListener, ActivitySamplingResult, ActivitySource,
-    AlwaysOffSampler, AlwaysOnSampler, ListenerRegistration, ParentBasedSampler, Sampler,
+    AlwaysOffSampler, AlwaysOnSampler, ListenerRegistration, LocalParentDecision, ParentBasedSampler, Sampler,
 };
 
 use crate::report::report;
@@ -270,6 +270,20 @@ impl PipelineSampler {
             PipelineSampler::Other(sampler) => sampler.should_sample(options),
         }
     }
+
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        match self {
+            PipelineSampler::AlwaysOff => Some(LocalParentDecision::always(ActivitySamplingResult::None)),
+            PipelineSampler::Other(sampler) => sampler.local_parent_decision(),
+        }
+    }
+
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        match self {
+            PipelineSampler::AlwaysOff => Some(ActivitySamplingResult::None),
+            PipelineSampler::Other(sampler) => sampler.root_decision(),
+        }
+    }
 }
 
 struct PipelineListener {
@@ -291,6 +305,24 @@ impl ActivityListener for PipelineListener {
             ActivitySamplingResult::None if options.parent().is_valid() => ActivitySamplingResult::PropagationData,
             result => result,
         }
+    }
+
+    /// The sampler's, with `sample`'s floor: a local parent is a valid one.
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        let decision = self.sampler.local_parent_decision()?;
+        let floor = |result| match result {
+            ActivitySamplingResult::None => ActivitySamplingResult::PropagationData,
+            result => result,
+        };
+        Some(LocalParentDecision {
+            recorded: floor(decision.recorded),
+            not_recorded: floor(decision.not_recorded),
+        })
+    }
+
+    /// The sampler's: `sample` keeps a root's answer as it is.
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        self.sampler.root_decision()
     }
 
     /// A hierarchical `Request-Id` caller: decided as a new trace (the id's root gives the

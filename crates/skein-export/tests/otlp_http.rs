@@ -170,11 +170,24 @@ fn unrecorded_activities_are_not_exported() {
         )
         .expect("created for propagation");
     assert!(!a.recorded());
+    // Its child follows it (the pipeline's parent-based sampler, answered without asking).
+    let child = SOURCE
+        .start_activity("child of propagation only", ActivityKind::Internal)
+        .expect("created for propagation");
+    assert!(!child.recorded() && !child.is_all_data_requested());
+    assert_eq!(child.trace_id(), a.trace_id());
+    drop(child);
     drop(a);
-    drop(SOURCE.start_activity("recorded", ActivityKind::Internal));
+    let recorded = SOURCE.start_activity("recorded", ActivityKind::Internal).unwrap();
+    let child = SOURCE
+        .start_activity("child of recorded", ActivityKind::Internal)
+        .unwrap();
+    assert!(child.recorded() && child.is_all_data_requested());
+    drop(child);
+    drop(recorded);
     guard.force_flush(Duration::from_secs(10)).unwrap();
     let names: Vec<String> = received.spans().into_iter().map(|s| s.name).collect();
-    assert_eq!(names, ["recorded"]);
+    assert_eq!(names, ["child of recorded", "recorded"]);
 }
 
 #[test]

@@ -1146,6 +1146,17 @@ impl Activity {
         self.trace_flags().is_recorded()
     }
 
+    /// `Some(recorded)` for a started activity with a W3C id: a local parent whose recorded
+    /// flag decides its children's sampling for listeners that say so
+    /// ([`crate::ActivityListener::local_parent_decision`]).
+    #[inline]
+    pub(crate) fn local_w3c_recorded(&self) -> Option<bool> {
+        let started = self.inner.started.get()?;
+        let valid =
+            started.format == ActivityIdFormat::W3C && started.trace_id.is_valid() && started.span_id.is_valid();
+        valid.then(|| self.recorded())
+    }
+
     /// True if listeners want tags, events and links (false for propagation-only activities:
     /// skip costly enrichment then).
     pub fn is_all_data_requested(&self) -> bool {

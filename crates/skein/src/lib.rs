@@ -93,7 +93,7 @@ pub use clock::Timestamp;
 pub use context::ActivityContext;
 pub use current::{with_current, CurrentGuard, FutureExt, WithActivity};
 pub use id::{set_trace_id_generator, ActivityTraceFlags, ParseError, SpanId, TraceId};
-pub use listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
+pub use listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult, LocalParentDecision};
 pub use sampler::{AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, Sampler, TraceIdRatioSampler};
 pub use source::{
     on_listeners_changed, suppress_instrumentation, ActivityParent, ActivitySource, ActivityStartOptions,

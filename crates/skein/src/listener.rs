@@ -29,6 +29,38 @@ pub enum ActivitySamplingResult {
     AllDataAndRecorded,
 }
 
+/// A sampling decision for activities started under a local parent (an activity of this
+/// process with a W3C id, current where the new one starts) that depends only on whether that
+/// parent is recorded: see [`ActivityListener::local_parent_decision`] and
+/// [`Sampler::local_parent_decision`](crate::Sampler::local_parent_decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LocalParentDecision {
+    /// The answer under a recorded parent.
+    pub recorded: ActivitySamplingResult,
+    /// The answer under a parent that is not recorded.
+    pub not_recorded: ActivitySamplingResult,
+}
+
+impl LocalParentDecision {
+    /// The same answer under any local parent.
+    pub const fn always(result: ActivitySamplingResult) -> Self {
+        LocalParentDecision {
+            recorded: result,
+            not_recorded: result,
+        }
+    }
+
+    /// The answer under a parent that is recorded or not.
+    #[inline]
+    pub fn for_parent(&self, recorded: bool) -> ActivitySamplingResult {
+        if recorded {
+            self.recorded
+        } else {
+            self.not_recorded
+        }
+    }
+}
+
 /// What a sampler sees about an activity about to be created: its source, name, kind,
 /// parent (a context, or a parent id string for [`ActivityListener::sample_using_parent_id`]),
 /// creation tags and links. Samplers may add tags and set the trace state.
@@ -249,6 +281,29 @@ pub trait ActivityListener: Send + Sync + 'static {
     /// How much of the activity to create, given its parent context (invalid for a root).
     fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult;
 
+    /// `Some` if this listener's [`sample`] answer for every activity started under a local
+    /// parent (an activity of this process with a W3C id, current where the new one starts)
+    /// depends only on whether that parent is recorded, as with a parent-based sampler and its
+    /// default choices for local parents, and adds no tags or trace state. The source then
+    /// answers from it instead of making the options and calling [`sample`] for such
+    /// activities (most activities are children: this is most of what sampling costs them).
+    /// Asked once, when the listener is attached. Default: `None` (always ask `sample`).
+    ///
+    /// [`sample`]: ActivityListener::sample
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        None
+    }
+
+    /// `Some` if this listener's [`sample`] answer for every root activity (no parent) is this
+    /// one, whatever the options, and adds no tags or trace state: the source then answers
+    /// from it instead of calling `sample` (a listener that declines everything makes a
+    /// declined start a few loads). Asked once, when the listener is attached. Default: `None`.
+    ///
+    /// [`sample`]: ActivityListener::sample
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        None
+    }
+
     /// How much to create when the parent is an id string (e.g. from a `Request-Id` header).
     /// `None` (the default) means "not provided": for a W3C id the source then calls
     /// [`sample`] with the parsed context; a hierarchical (non-W3C) id is not offered to
@@ -320,6 +375,12 @@ macro_rules! forward_listener {
         }
         fn sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
             (**self).sample(options)
+        }
+        fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+            (**self).local_parent_decision()
+        }
+        fn root_decision(&self) -> Option<ActivitySamplingResult> {
+            (**self).root_decision()
         }
         fn sample_using_parent_id(
             &self,

@@ -3,23 +3,51 @@
 use std::fmt;
 
 use crate::context::ActivityContext;
-use crate::listener::{ActivityCreationOptions, ActivitySamplingResult};
+use crate::listener::{ActivityCreationOptions, ActivitySamplingResult, LocalParentDecision};
 
 /// A sampling policy a listener can delegate its `sample` callback to.
 pub trait Sampler: Send + Sync {
     /// The decision for an activity about to be created.
     fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult;
+
+    /// `Some` if [`should_sample`](Sampler::should_sample) decides every activity under a
+    /// local parent from whether that parent is recorded alone, adding nothing to the options
+    /// (see [`ActivityListener::local_parent_decision`](crate::ActivityListener::local_parent_decision),
+    /// which a listener delegating to this sampler can answer with it). Default: `None`.
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        None
+    }
+
+    /// `Some` if [`should_sample`](Sampler::should_sample) answers every root (no parent)
+    /// with this, adding nothing to the options (see
+    /// [`ActivityListener::root_decision`](crate::ActivityListener::root_decision)). Default:
+    /// `None`.
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        None
+    }
 }
 
 impl<S: Sampler + ?Sized> Sampler for Box<S> {
     fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         (**self).should_sample(options)
     }
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        (**self).local_parent_decision()
+    }
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        (**self).root_decision()
+    }
 }
 
 impl<S: Sampler + ?Sized> Sampler for std::sync::Arc<S> {
     fn should_sample(&self, options: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         (**self).should_sample(options)
+    }
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        (**self).local_parent_decision()
+    }
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        (**self).root_decision()
     }
 }
 
@@ -31,6 +59,12 @@ impl Sampler for AlwaysOnSampler {
     fn should_sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         ActivitySamplingResult::AllDataAndRecorded
     }
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        Some(LocalParentDecision::always(ActivitySamplingResult::AllDataAndRecorded))
+    }
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        Some(ActivitySamplingResult::AllDataAndRecorded)
+    }
 }
 
 /// Records nothing (`None`).
@@ -40,6 +74,12 @@ pub struct AlwaysOffSampler;
 impl Sampler for AlwaysOffSampler {
     fn should_sample(&self, _: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
         ActivitySamplingResult::None
+    }
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        Some(LocalParentDecision::always(ActivitySamplingResult::None))
+    }
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        Some(ActivitySamplingResult::None)
     }
 }
 
@@ -129,6 +169,15 @@ impl Delegate {
             Delegate::Other(sampler) => sampler.should_sample(options),
         }
     }
+
+    /// The constant answer, for the built-in constant samplers.
+    fn constant(&self) -> Option<ActivitySamplingResult> {
+        match self {
+            Delegate::AlwaysOn => Some(ActivitySamplingResult::AllDataAndRecorded),
+            Delegate::AlwaysOff => Some(ActivitySamplingResult::None),
+            Delegate::Other(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for ParentBasedSampler {
@@ -187,5 +236,20 @@ impl Sampler for ParentBasedSampler {
         delegate
             .should_sample(options)
             .max(ActivitySamplingResult::PropagationData)
+    }
+
+    /// Known when both local-parent choices are the built-in constant samplers (the
+    /// defaults), with the same floor as `should_sample`.
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        let floor = ActivitySamplingResult::PropagationData;
+        Some(LocalParentDecision {
+            recorded: self.local_parent_sampled.constant()?.max(floor),
+            not_recorded: self.local_parent_not_sampled.constant()?.max(floor),
+        })
+    }
+
+    /// Known when the root sampler is a built-in constant one.
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        self.root.constant()
     }
 }

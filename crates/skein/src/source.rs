@@ -16,7 +16,7 @@ use crate::activity::{
 use crate::context::{parse_traceparent, ActivityContext};
 use crate::current;
 use crate::id::ActivityTraceFlags;
-use crate::listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult};
+use crate::listener::{ActivityCreationOptions, ActivityListener, ActivitySamplingResult, LocalParentDecision};
 use crate::tag::Tag;
 use crate::trace_state::TraceState;
 
@@ -131,6 +131,19 @@ const HAS_LISTENERS: u8 = 2;
 /// In the registry; its listeners are being asked whether they want it.
 const REGISTERING: u8 = 3;
 
+/// What `start_under_current` saw of the current activity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ParentSeen {
+    /// None: a root.
+    None,
+    /// A local activity with a W3C id, recorded.
+    LocalRecorded,
+    /// A local activity with a W3C id, not recorded.
+    LocalNotRecorded,
+    /// Another parent (not started, or with a hierarchical id).
+    Other,
+}
+
 /// An attached listener, with its trait-object pointer resolved once (calling through an
 /// `Arc<dyn _>` recomputes where the value sits from the vtable on every call).
 #[derive(Clone)]
@@ -141,6 +154,10 @@ pub(crate) struct Attached {
     pub(crate) keeps_stopped: bool,
     /// [`ActivityListener::wants_started_activities`], asked once.
     wants_started: bool,
+    /// [`ActivityListener::local_parent_decision`], asked once.
+    local_parent: Option<LocalParentDecision>,
+    /// [`ActivityListener::root_decision`], asked once.
+    root: Option<ActivitySamplingResult>,
 }
 
 // SAFETY: `listener` points into `keep`, which is `Send + Sync` and lives as long as `self`.
@@ -153,6 +170,8 @@ impl Attached {
             listener: Arc::as_ptr(&keep),
             keeps_stopped: keep.keeps_stopped_activities(),
             wants_started: keep.wants_started_activities(),
+            local_parent: keep.local_parent_decision(),
+            root: keep.root_decision(),
             keep,
         }
     }
@@ -195,9 +214,68 @@ pub struct ActivitySource {
     version: Option<&'static str>,
     tags: &'static [Tag],
     state: AtomicU8,
+    /// What the attached listeners decide together without being asked, for roots and under
+    /// local parents, when every one says and none wants `on_started` (see
+    /// [`combined_decisions`]). Kept with the set, so that such activities are decided
+    /// without looking the set up or calling a sampler.
+    decisions: AtomicU8,
     /// Position in the threads' listener caches, assigned at registration.
     index: AtomicU32,
     listeners: ArcSwapOption<ListenerSet>,
+}
+
+/// `ActivitySource::decisions`: known under a local parent (bits 2-3 when it is recorded,
+/// bits 0-1 when not).
+const LOCAL_PARENT_KNOWN: u8 = 0x80;
+/// `ActivitySource::decisions`: known for a root (bits 4-5).
+const ROOT_KNOWN: u8 = 0x40;
+
+/// Two bits for a sampling result.
+fn result_bits(result: ActivitySamplingResult) -> u8 {
+    result as u8
+}
+
+/// The result in the low two bits of `bits`.
+#[inline]
+fn result_of(bits: u8) -> ActivitySamplingResult {
+    match bits & 3 {
+        0 => ActivitySamplingResult::None,
+        1 => ActivitySamplingResult::PropagationData,
+        2 => ActivitySamplingResult::AllData,
+        _ => ActivitySamplingResult::AllDataAndRecorded,
+    }
+}
+
+/// The decision `decisions` holds for an activity whose parent is `parent`, if known.
+#[inline]
+fn known_decision(decisions: u8, parent: ParentSeen) -> Option<ActivitySamplingResult> {
+    match parent {
+        ParentSeen::None if decisions & ROOT_KNOWN != 0 => Some(result_of(decisions >> 4)),
+        ParentSeen::LocalRecorded if decisions & LOCAL_PARENT_KNOWN != 0 => Some(result_of(decisions >> 2)),
+        ParentSeen::LocalNotRecorded if decisions & LOCAL_PARENT_KNOWN != 0 => Some(result_of(decisions)),
+        _ => None,
+    }
+}
+
+/// What the listeners of `set` decide together (the largest answer, as when asked) without
+/// being asked, where every one of them says and none wants `on_started` (which a start
+/// without the set could not call).
+fn combined_decisions(set: &[Attached]) -> u8 {
+    if set.is_empty() || set.iter().any(|l| l.wants_started) {
+        return 0;
+    }
+    let mut decisions = 0;
+    let roots: Option<Vec<_>> = set.iter().map(|l| l.root).collect();
+    if let Some(root) = roots.and_then(|r| r.into_iter().max()) {
+        decisions |= ROOT_KNOWN | result_bits(root) << 4;
+    }
+    let locals: Option<Vec<_>> = set.iter().map(|l| l.local_parent).collect();
+    if let Some(locals) = locals {
+        let recorded = locals.iter().map(|d| d.recorded).max().unwrap_or_default();
+        let not_recorded = locals.iter().map(|d| d.not_recorded).max().unwrap_or_default();
+        decisions |= LOCAL_PARENT_KNOWN | result_bits(recorded) << 2 | result_bits(not_recorded);
+    }
+    decisions
 }
 
 impl fmt::Debug for ActivitySource {
@@ -359,6 +437,7 @@ impl ActivitySource {
             version: None,
             tags: &[],
             state: AtomicU8::new(UNREGISTERED),
+            decisions: AtomicU8::new(0),
             index: AtomicU32::new(u32::MAX),
             listeners: ArcSwapOption::const_empty(),
         }
@@ -392,6 +471,7 @@ impl ActivitySource {
             version: version.map(|v| &*Box::leak(v.into())),
             tags: Box::leak(tags.into_boxed_slice()),
             state: AtomicU8::new(UNREGISTERED),
+            decisions: AtomicU8::new(0),
             index: AtomicU32::new(u32::MAX),
             listeners: ArcSwapOption::const_empty(),
         }));
@@ -463,6 +543,7 @@ impl ActivitySource {
         let mut set: ListenerSet = self.listeners.load().as_deref().cloned().unwrap_or_default();
         change(&mut set);
         let has = !set.is_empty();
+        self.decisions.store(combined_decisions(&set), Ordering::Release);
         self.listeners.store(has.then(|| Arc::new(set)));
         GENERATION.fetch_add(1, Ordering::AcqRel);
         // A registering source keeps that state until its own listeners are attached.
@@ -536,35 +617,14 @@ impl ActivitySource {
             }
             let generation = GENERATION.load(Ordering::Acquire);
             let depth = cache.depth.get();
-            let sets = cache.sets.get();
             if depth == 0 {
-                if cache.generation.get() != generation {
-                    // Dropping stale sets may drop the last reference to a detached listener,
-                    // whose `Drop` is user code that may start activities and so re-enter
-                    // this cache: take the vector out first and drop it with no borrow held.
-                    // SAFETY: at depth 0 no set is lent out, only this thread reaches `sets`,
-                    // and the `&mut` ends with the `take`.
-                    let stale = std::mem::take(unsafe { &mut *sets });
-                    cache.generation.set(generation);
-                    drop(stale);
-                }
-                // SAFETY: at depth 0 no set is lent out and only this thread reaches `sets`.
-                // Nothing below runs user code while this borrow lives: loading a set,
-                // growing the vector with `None`s and writing into an empty slot drop nothing.
-                let sets = unsafe { &mut *sets };
-                if sets.get(index).is_none_or(Option::is_none) {
-                    let set = self.listeners.load_full()?;
-                    if index >= sets.len() {
-                        sets.resize(index + 1, None);
-                    }
-                    sets[index] = Some(set);
-                }
+                self.refresh_cache(cache, index, generation)?;
             } else if cache.generation.get() != generation {
                 return None; // nested and stale: use the slow path below
             }
             // SAFETY: the vector is not changed while depth > 0, so this borrow stays valid
             // for the callback, however deeply it nests.
-            let sets: &Vec<Option<Arc<ListenerSet>>> = unsafe { &*sets };
+            let sets: &Vec<Option<Arc<ListenerSet>>> = unsafe { &*cache.sets.get() };
             let set: &ListenerSet = sets.get(index)?.as_deref()?;
             cache.depth.set(depth + 1);
             let _guard = DepthGuard(&cache.depth);
@@ -608,7 +668,38 @@ impl ActivitySource {
         if !self.has_listeners() {
             return None;
         }
-        let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
+        // No parent, or a local W3C parent's recorded flag, may be all the listeners need to
+        // decide (see `ActivityListener::root_decision` and `local_parent_decision`). (What
+        // the look returns is one byte, in a register: an enum carrying the parent's context
+        // would be written to memory and read back at once, a stall per activity.)
+        let parent = current::with(|c| match c {
+            None => ParentSeen::None,
+            Some(p) => match p.local_w3c_recorded() {
+                Some(true) => ParentSeen::LocalRecorded,
+                Some(false) => ParentSeen::LocalNotRecorded,
+                None => ParentSeen::Other,
+            },
+        });
+        if let Some(result) = known_decision(self.decisions.load(Ordering::Acquire), parent) {
+            if result == ActivitySamplingResult::None || instrumentation_suppressed() {
+                return None;
+            }
+            let mut options = ActivityCreationOptions::new(
+                self,
+                name,
+                kind,
+                ActivityContext::default(),
+                &[],
+                &[],
+                ActivityIdFormat::Unknown,
+                None,
+            );
+            return Some(self.start_sampled(&[], name, kind, result, &mut options));
+        }
+        let parent_context = match parent {
+            ParentSeen::None => ActivityContext::default(),
+            _ => current::with(|c| c.map(Activity::context)).unwrap_or_default(),
+        };
         let mut options = ActivityCreationOptions::new(
             self,
             name,
@@ -945,16 +1036,49 @@ impl ActivitySource {
         }
     }
 
+    /// At depth 0 (no set lent out): drops the cached sets if the generation moved, and
+    /// caches this source's set if it is missing. `None` if the source has no listeners.
+    #[inline]
+    fn refresh_cache(&'static self, cache: &ListenerCache, index: usize, generation: u64) -> Option<()> {
+        let sets = cache.sets.get();
+        if cache.generation.get() != generation {
+            // Dropping stale sets may drop the last reference to a detached listener, whose
+            // `Drop` is user code that may start activities and so re-enter this cache: take
+            // the vector out first and drop it with no borrow held.
+            // SAFETY: at depth 0 no set is lent out, only this thread reaches `sets`, and the
+            // `&mut` ends with the `take`.
+            let stale = std::mem::take(unsafe { &mut *sets });
+            cache.generation.set(generation);
+            drop(stale);
+        }
+        // SAFETY: at depth 0 no set is lent out and only this thread reaches `sets`. Nothing
+        // below runs user code while this borrow lives: loading a set, growing the vector
+        // with `None`s and writing into an empty slot drop nothing.
+        let sets = unsafe { &mut *sets };
+        if sets.get(index).is_none_or(Option::is_none) {
+            let set = self.listeners.load_full()?;
+            if index >= sets.len() {
+                sets.resize(index + 1, None);
+            }
+            sets[index] = Some(set);
+        }
+        Some(())
+    }
+
     /// This source's listeners, lent until the returned value is dropped (`None` if there
-    /// are none): [`with_listeners`](Self::with_listeners) without a closure.
+    /// are none): [`with_listeners`](Self::with_listeners) without a closure. At depth 0 it
+    /// refreshes the cache as `with_listeners` does: activities decided without the listeners
+    /// (`decisions`) meet them first when they stop.
     #[inline]
     fn lend_listeners(&'static self) -> Option<LentListeners> {
         let index = self.index.load(Ordering::Relaxed) as usize;
         let cached = CACHE.try_with(|cache| {
             let generation = GENERATION.load(Ordering::Acquire);
             let depth = cache.depth.get();
-            if cache.generation.get() != generation {
-                return None; // refreshed by the next `with_listeners` at depth 0
+            if depth == 0 {
+                self.refresh_cache(cache, index, generation)?;
+            } else if cache.generation.get() != generation {
+                return None; // nested and stale: the source's own set below
             }
             // SAFETY: only this thread reaches `sets`; it is changed only at depth 0, and
             // the depth is raised below for as long as the set is lent.

@@ -1292,3 +1292,169 @@ fn a_created_activity_answers_its_parents_ids_before_start() {
     assert!(!b.parent_span_id().is_valid());
     assert_eq!(b.parent_id().as_deref(), Some(bad));
 }
+
+/// Delegates to a parent-based sampler, counting the calls; says what it decides without
+/// being asked only if `declares`.
+struct Delegating {
+    name: &'static str,
+    sampler: ParentBasedSampler,
+    declares: bool,
+    wants_started: bool,
+    asked: std::sync::atomic::AtomicUsize,
+    started: Mutex<Vec<String>>,
+    /// (name, recorded, all data requested) of each stopped activity.
+    stopped: Mutex<Vec<(String, bool, bool)>>,
+}
+
+impl Delegating {
+    fn new(name: &'static str, sampler: ParentBasedSampler, declares: bool) -> Arc<Delegating> {
+        Arc::new(Delegating {
+            name,
+            sampler,
+            declares,
+            wants_started: false,
+            asked: Default::default(),
+            started: Mutex::default(),
+            stopped: Mutex::default(),
+        })
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ActivityListener for Delegating {
+    fn should_listen_to(&self, s: &ActivitySource) -> bool {
+        s.name() == self.name
+    }
+    fn sample(&self, o: &ActivityCreationOptions<'_, ActivityContext>) -> ActivitySamplingResult {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.should_sample(o)
+    }
+    fn local_parent_decision(&self) -> Option<LocalParentDecision> {
+        self.sampler.local_parent_decision().filter(|_| self.declares)
+    }
+    fn root_decision(&self) -> Option<ActivitySamplingResult> {
+        self.sampler.root_decision().filter(|_| self.declares)
+    }
+    fn wants_started_activities(&self) -> bool {
+        self.wants_started
+    }
+    fn on_started(&self, a: &Activity) {
+        self.started.lock().unwrap().push(a.display_name());
+    }
+    fn on_stopped(&self, a: &Activity) {
+        let seen = (a.display_name(), a.recorded(), a.is_all_data_requested());
+        self.stopped.lock().unwrap().push(seen);
+    }
+}
+
+/// A root, a child, a child of an unrecorded parent (from an incoming `-00` traceparent)
+/// and a grandchild under it, from `source`.
+fn family(source: &'static ActivitySource) {
+    let root = source.start_activity("root", ActivityKind::Server);
+    drop(source.start_activity("child", ActivityKind::Internal));
+    drop(root);
+    let unrecorded = source.start_activity_with(
+        "unrecorded",
+        ActivityKind::Server,
+        ActivityStartOptions {
+            parent: ActivityParent::Id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+            ..Default::default()
+        },
+    );
+    drop(source.start_activity("under unrecorded", ActivityKind::Internal));
+    drop(unrecorded);
+}
+
+#[test]
+fn declared_decisions_are_what_asking_would_answer_and_skip_the_asking() {
+    static ASKED: ActivitySource = ActivitySource::new("model.decisions.asked");
+    static DECLARED: ActivitySource = ActivitySource::new("model.decisions.declared");
+    for root in [true, false] {
+        let sampler = || {
+            if root {
+                ParentBasedSampler::new(AlwaysOnSampler)
+            } else {
+                ParentBasedSampler::new(AlwaysOffSampler)
+            }
+        };
+        let asked = Delegating::new("model.decisions.asked", sampler(), false);
+        let declared = Delegating::new("model.decisions.declared", sampler(), true);
+        let regs = (
+            ActivitySource::add_activity_listener(asked.clone()),
+            ActivitySource::add_activity_listener(declared.clone()),
+        );
+        family(&ASKED);
+        family(&DECLARED);
+        let seen = |l: &Delegating| l.stopped.lock().unwrap().clone();
+        assert_eq!(seen(&declared), seen(&asked), "root sampler always on: {root}");
+        assert!(!seen(&asked).is_empty());
+        assert_eq!(asked.asked(), 4, "every start asks a listener that does not declare");
+        // Only the activity with a remote parent was asked about: roots and local children
+        // were answered from the declarations.
+        assert_eq!(declared.asked(), 1);
+        drop(regs);
+    }
+}
+
+#[test]
+fn a_listener_that_must_be_asked_is_asked_beside_one_that_declares() {
+    static S: ActivitySource = ActivitySource::new("model.decisions.mixed");
+    let declared = Delegating::new("model.decisions.mixed", ParentBasedSampler::new(AlwaysOffSampler), true);
+    let asking = Recorder::new("model.decisions.mixed", AllDataAndRecorded);
+    let _regs = (
+        ActivitySource::add_activity_listener(declared.clone()),
+        ActivitySource::add_activity_listener(asking.clone()),
+    );
+    let root = S
+        .start_activity("root", ActivityKind::Server)
+        .expect("the recorder records");
+    let child = S.start_activity("child", ActivityKind::Internal).unwrap();
+    assert!(child.recorded() && root.recorded());
+    drop((child, root));
+    assert_eq!(asking.sampled.lock().unwrap().len(), 2);
+    assert_eq!(declared.asked(), 2, "the set is asked as a whole");
+}
+
+#[test]
+fn declared_decisions_still_honour_suppression_and_started_callbacks() {
+    static S: ActivitySource = ActivitySource::new("model.decisions.started");
+    let listener = Arc::new(Delegating {
+        wants_started: true,
+        ..Arc::into_inner(Delegating::new(
+            "model.decisions.started",
+            ParentBasedSampler::new(AlwaysOnSampler),
+            true,
+        ))
+        .unwrap()
+    });
+    let _reg = ActivitySource::add_activity_listener(listener.clone());
+    let root = S.start_activity("root", ActivityKind::Server).unwrap();
+    drop(S.start_activity("child", ActivityKind::Internal).unwrap());
+    {
+        let _quiet = suppress_instrumentation();
+        assert!(S.start_activity("suppressed child", ActivityKind::Internal).is_none());
+    }
+    drop(root);
+    assert_eq!(*listener.started.lock().unwrap(), ["root", "child"]);
+
+    // Declared and not interested in starts: suppression holds on that path too.
+    static QUIET: ActivitySource = ActivitySource::new("model.decisions.quiet");
+    let declared = Delegating::new("model.decisions.quiet", ParentBasedSampler::new(AlwaysOnSampler), true);
+    let _reg = ActivitySource::add_activity_listener(declared.clone());
+    let root = QUIET.start_activity("root", ActivityKind::Server).unwrap();
+    {
+        let _quiet = suppress_instrumentation();
+        assert!(QUIET
+            .start_activity("suppressed child", ActivityKind::Internal)
+            .is_none());
+        drop(Activity::set_current(None));
+        assert!(QUIET.start_activity("suppressed root", ActivityKind::Server).is_none());
+        Activity::set_current(Some(&root));
+    }
+    assert!(QUIET.start_activity("child", ActivityKind::Internal).is_some());
+    drop(root);
+    assert_eq!(declared.asked(), 0);
+}
