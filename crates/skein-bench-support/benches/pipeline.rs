@@ -197,12 +197,20 @@ fn measure(mut systems: Vec<System>) -> Vec<Measured> {
     let delivered_before: Vec<u64> = systems.iter().map(|s| (s.delivered)()).collect();
     for (i, system) in systems.iter_mut().enumerate() {
         (system.flush)();
-        let probe = 2_000;
-        let started = Instant::now();
-        (system.run)(probe);
-        created[i] += probe * system.created_per_iteration;
-        let per_iteration = started.elapsed().as_secs_f64() / probe as f64;
-        iterations.push(((ROUND.as_secs_f64() / per_iteration) as u64).clamp(1_000, 5_000_000));
+        // A short probe sizes a warm-up round of about `ROUND`, which sizes the measured
+        // rounds: sized from the probe alone, a hiccup during its fraction of a millisecond
+        // made every round of that system short, and short rounds weigh each round's start
+        // (caches and pools left cold by the other systems) more.
+        let mut seconds_per_iteration = |n: u64| {
+            let started = Instant::now();
+            (system.run)(n);
+            created[i] += n * system.created_per_iteration;
+            started.elapsed().as_secs_f64() / n as f64
+        };
+        let filling_a_round =
+            |per_iteration: f64| ((ROUND.as_secs_f64() / per_iteration) as u64).clamp(1_000, 5_000_000);
+        let warm_up = filling_a_round(seconds_per_iteration(2_000));
+        iterations.push(filling_a_round(seconds_per_iteration(warm_up)));
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
     let count = systems.len();
