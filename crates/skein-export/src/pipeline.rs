@@ -355,7 +355,7 @@ impl ActivityListener for PipelineListener {
             Sink::Simple(exporter) => {
                 // The exporter's own HTTP/gRPC spans are not recorded (no feedback loop).
                 let _quiet = skein::suppress_instrumentation();
-                let mut exporter = exporter.lock().unwrap_or_else(|e| e.into_inner());
+                let mut exporter = lock(exporter);
                 if let Err(e) = exporter.export(std::slice::from_ref(&activity)) {
                     crate::report::report(e);
                 }
@@ -451,6 +451,7 @@ impl Returned {
     }
 }
 
+/// Locks `mutex`, also when a thread panicked while holding it (the data stays usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -548,7 +549,7 @@ impl Rings {
 
     /// Activities dropped so far because a ring was full.
     fn dropped(&self) -> u64 {
-        let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        let consumers = lock(&self.consumers);
         consumers.iter().map(|c| c.dropped.load(Ordering::Relaxed)).sum::<u64>()
             + self.dropped_elsewhere.load(Ordering::Relaxed)
     }
@@ -557,11 +558,11 @@ impl Rings {
     /// ring in turn; rings whose thread has exited are dropped once empty.
     fn drain_into(&self, batch: &mut Vec<Activity>, max: usize) {
         let start = batch.len();
-        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = lock(&self.orphans);
         let room = max.saturating_sub(batch.len()).min(orphans.len());
         batch.extend(orphans.drain(..room));
         drop(orphans);
-        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut consumers = lock(&self.consumers);
         loop {
             let before = batch.len();
             for consumer in consumers.iter_mut() {
@@ -679,7 +680,7 @@ impl Queue {
             // the activity is still here).
             Ok(None) | Err(_) => {
                 if let Some(activity) = activity {
-                    let mut orphans = self.rings.orphans.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut orphans = lock(&self.rings.orphans);
                     if self.rings.take_one() {
                         orphans.push(activity);
                     } else {
@@ -699,14 +700,10 @@ impl Queue {
         rings.retain(|r| !r.ring.is_abandoned());
         let (producer, consumer) = rtrb::RingBuffer::new(self.rings.capacity);
         let dropped = Arc::new(AtomicU64::new(0));
-        self.rings
-            .consumers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ConsumerEnd {
-                ring: consumer,
-                dropped: dropped.clone(),
-            });
+        lock(&self.rings.consumers).push(ConsumerEnd {
+            ring: consumer,
+            dropped: dropped.clone(),
+        });
         rings.push(ThreadRing {
             queue: self.id,
             ring: producer,
@@ -887,7 +884,7 @@ impl ExportGuard {
             None => {
                 if let Sink::Simple(exporter) = &self.listener.sink {
                     let _quiet = skein::suppress_instrumentation();
-                    exporter.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+                    lock(exporter).shutdown();
                 }
                 Ok(())
             }
