@@ -197,6 +197,27 @@ fn return_block(block: NonNull<Block>) {
     }
 }
 
+/// Lets go of one reference to the activity in `block`; true if it was the last one (the
+/// caller then has the activity to itself and frees it). The last reference needs no
+/// read-modify-write: nobody else can change the count (the acquire load orders the other
+/// references' uses before the drop); otherwise release/acquire as in `Arc`.
+///
+/// # Safety
+/// `block` must hold an initialised activity, and the caller one reference to it, which is
+/// gone afterwards.
+#[inline]
+unsafe fn was_last_reference(block: NonNull<Block>) -> bool {
+    // SAFETY: guaranteed by the caller.
+    let count = unsafe { &(*block.as_ptr()).count };
+    if count.load(Ordering::Acquire) != 1 {
+        if count.fetch_sub(1, Ordering::Release) != 1 {
+            return false;
+        }
+        fence(Ordering::Acquire);
+    }
+    true
+}
+
 /// A block whose activity is being written.
 pub(crate) struct Uninit {
     block: NonNull<Block>,
@@ -305,12 +326,8 @@ impl Shared {
         // SAFETY: as in `Drop`: the count decides who releases; the last reference's holder
         // has the activity to itself.
         unsafe {
-            let count = &(*this.block.as_ptr()).count;
-            if count.load(Ordering::Acquire) != 1 {
-                if count.fetch_sub(1, Ordering::Release) != 1 {
-                    return None;
-                }
-                fence(Ordering::Acquire);
+            if !was_last_reference(this.block) {
+                return None;
             }
             let value = std::ptr::addr_of_mut!((*this.block.as_ptr()).value);
             let parent = Inner::take_parent(value);
@@ -349,14 +366,8 @@ impl Drop for Shared {
         // SAFETY: as in `Deref`; the release/acquire pair orders every use of the value
         // before it is dropped, as in `Arc`.
         unsafe {
-            let count = &(*self.block.as_ptr()).count;
-            // The last reference needs no read-modify-write: nobody else can change the count
-            // (the acquire load orders the other references' uses before the drop).
-            if count.load(Ordering::Acquire) != 1 {
-                if count.fetch_sub(1, Ordering::Release) != 1 {
-                    return;
-                }
-                fence(Ordering::Acquire);
+            if !was_last_reference(self.block) {
+                return;
             }
             Inner::release(std::ptr::addr_of_mut!((*self.block.as_ptr()).value));
         }
