@@ -159,8 +159,11 @@ impl LogProcessor for QueueProcessor {
         match self.sender.try_send(record) {
             Ok(()) => {
                 let queued = self.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
-                // Woken once a batch is waiting, not per record (a wake-up is a system call).
-                if queued >= self.batch_size {
+                // Woken once a batch is waiting, not per record (a wake-up is a system call),
+                // even from a nap once two are.
+                if queued >= 2 * self.batch_size {
+                    self.counters.sleep.hurry(&self.worker);
+                } else if queued >= self.batch_size {
                     self.counters.sleep.nudge(&self.worker);
                 }
             }
@@ -206,14 +209,18 @@ fn run(
             batch.clear();
         }
         drops.update(counters.dropped.load(Ordering::Relaxed), Signal::Logs);
-        full
+        worker::Looked {
+            full,
+            waiting: batch.len(),
+            batch_size,
+        }
     };
     worker::drive(config.scheduled_delay, control, &counters.sleep, |step| {
-        let full = export_queued(&mut exporter, step == Step::Early);
+        let looked = export_queued(&mut exporter, step == Step::Early);
         if step == Step::Last {
             exporter.shutdown();
         }
-        full
+        looked
     });
 }
 

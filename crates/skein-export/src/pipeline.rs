@@ -654,6 +654,12 @@ impl Queue {
                     let since_wake = thread_ring.since_wake;
                     if since_wake >= self.wake_every {
                         thread_ring.since_wake = 0;
+                        // Half the queue waiting here: wake the export thread even from a
+                        // nap (`Sleep::hurry` runs no user code: fine under the borrow).
+                        let ring = &thread_ring.ring;
+                        if ring.slots() <= ring.buffer().capacity() / 2 {
+                            self.sleep.hurry(&self.worker);
+                        }
                     }
                     Some(Pushed::Queued(since_wake))
                 }
@@ -803,7 +809,11 @@ fn run(
             returned.give_back(&mut batch);
         }
         drops.update(rings.dropped(), Signal::Traces);
-        full
+        worker::Looked {
+            full,
+            waiting: batch.len(),
+            batch_size: config.max_export_batch_size,
+        }
     };
     let mut returned_at_last_tick = 0;
     let mut export = |step: Step| {
@@ -815,14 +825,14 @@ fn run(
             }
         }
         // Woken early: export only full batches, keep the rest for the timer.
-        let full = export_all(&mut exporter, step == Step::Early);
+        let looked = export_all(&mut exporter, step == Step::Early);
         if step == Step::Due {
             returned_at_last_tick = returned.len.load(Ordering::Relaxed);
         }
         if step == Step::Last {
             exporter.shutdown();
         }
-        full
+        looked
     };
     worker::drive(config.scheduled_delay, control, sleep, &mut export);
 }
