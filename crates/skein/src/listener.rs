@@ -49,16 +49,6 @@ impl LocalParentDecision {
             not_recorded: result,
         }
     }
-
-    /// The answer under a parent that is recorded or not.
-    #[inline]
-    pub fn for_parent(&self, recorded: bool) -> ActivitySamplingResult {
-        if recorded {
-            self.recorded
-        } else {
-            self.not_recorded
-        }
-    }
 }
 
 /// What a sampler sees about an activity about to be created: its source, name, kind,
