@@ -160,8 +160,8 @@ impl LogProcessor for QueueProcessor {
             Ok(()) => {
                 let queued = self.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
                 // Woken once a batch is waiting, not per record (a wake-up is a system call),
-                // even from a nap once two are.
-                if queued >= 2 * self.batch_size {
+                // and from a nap once two are (once: the record that makes it two).
+                if queued == 2 * self.batch_size {
                     self.counters.sleep.hurry(&self.worker);
                 } else if queued >= self.batch_size {
                     self.counters.sleep.nudge(&self.worker);
