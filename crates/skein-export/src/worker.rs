@@ -79,8 +79,9 @@ impl Sleep {
         }
     }
 
-    /// Called by an application thread that finds two batches or more waiting: wakes the
-    /// export thread even from a nap (a system call only if it is parked).
+    /// Called by an application thread that finds the queue filling up (spans: half its
+    /// ring waiting; logs: two batches): wakes the export thread even from a nap (a system
+    /// call only if it is parked).
     #[cold]
     pub(crate) fn hurry(&self, thread: &Thread) {
         self.asleep.store(false, Ordering::Relaxed);

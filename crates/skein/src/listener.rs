@@ -275,7 +275,7 @@ pub trait ActivityListener: Send + Sync + 'static {
     /// parent (an activity of this process with a W3C id, current where the new one starts)
     /// depends only on whether that parent is recorded, as with a parent-based sampler and its
     /// default choices for local parents, and adds no tags or trace state. The source then
-    /// answers from it instead of making the options and calling [`sample`] for such
+    /// answers from it instead of reading the parent's context and calling [`sample`] for such
     /// activities (most activities are children: this is most of what sampling costs them).
     /// Asked once, when the listener is attached. Default: `None` (always ask `sample`).
     ///
