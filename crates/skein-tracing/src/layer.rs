@@ -223,7 +223,8 @@ where
         match event.parent() {
             Some(parent) => nearest_activity(cx.span(parent)).is_some(),
             None if event.is_root() => false,
-            None => Activity::current().is_some(),
+            // Without a reference count change: this runs for every event.
+            None => Activity::is_current_all_data_requested(),
         }
     }
 }
@@ -260,6 +261,20 @@ thread_local! {
     /// The entered spans that have activities, innermost last, each with what was current
     /// before it: exiting needs no look-up in the registry.
     static ENTERED: RefCell<Vec<(Id, Option<Activity>)>> = const { RefCell::new(Vec::new()) };
+
+    /// The span this thread created last, with a reference to its activity: most spans are
+    /// entered right after they are made (`info_span!(…).entered()`, `in_scope`,
+    /// `#[instrument]`), and entering one found here needs no look-up in the registry (a
+    /// slab look-up and the extensions' lock, four atomic updates). Keyed by the layer too,
+    /// as span ids are per subscriber.
+    static JUST_CREATED: RefCell<Option<JustCreated>> = const { RefCell::new(None) };
+}
+
+/// See [`JUST_CREATED`].
+struct JustCreated {
+    layer: usize,
+    id: Id,
+    activity: Activity,
 }
 
 impl SkeinLayer {
@@ -270,6 +285,33 @@ impl SkeinLayer {
 
     fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {
         self.sources.source(metadata)
+    }
+
+    /// This layer's key in [`JUST_CREATED`]: its cache's address, which stays put while the
+    /// layer lives (and while its spans do).
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.sources) as usize
+    }
+
+    /// The activity of span `id` if this thread just created it. Only a running activity is
+    /// taken: one that stopped belongs to a closed span whose id was given out again (a span
+    /// being entered is open, and closing a span stops its activity).
+    fn take_just_created(&self, id: &Id) -> Option<Activity> {
+        let key = self.key();
+        let taken = JUST_CREATED
+            .try_with(|slot| {
+                let mut slot = slot.borrow_mut();
+                let found = slot.as_ref().is_some_and(|j| j.layer == key && j.id == *id);
+                if found {
+                    slot.take()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten()?;
+        // Dropped (if stale) with no borrow held: the last reference may free it.
+        (!taken.activity.is_stopped()).then_some(taken.activity)
     }
 }
 
@@ -328,9 +370,17 @@ where
         };
         let Some(activity) = activity else { return };
         fields.apply_status(&activity);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanActivity(activity));
-        }
+        let Some(span) = ctx.span(id) else { return };
+        let just_created = JustCreated {
+            layer: self.key(),
+            id: id.clone(),
+            activity: activity.clone(),
+        };
+        span.extensions_mut().insert(SpanActivity(activity));
+        drop(span);
+        // What it replaces is dropped after the borrow ends (it may be the last reference).
+        let replaced = JUST_CREATED.try_with(|slot| slot.borrow_mut().replace(just_created));
+        drop(replaced);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -360,6 +410,24 @@ where
         let metadata = event.metadata();
         let severity = severity(metadata.level());
         let log = skein::logs::enabled(severity);
+        let in_current = event.parent().is_none() && !event.is_root();
+        if in_current && !log {
+            // The usual case, with no reference to the current activity taken (two atomic
+            // updates per event otherwise).
+            if !Activity::is_current_all_data_requested() {
+                return;
+            }
+            let mut fields = event_fields(event);
+            if fields.status.is_some() {
+                if let Some(activity) = Activity::current() {
+                    fields.apply_status(&activity);
+                }
+            }
+            let message = fields.message.take();
+            // Added to whatever is current now: recording the fields ran their `Debug`.
+            let _ = Activity::add_event_to_current(activity_event(metadata, message, fields.tags));
+            return;
+        }
         let activity = match event.parent() {
             Some(parent) => nearest_activity(ctx.span(parent)),
             None if event.is_root() => None,
@@ -369,11 +437,7 @@ where
         if !log && span_event.is_none() {
             return;
         }
-        let mut fields = Fields {
-            event_callsite: Some(metadata.callsite()),
-            ..Fields::default()
-        };
-        event.record(&mut fields);
+        let mut fields = event_fields(event);
         let message = fields.message.take();
         if log {
             skein::logs::emit(log_record(
@@ -385,28 +449,26 @@ where
             ));
         }
         let Some(activity) = span_event else { return };
-        // An event without a message is named after its target (its metadata name is only
-        // the source location).
-        let name = message.unwrap_or(Cow::Borrowed(metadata.target()));
         fields.apply_status(activity);
-        let mut tags = Vec::with_capacity(fields.tags.len() + 2);
-        tags.push(Tag::new("level", metadata.level().as_str()));
-        tags.push(Tag::new("target", metadata.target()));
-        tags.append(&mut fields.tags);
-        activity.add_event(ActivityEvent::new(name).with_tags(tags));
+        activity.add_event(activity_event(metadata, message, fields.tags));
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        // Made current from the span's own handle (the slot takes its own reference).
-        let Some(previous) = span
-            .extensions()
-            .get::<SpanActivity>()
-            .map(|activity| Activity::set_current(Some(&activity.0)))
-        else {
-            return;
+        let previous = if let Some(activity) = self.take_just_created(id) {
+            // The slot takes the reference kept for this.
+            Activity::replace_current(Some(activity))
+        } else {
+            let Some(span) = ctx.span(id) else { return };
+            // Made current from the span's own handle (the slot takes its own reference).
+            let Some(previous) = span
+                .extensions()
+                .get::<SpanActivity>()
+                .map(|activity| Activity::set_current(Some(&activity.0)))
+            else {
+                return;
+            };
+            previous
         };
-        drop(span);
         let _ = ENTERED.try_with(|stack| stack.borrow_mut().push((id.clone(), previous)));
     }
 
@@ -437,6 +499,8 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        // A span closed unentered leaves no reference behind to keep its memory.
+        drop(self.take_just_created(&id));
         let Some(span) = ctx.span(&id) else { return };
         let Some(SpanActivity(activity)) = span.extensions_mut().remove::<SpanActivity>() else {
             return;
@@ -446,6 +510,32 @@ where
         drop(span);
         drop(activity);
     }
+}
+
+/// An event's fields.
+fn event_fields(event: &Event<'_>) -> Fields {
+    let mut fields = Fields {
+        event_callsite: Some(event.metadata().callsite()),
+        ..Fields::default()
+    };
+    event.record(&mut fields);
+    fields
+}
+
+/// The activity event of a `tracing` event: its message, or its target if it has none (its
+/// metadata name is only the source location), with its level, target and other fields as
+/// tags.
+fn activity_event(
+    metadata: &'static Metadata<'static>,
+    message: Option<Cow<'static, str>>,
+    fields: Vec<Tag>,
+) -> ActivityEvent {
+    let name = message.unwrap_or(Cow::Borrowed(metadata.target()));
+    let mut tags = Vec::with_capacity(fields.len() + 2);
+    tags.push(Tag::new("level", metadata.level().as_str()));
+    tags.push(Tag::new("target", metadata.target()));
+    tags.extend(fields);
+    ActivityEvent::new(name).with_tags(tags)
 }
 
 /// OpenTelemetry's severity for a `tracing` level.

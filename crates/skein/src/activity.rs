@@ -1501,6 +1501,28 @@ impl Activity {
         current::get()
     }
 
+    /// True if there is a current activity and it wants all data (.NET
+    /// `Activity.Current?.IsAllDataRequested == true`). Asks without taking a reference to it
+    /// (no reference count change), for code that decides whether to make an event at all.
+    pub fn is_current_all_data_requested() -> bool {
+        current::with(|c| c.is_some_and(Activity::is_all_data_requested))
+    }
+
+    /// Adds `event` to the current activity if there is one that wants all data (.NET
+    /// `Activity.Current?.AddEvent(e)`), without taking a reference to it; otherwise gives the
+    /// event back.
+    pub fn add_event_to_current(event: ActivityEvent) -> Result<(), ActivityEvent> {
+        // `add_event` runs no user code (it stores the event), so the current activity cannot
+        // change while it is borrowed.
+        current::with(|c| match c {
+            Some(activity) if activity.is_all_data_requested() => {
+                activity.add_event(event);
+                Ok(())
+            }
+            _ => Err(event),
+        })
+    }
+
     /// Sets the current activity and returns the one it replaces (.NET `Activity.Current = x`).
     /// Prefer [`Activity::enter`], which restores the previous one for you.
     ///

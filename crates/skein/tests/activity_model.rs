@@ -139,6 +139,48 @@ fn replace_current_hands_references_over_and_refuses_stopped_ones() {
 }
 
 #[test]
+fn events_go_to_the_current_activity_only_when_it_wants_all_data() {
+    static RECORDED: ActivitySource = ActivitySource::new("model.current_event.recorded");
+    static PROPAGATED: ActivitySource = ActivitySource::new("model.current_event.propagated");
+    let _recorded =
+        ActivitySource::add_activity_listener(Recorder::new("model.current_event.recorded", AllDataAndRecorded));
+    let _propagated =
+        ActivitySource::add_activity_listener(Recorder::new("model.current_event.propagated", PropagationData));
+    let given_back = |result: Result<(), ActivityEvent>| result.expect_err("no activity takes it").name;
+
+    // Nothing current: the event comes back.
+    assert!(!Activity::is_current_all_data_requested());
+    assert_eq!(
+        given_back(Activity::add_event_to_current(ActivityEvent::new("lost"))),
+        "lost"
+    );
+
+    // Propagation only: no data wanted, the event comes back.
+    let propagated = PROPAGATED.start_activity("propagated", ActivityKind::Internal).unwrap();
+    assert!(!Activity::is_current_all_data_requested());
+    assert_eq!(
+        given_back(Activity::add_event_to_current(ActivityEvent::new("kept out"))),
+        "kept out"
+    );
+    assert!(propagated.events().is_empty());
+
+    // Recorded: the event is the current activity's, not its parent's.
+    let recorded = RECORDED.start_activity("recorded", ActivityKind::Internal).unwrap();
+    assert!(Activity::is_current_all_data_requested());
+    Activity::add_event_to_current(ActivityEvent::new("added").with_tags([Tag::new("n", 1i64)])).unwrap();
+    let events = recorded.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].name, "added");
+    assert_eq!(events[0].tags, [Tag::new("n", 1i64)]);
+    assert!(propagated.events().is_empty());
+
+    // A listener may turn data off while the activity runs.
+    recorded.set_is_all_data_requested(false);
+    assert!(!Activity::is_current_all_data_requested());
+    assert!(Activity::add_event_to_current(ActivityEvent::new("late")).is_err());
+    assert_eq!(recorded.events().len(), 1);
+}
+#[test]
 fn drop_all_releases_siblings_and_their_parent_as_dropping_each_would() {
     static S: ActivitySource = ActivitySource::new("model.drop_all");
     let rec = Recorder::new("model.drop_all", AllDataAndRecorded);
