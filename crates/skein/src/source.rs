@@ -144,6 +144,21 @@ enum ParentSeen {
     Other,
 }
 
+impl ParentSeen {
+    /// What this thread's current activity is, as a parent.
+    #[inline]
+    fn current() -> ParentSeen {
+        current::with(|c| match c {
+            None => ParentSeen::None,
+            Some(p) => match p.local_w3c_recorded() {
+                Some(true) => ParentSeen::LocalRecorded,
+                Some(false) => ParentSeen::LocalNotRecorded,
+                None => ParentSeen::Other,
+            },
+        })
+    }
+}
+
 /// An attached listener, with its trait-object pointer resolved once (calling through an
 /// `Arc<dyn _>` recomputes where the value sits from the vtable on every call).
 #[derive(Clone)]
@@ -672,15 +687,7 @@ impl ActivitySource {
         // decide (see `ActivityListener::root_decision` and `local_parent_decision`). (What
         // the look returns is one byte, in a register: an enum carrying the parent's context
         // would be written to memory and read back at once, a stall per activity.)
-        let parent = current::with(|c| match c {
-            None => ParentSeen::None,
-            Some(p) => match p.local_w3c_recorded() {
-                Some(true) => ParentSeen::LocalRecorded,
-                Some(false) => ParentSeen::LocalNotRecorded,
-                None => ParentSeen::Other,
-            },
-        });
-        if let Some(result) = known_decision(self.decisions.load(Ordering::Acquire), parent) {
+        if let Some(result) = known_decision(self.decisions.load(Ordering::Acquire), ParentSeen::current()) {
             if result == ActivitySamplingResult::None || instrumentation_suppressed() {
                 return None;
             }
@@ -696,10 +703,7 @@ impl ActivitySource {
             );
             return Some(self.start_sampled(&[], name, kind, result, &mut options));
         }
-        let parent_context = match parent {
-            ParentSeen::None => ActivityContext::default(),
-            _ => current::with(|c| c.map(Activity::context)).unwrap_or_default(),
-        };
+        let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
         let mut options = ActivityCreationOptions::new(
             self,
             name,
@@ -823,6 +827,7 @@ impl ActivitySource {
         let id_format = options.id_format;
         let by_context =
             |options: &ActivityCreationOptions<'_, ActivityContext>| self.sample(options, |l, o| l.sample(o));
+        let mut decided = false;
         let (result, remote, sampling_tags, sampled_trace_state, root_trace_id) = match options.parent.clone() {
             ActivityParent::Id(id) => {
                 let context = parse_traceparent(id).ok().map(|(trace_id, span_id, flags)| {
@@ -883,6 +888,17 @@ impl ActivitySource {
             }
             // The current activity (an invalid context means the same, as in .NET). A created
             // but not started activity takes its parent at start; sampling sees today's.
+            ActivityParent::Current | ActivityParent::Context(_)
+                if let Some(result) = known_decision(self.decisions.load(Ordering::Acquire), ParentSeen::current()) =>
+            {
+                // Decided without asking (see `start_under_current`): no parent context to
+                // build, no sampler to call, and nobody wants `on_started`.
+                if result == ActivitySamplingResult::None || instrumentation_suppressed() {
+                    return None;
+                }
+                decided = true;
+                (result, RemoteParent::Current, Vec::new(), None, None)
+            }
             ActivityParent::Current | ActivityParent::Context(_) => {
                 let parent_context = current::with(|c| c.map(Activity::context)).unwrap_or_default();
                 let mut opts =
@@ -913,7 +929,7 @@ impl ActivitySource {
                 (true, true) => Start::NowDetached,
             },
         );
-        if start {
+        if start && !decided {
             self.notify_started(&activity);
         }
         Some(activity)

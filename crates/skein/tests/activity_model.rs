@@ -1392,11 +1392,20 @@ impl ActivityListener for Delegating {
     }
 }
 
-/// A root, a child, a child of an unrecorded parent (from an incoming `-00` traceparent)
-/// and a grandchild under it, from `source`.
+/// A root, a child, the same through start options (tags, detached), a child of an
+/// unrecorded parent (from an incoming `-00` traceparent) and a grandchild under it, from
+/// `source`.
 fn family(source: &'static ActivitySource) {
     let root = source.start_activity("root", ActivityKind::Server);
     drop(source.start_activity("child", ActivityKind::Internal));
+    drop(root);
+    let tagged = |detached| ActivityStartOptions {
+        tags: vec![Tag::new("order.id", 42)],
+        detached,
+        ..Default::default()
+    };
+    let root = source.start_activity_with("root with tags", ActivityKind::Server, tagged(false));
+    drop(source.start_activity_with("detached child", ActivityKind::Internal, tagged(true)));
     drop(root);
     let unrecorded = source.start_activity_with(
         "unrecorded",
@@ -1433,7 +1442,7 @@ fn declared_decisions_are_what_asking_would_answer_and_skip_the_asking() {
         let seen = |l: &Delegating| l.stopped.lock().unwrap().clone();
         assert_eq!(seen(&declared), seen(&asked), "root sampler always on: {root}");
         assert!(!seen(&asked).is_empty());
-        assert_eq!(asked.asked(), 4, "every start asks a listener that does not declare");
+        assert_eq!(asked.asked(), 6, "every start asks a listener that does not declare");
         // Only the activity with a remote parent was asked about: roots and local children
         // were answered from the declarations.
         assert_eq!(declared.asked(), 1);
@@ -1491,6 +1500,13 @@ fn declared_decisions_still_honour_suppression_and_started_callbacks() {
         let _quiet = suppress_instrumentation();
         assert!(QUIET
             .start_activity("suppressed child", ActivityKind::Internal)
+            .is_none());
+        let detached = ActivityStartOptions {
+            detached: true,
+            ..Default::default()
+        };
+        assert!(QUIET
+            .start_activity_with("suppressed detached child", ActivityKind::Internal, detached)
             .is_none());
         drop(Activity::set_current(None));
         assert!(QUIET.start_activity("suppressed root", ActivityKind::Server).is_none());
