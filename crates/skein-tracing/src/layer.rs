@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasherDefault;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use skein::logs::{LogRecord, Severity};
 use skein::{
@@ -531,11 +531,42 @@ fn activity_event(
     fields: Vec<Tag>,
 ) -> ActivityEvent {
     let name = message.unwrap_or(Cow::Borrowed(metadata.target()));
-    let mut tags = Vec::with_capacity(fields.len() + 2);
-    tags.push(Tag::new("level", metadata.level().as_str()));
-    tags.push(Tag::new("target", metadata.target()));
-    tags.extend(fields);
-    ActivityEvent::new(name).with_tags(tags)
+    let fixed = call_site_tags(metadata);
+    let event = ActivityEvent::new(name);
+    if fields.is_empty() {
+        event.with_static_tags(fixed)
+    } else {
+        event.with_tags(fixed.iter().cloned().chain(fields))
+    }
+}
+
+/// The `level` and `target` tags of an event call site, made once per call site and shared
+/// by its events: an event with no other fields then allocates nothing.
+fn call_site_tags(metadata: &'static Metadata<'static>) -> &'static [Tag] {
+    static KEPT: LazyLock<RwLock<CallsiteMap<&'static [Tag]>>> = LazyLock::new(Default::default);
+    thread_local! {
+        static THREAD_KEPT: RefCell<CallsiteMap<&'static [Tag]>> = RefCell::new(HashMap::default());
+    }
+    let id = metadata.callsite();
+    if let Ok(Some(tags)) = THREAD_KEPT.try_with(|kept| kept.borrow().get(&id).copied()) {
+        return tags;
+    }
+    let shared = KEPT.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
+    let tags = shared.unwrap_or_else(|| {
+        // Call sites are statics, so this is bounded by the program's event call sites.
+        *KEPT
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_insert_with(|| {
+                Box::leak(Box::new([
+                    Tag::new_static_str("level", metadata.level().as_str()),
+                    Tag::new_static_str("target", metadata.target()),
+                ]))
+            })
+    });
+    let _ = THREAD_KEPT.try_with(|kept| kept.borrow_mut().insert(id, tags));
+    tags
 }
 
 /// OpenTelemetry's severity for a `tracing` level.

@@ -50,3 +50,48 @@ fn constant_and_varying_messages_are_recorded_as_said() {
         ]
     );
 }
+
+#[test]
+fn every_event_carries_its_own_call_sites_level_and_target() {
+    static TAGGED: ActivitySource = ActivitySource::new("event_messages.tags");
+    let exporter = InMemoryExporter::default();
+    let _export = ExportPipeline::new()
+        .with_sources([TAGGED.name()])
+        .simple(exporter.clone())
+        .install();
+    let subscriber = tracing_subscriber::registry().with(skein_tracing::layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let activity = TAGGED.start_activity("work", ActivityKind::Internal).unwrap();
+        for _ in 0..2 {
+            tracing::info!("plain");
+            tracing::warn!(target: "payments", "elsewhere");
+            tracing::error!(attempt = 3, "with a field");
+        }
+        drop(activity);
+    });
+    let finished = exporter.finished();
+    let tags: Vec<Vec<String>> = finished[0]
+        .events()
+        .iter()
+        .map(|e| e.tags.iter().map(|t| format!("{}={}", t.key, t.value)).collect())
+        .collect();
+    let here = module_path!();
+    let plain = vec!["level=INFO".to_string(), format!("target={here}")];
+    let elsewhere = vec!["level=WARN".to_string(), "target=payments".to_string()];
+    let with_field = vec![
+        "level=ERROR".to_string(),
+        format!("target={here}"),
+        "attempt=3".to_string(),
+    ];
+    assert_eq!(
+        tags,
+        [
+            plain.clone(),
+            elsewhere.clone(),
+            with_field.clone(),
+            plain,
+            elsewhere,
+            with_field
+        ]
+    );
+}

@@ -111,8 +111,9 @@ pub struct ActivityEvent {
     pub name: Cow<'static, str>,
     /// When it happened.
     pub timestamp: Timestamp,
-    /// Its tags.
-    pub tags: Vec<Tag>,
+    /// Its tags: borrowed when the same ones recur (see
+    /// [`with_static_tags`](Self::with_static_tags)), else owned.
+    pub tags: Cow<'static, [Tag]>,
 }
 
 impl ActivityEvent {
@@ -122,7 +123,7 @@ impl ActivityEvent {
         ActivityEvent {
             name: name.into(),
             timestamp: Timestamp::now(),
-            tags: Vec::new(),
+            tags: Cow::Borrowed(&[]),
         }
     }
 
@@ -130,9 +131,23 @@ impl ActivityEvent {
     pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
         if self.tags.is_empty() {
             // Collecting a vector's own iterator keeps its allocation.
-            self.tags = tags.into_iter().collect();
+            self.tags = Cow::Owned(tags.into_iter().collect());
         } else {
-            self.tags.extend(tags);
+            self.tags.to_mut().extend(tags);
+        }
+        self
+    }
+
+    /// Gives the event tags that many events share (an instrumentation's fixed tags for a
+    /// call site, say), referenced rather than copied: an event with borrowed name and tags
+    /// allocates nothing, and its activity is freed without running drop code. Tags added
+    /// later with [`with_tags`](Self::with_tags) copy them first.
+    #[inline]
+    pub fn with_static_tags(mut self, tags: &'static [Tag]) -> Self {
+        if self.tags.is_empty() {
+            self.tags = Cow::Borrowed(tags);
+        } else {
+            self.tags.to_mut().extend_from_slice(tags);
         }
         self
     }
@@ -147,7 +162,7 @@ impl ActivityEvent {
 impl OwnsNothing for ActivityEvent {
     #[inline]
     fn owns_nothing(&self) -> bool {
-        matches!(self.name, Cow::Borrowed(_)) && self.tags.capacity() == 0
+        matches!(self.name, Cow::Borrowed(_)) && matches!(self.tags, Cow::Borrowed(_))
     }
 }
 

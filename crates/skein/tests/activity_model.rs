@@ -171,7 +171,7 @@ fn events_go_to_the_current_activity_only_when_it_wants_all_data() {
     let events = recorded.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, "added");
-    assert_eq!(events[0].tags, [Tag::new("n", 1i64)]);
+    assert_eq!(*events[0].tags, [Tag::new("n", 1i64)]);
     assert!(propagated.events().is_empty());
 
     // A listener may turn data off while the activity runs.

@@ -125,11 +125,24 @@ fn unsampled_activities_do_not_allocate() {
 /// (freed by releasing their references alone), and owned names, tags, arrays, spilled tags,
 /// events with tags, links, baggage, extra fields, hierarchical ids and remote parents.
 fn activities_of_every_shape(source: &'static ActivitySource) {
+    static SHARED_TAGS: [Tag; 2] = [
+        Tag::new_static_str("level", "INFO"),
+        Tag::new_static_str("target", "app"),
+    ];
     let plain = source.start_activity("plain", ActivityKind::Internal).unwrap();
     plain.add_tag("k", 1).add_event(ActivityEvent::new("event"));
+    plain.add_event(ActivityEvent::new("shared tags").with_static_tags(&SHARED_TAGS));
     let child = source.start_activity("child", ActivityKind::Internal).unwrap();
     drop(child);
     drop(plain);
+    // Shared tags and more: copied, then owned.
+    let extended = source.start_activity("extended", ActivityKind::Internal).unwrap();
+    extended.add_event(
+        ActivityEvent::new("shared and own tags")
+            .with_static_tags(&SHARED_TAGS)
+            .with_tags([Tag::new("own", 1)]),
+    );
+    drop(extended);
 
     let owned = source
         .start_activity(String::from("owned name"), ActivityKind::Server)
@@ -247,4 +260,28 @@ fn freeing_recorded_activities_frees_what_they_allocated() {
     });
     assert!(allocations > 100, "the shapes allocate ({allocations})");
     assert_eq!(allocations, frees, "every allocation is freed");
+}
+
+#[test]
+fn recorded_activities_of_static_data_do_not_allocate() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static STATIC_DATA: ActivitySource = ActivitySource::new("alloc.recorded");
+    static SHARED_TAGS: [Tag; 2] = [
+        Tag::new_static_str("level", "INFO"),
+        Tag::new_static_str("target", "app"),
+    ];
+    let _r = ActivitySource::add_activity_listener(Record);
+    let activity = || {
+        let a = STATIC_DATA.start_activity("op", ActivityKind::Internal).unwrap();
+        a.add_tag("k", 1).add_tag("static", "value");
+        a.add_event(ActivityEvent::new("event").with_static_tags(&SHARED_TAGS));
+    };
+    // The first one fills this thread's pool of activity blocks.
+    activity();
+    let n = allocations_during(|| {
+        for _ in 0..1000 {
+            activity();
+        }
+    });
+    assert_eq!(n, 0, "static names, tags and shared event tags");
 }
