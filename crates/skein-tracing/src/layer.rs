@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use skein::logs::{LogRecord, Severity};
 use skein::{
     Activity, ActivityEvent, ActivityKind, ActivityLink, ActivityParent, ActivitySource, ActivityStartOptions,
-    ActivityStatusCode, CurrentGuard, Tag, TagValue,
+    ActivityStatusCode, CurrentGuard, Tag, TagText, TagValue,
 };
 use tracing_core::callsite::Identifier;
 use tracing_core::field::{Field, Visit};
@@ -676,7 +676,7 @@ impl Fields {
 
 fn text(value: TagValue) -> String {
     match value {
-        TagValue::Str(s) => s.into_owned(),
+        TagValue::Str(s) => s.into_string(),
         other => other.to_string(),
     }
 }
@@ -689,11 +689,13 @@ impl Visit for Fields {
                 return;
             }
         }
-        self.record(field, TagValue::Str(format!("{value:?}").into()));
+        // Short text moves inline (see `TagText`): the activity then owns no heap memory.
+        self.record(field, TagValue::from(format!("{value:?}")));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, TagValue::Str(value.to_owned().into()));
+        // Copied inline when short: no allocation.
+        self.record(field, TagValue::Str(TagText::copy(value)));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {

@@ -99,5 +99,5 @@ pub use source::{
     on_listeners_changed, suppress_instrumentation, ActivityParent, ActivitySource, ActivityStartOptions,
     ListenerRegistration, SuppressedInstrumentation,
 };
-pub use tag::{IntoTagValue, Tag, TagValue};
+pub use tag::{IntoTagValue, Tag, TagText, TagValue};
 pub use trace_state::TraceState;

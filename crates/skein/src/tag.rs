@@ -3,11 +3,155 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// The text of a string tag value: a `&'static str` is referenced, a copy of up to
+/// [`TagText::INLINE_CAPACITY`] bytes (most attribute values: methods, routes, names, tiers,
+/// short ids) is kept inline, and only longer text owns heap memory. An activity whose tags
+/// own no heap memory costs no allocation for them and is freed without running their drop
+/// code.
+#[derive(Clone)]
+pub struct TagText(Text);
+
+#[derive(Clone)]
+enum Text {
+    Static(&'static str),
+    /// The first `len` bytes of `bytes` are UTF-8 (copied from a `str`).
+    Inline {
+        len: u8,
+        bytes: [u8; TagText::INLINE_CAPACITY],
+    },
+    Owned(Box<str>),
+}
+
+impl TagText {
+    /// The longest text kept inline, in bytes (the value is as large as a `String`).
+    pub const INLINE_CAPACITY: usize = 22;
+
+    /// Text referencing a static string.
+    pub const fn from_static(text: &'static str) -> TagText {
+        TagText(Text::Static(text))
+    }
+
+    /// A copy of `text`: inline when it fits, so a short value costs no allocation.
+    #[inline]
+    pub fn copy(text: &str) -> TagText {
+        if text.len() <= TagText::INLINE_CAPACITY {
+            let mut bytes = [0; TagText::INLINE_CAPACITY];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            TagText(Text::Inline {
+                len: text.len() as u8,
+                bytes,
+            })
+        } else {
+            TagText(Text::Owned(text.into()))
+        }
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Text::Static(text) => text,
+            // Copied from a `str` whole, so it is UTF-8: the check cannot fail (and is cheap
+            // for text this short).
+            Text::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Text::Owned(text) => text,
+        }
+    }
+
+    /// True if the text is on the heap (longer than [`TagText::INLINE_CAPACITY`] and not
+    /// static).
+    #[inline]
+    pub fn is_heap_allocated(&self) -> bool {
+        matches!(self.0, Text::Owned(_))
+    }
+
+    /// The text as a `String`.
+    pub fn into_string(self) -> String {
+        match self.0 {
+            Text::Owned(text) => text.into_string(),
+            _ => self.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::ops::Deref for TagText {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for TagText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for TagText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TagText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for TagText {
+    fn eq(&self, other: &TagText) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TagText {}
+
+impl PartialEq<str> for TagText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TagText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&'static str> for TagText {
+    #[inline]
+    fn from(text: &'static str) -> TagText {
+        TagText::from_static(text)
+    }
+}
+
+impl From<String> for TagText {
+    /// Short text moves inline (the string is freed); longer text keeps its allocation.
+    fn from(text: String) -> TagText {
+        if text.len() <= TagText::INLINE_CAPACITY {
+            TagText::copy(&text)
+        } else {
+            TagText(Text::Owned(text.into_boxed_str()))
+        }
+    }
+}
+
+impl From<Cow<'static, str>> for TagText {
+    fn from(text: Cow<'static, str>) -> TagText {
+        match text {
+            Cow::Borrowed(text) => TagText::from_static(text),
+            Cow::Owned(text) => TagText::from(text),
+        }
+    }
+}
+
 /// A tag value: string, bool, 64-bit integer, 64-bit float, or a homogeneous array of those.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TagValue {
     /// A string.
-    Str(Cow<'static, str>),
+    Str(TagText),
     /// A boolean.
     Bool(bool),
     /// A signed 64-bit integer.
@@ -97,9 +241,10 @@ macro_rules! from_value {
 }
 
 from_value!(Str:
-    &'static str => Cow::Borrowed,
-    String => Cow::Owned,
-    Cow<'static, str> => |v| v,
+    &'static str => TagText::from_static,
+    String => TagText::from,
+    Cow<'static, str> => TagText::from,
+    TagText => |v| v,
 );
 from_value!(Bool: bool => |v| v);
 from_value!(I64:
@@ -162,7 +307,7 @@ impl Tag {
     pub const fn new_static_str(key: &'static str, value: &'static str) -> Self {
         Tag {
             key: Cow::Borrowed(key),
-            value: TagValue::Str(Cow::Borrowed(value)),
+            value: TagValue::Str(TagText::from_static(value)),
         }
     }
 }
@@ -225,17 +370,58 @@ into_tag_value!(
 impl crate::inline_vec::OwnsNothing for Tag {
     #[inline]
     fn owns_nothing(&self) -> bool {
-        matches!(self.key, Cow::Borrowed(_))
-            && matches!(
-                self.value,
-                TagValue::Str(Cow::Borrowed(_)) | TagValue::Bool(_) | TagValue::I64(_) | TagValue::F64(_)
-            )
+        let value_owns_nothing = match &self.value {
+            TagValue::Str(text) => !text.is_heap_allocated(),
+            TagValue::Bool(_) | TagValue::I64(_) | TagValue::F64(_) => true,
+            TagValue::StrArray(_) | TagValue::BoolArray(_) | TagValue::I64Array(_) | TagValue::F64Array(_) => false,
+        };
+        matches!(self.key, Cow::Borrowed(_)) && value_owns_nothing
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_kept_inline_up_to_its_capacity_and_reads_back_the_same() {
+        let fits = "a".repeat(TagText::INLINE_CAPACITY);
+        let longer = "a".repeat(TagText::INLINE_CAPACITY + 1);
+        // Multi-byte characters up to the last byte that fits.
+        let accented = "é".repeat(TagText::INLINE_CAPACITY / 2);
+        for text in [&*fits, &*longer, &*accented, "", "gold"] {
+            let copied = TagText::copy(text);
+            let moved = TagText::from(text.to_owned());
+            assert_eq!(copied.as_str(), text);
+            assert_eq!(moved.as_str(), text);
+            let heap = text.len() > TagText::INLINE_CAPACITY;
+            assert_eq!(copied.is_heap_allocated(), heap, "{text:?}");
+            assert_eq!(moved.is_heap_allocated(), heap, "{text:?}");
+            assert_eq!(copied, moved);
+            assert_eq!(copied.clone().into_string(), text);
+            assert_eq!(format!("{copied}"), text);
+            assert_eq!(format!("{copied:?}"), format!("{text:?}"));
+        }
+        let fixed = TagText::from_static("gold");
+        assert!(!fixed.is_heap_allocated());
+        assert_eq!(fixed, TagText::copy("gold"));
+        assert_eq!(fixed, "gold");
+        assert_ne!(fixed, TagText::copy("silver"));
+        assert_eq!(TagText::from(Cow::Owned(longer.clone())).as_str(), longer);
+    }
+
+    #[test]
+    fn tags_own_nothing_unless_their_text_is_on_the_heap() {
+        use crate::inline_vec::OwnsNothing;
+        let long = "x".repeat(TagText::INLINE_CAPACITY + 1);
+        assert!(Tag::new("k", "static").owns_nothing());
+        assert!(Tag::new("k", TagText::copy("short")).owns_nothing());
+        assert!(Tag::new("k", String::from("short")).owns_nothing());
+        assert!(Tag::new("k", 1).owns_nothing());
+        assert!(!Tag::new("k", long).owns_nothing());
+        assert!(!Tag::new(String::from("owned key"), 1).owns_nothing());
+        assert!(!Tag::new("k", vec![1i64]).owns_nothing());
+    }
 
     #[test]
     fn conversions() {

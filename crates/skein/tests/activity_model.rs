@@ -772,8 +772,11 @@ fn owns_heap_memory_tells_static_data_from_allocated() {
     let plain = start("static name");
     plain.add_tag("k", "static value").add_tag("n", 1);
     assert!(!plain.owns_heap_memory());
+    let short_tag = start("static name");
+    short_tag.add_tag("k", String::from("owned"));
+    assert!(!short_tag.owns_heap_memory(), "short text is kept inline");
     let owned_tag = start("static name");
-    owned_tag.add_tag("k", String::from("owned"));
+    owned_tag.add_tag("k", String::from("a value longer than the inline room"));
     assert!(owned_tag.owns_heap_memory());
     let owned_name = S.start_activity(format!("GET {}", 1), ActivityKind::Internal).unwrap();
     assert!(owned_name.owns_heap_memory());

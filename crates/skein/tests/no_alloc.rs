@@ -148,6 +148,7 @@ fn activities_of_every_shape(source: &'static ActivitySource) {
         .start_activity(String::from("owned name"), ActivityKind::Server)
         .unwrap();
     owned.add_tag(String::from("owned.key"), String::from("owned value"));
+    owned.add_tag("long", "a value longer than the inline room of a tag".to_owned());
     owned.add_tag("array", vec![1i64, 2, 3]);
     for i in 0..6 {
         owned.add_tag("spilled", i);
@@ -240,6 +241,7 @@ fn activities_of_every_shape(source: &'static ActivitySource) {
     let late = source.start_activity("late", ActivityKind::Internal).unwrap();
     late.add_tag("replaced", 1);
     late.set_tag("replaced", String::from("owned"));
+    late.set_tag("replaced", "a value longer than the inline room of a tag".to_owned());
     late.stop();
     late.add_tags([Tag::new("after stop", String::from("owned"))]);
     late.add_event(ActivityEvent::new(String::from("after stop")));

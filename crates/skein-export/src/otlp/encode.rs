@@ -93,7 +93,7 @@ impl Encoder {
                 key(out, 4, FIXED64);
                 out.extend_from_slice(&f.to_bits().to_le_bytes());
             }
-            TagValue::StrArray(v) => self.array(out, v.iter().map(|s| TagValue::Str(s.clone()))),
+            TagValue::StrArray(v) => self.array(out, v.iter().map(|s| TagValue::from(s.clone()))),
             TagValue::BoolArray(v) => self.array(out, v.iter().map(|b| TagValue::Bool(*b))),
             TagValue::I64Array(v) => self.array(out, v.iter().map(|i| TagValue::I64(*i))),
             TagValue::F64Array(v) => self.array(out, v.iter().map(|f| TagValue::F64(*f))),
