@@ -640,6 +640,14 @@ impl Queue {
             let thread_ring = &mut rings[index];
             if thread_ring.room == 0 {
                 thread_ring.room = self.rings.reserve();
+                // Half the whole queue waiting (or reserved): wake the export thread even
+                // from a nap (`Sleep::hurry` runs no user code: fine under the borrow).
+                // Looked at once per reservation, on the process-wide budget: with several
+                // threads queuing, the queue fills before any one thread's ring is half full,
+                // and a napping export thread would wake to find activities dropped.
+                if self.rings.budget.load(Ordering::Relaxed) < self.rings.capacity / 2 {
+                    self.sleep.hurry(&self.worker);
+                }
             }
             if thread_ring.room == 0 {
                 // The whole queue is full.
@@ -654,12 +662,6 @@ impl Queue {
                     let since_wake = thread_ring.since_wake;
                     if since_wake >= self.wake_every {
                         thread_ring.since_wake = 0;
-                        // Half the queue waiting here: wake the export thread even from a
-                        // nap (`Sleep::hurry` runs no user code: fine under the borrow).
-                        let ring = &thread_ring.ring;
-                        if ring.slots() <= ring.buffer().capacity() / 2 {
-                            self.sleep.hurry(&self.worker);
-                        }
                     }
                     Some(Pushed::Queued(since_wake))
                 }
@@ -926,6 +928,46 @@ mod tests {
         let token = Arc::new(());
         activity.set_custom_property("token", Some(token.clone()));
         (activity, token)
+    }
+
+    #[test]
+    fn threads_that_fill_half_the_queue_together_wake_the_export_thread() {
+        const CAPACITY: usize = 2048;
+        let queue = Arc::new(Queue {
+            id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
+            rings: Arc::new(Rings::new(CAPACITY)),
+            returned: Arc::new(Returned::new()),
+            worker: std::thread::current(),
+            sleep: Arc::new(Sleep::default()),
+            // No nudges from batch counts: only the queue's filling may wake it here.
+            wake_every: usize::MAX,
+        });
+        queue.sleep.set_napping_for_test();
+        // Three threads, each queuing a fifth of the queue: no ring is half full, but
+        // together they hold 60% of the queue.
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    let activities: Vec<_> = (0..CAPACITY / 5).map(|_| activity().0).collect();
+                    for activity in activities {
+                        queue.push(activity);
+                    }
+                    // Held until the checks are done: an exiting thread gives back its room.
+                    std::thread::park();
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while queue.rings.budget.load(Ordering::Relaxed) > CAPACITY - 3 * (CAPACITY / 5) {
+            assert!(std::time::Instant::now() < deadline, "the threads queued");
+            std::thread::yield_now();
+        }
+        assert!(queue.sleep.was_hurried_for_test(), "the export thread was woken");
+        for thread in threads {
+            thread.thread().unpark();
+            thread.join().unwrap();
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ const BUSY_NAP: Duration = Duration::from_micros(30);
 /// sleeping until an application thread wakes it with a system call for every batch (in a
 /// virtual machine a wake-up costs the waker microseconds: ~5% of a `tracing` span through
 /// the bridge, measured). A batch that takes longer to fill is waited for asleep (its
-/// wake-up is rare). Application threads that find half their ring waiting wake it from a
+/// wake-up is rare). An application thread that finds half the queue taken wakes it from a
 /// nap anyway ([`Sleep::hurry`]), so a burst after a lull is not dropped.
 const FLOWING_NAP_MAX: Duration = Duration::from_millis(2);
 
@@ -63,6 +63,12 @@ pub(crate) struct Looked {
 #[derive(Default)]
 pub(crate) struct Sleep {
     asleep: AtomicBool,
+    /// Napping until a slowly filling batch should be full ([`FLOWING_NAP_MAX`] at most), as
+    /// the application threads see it. Only such a nap is cut short by [`Sleep::hurry`]: the
+    /// short naps between full batches are the export thread keeping up, and waking it from
+    /// those on every reservation of queue room cost a third of the activities delivered
+    /// when producers outran it (measured).
+    dozing: AtomicBool,
 }
 
 impl Sleep {
@@ -79,13 +85,29 @@ impl Sleep {
         }
     }
 
-    /// Called by an application thread that finds the queue filling up (spans: half its
-    /// ring waiting; logs: two batches): wakes the export thread even from a nap (a system
-    /// call only if it is parked).
+    /// Called by an application thread that finds the queue filling up (spans: half the
+    /// process-wide queue taken; logs: two batches): wakes the export thread even from a nap
+    /// (a system call only if it is parked).
     #[cold]
     pub(crate) fn hurry(&self, thread: &Thread) {
-        self.asleep.store(false, Ordering::Relaxed);
-        thread.unpark();
+        let dozing = self.dozing.load(Ordering::Relaxed) && self.dozing.swap(false, Ordering::Relaxed);
+        let asleep = self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::AcqRel);
+        if dozing || asleep {
+            thread.unpark();
+        }
+    }
+
+    /// For tests: as if the export thread were napping until a batch fills.
+    #[cfg(test)]
+    pub(crate) fn set_napping_for_test(&self) {
+        self.dozing.store(true, Ordering::Relaxed);
+    }
+
+    /// For tests: whether an application thread woke the export thread since
+    /// [`set_napping_for_test`](Self::set_napping_for_test).
+    #[cfg(test)]
+    pub(crate) fn was_hurried_for_test(&self) -> bool {
+        !self.dozing.load(Ordering::Relaxed)
     }
 }
 
@@ -107,7 +129,14 @@ pub(crate) fn drive(
         let now = Instant::now();
         if now < next_export {
             if let Some(nap) = nap {
+                let flowing = nap > BUSY_NAP;
+                if flowing {
+                    sleep.dozing.store(true, Ordering::SeqCst);
+                }
                 std::thread::park_timeout(nap.min(next_export - now));
+                if flowing {
+                    sleep.dozing.store(false, Ordering::Relaxed);
+                }
             } else {
                 sleep.asleep.store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
