@@ -101,3 +101,56 @@ fn activities_of_exited_threads_are_exported_or_counted_as_dropped() {
         "{exported} exported, {dropped} dropped"
     );
 }
+
+/// Counts what it exports.
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ActivityExporter for Counting {
+    fn export(&mut self, batch: &[Activity]) -> Result<(), ExportError> {
+        self.0.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[test]
+fn threads_queuing_together_at_a_steady_pace_lose_nothing() {
+    static STEADY: ActivitySource = ActivitySource::new("export.threads.steady");
+    let exported = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let guard = ExportPipeline::new()
+        .with_sources([STEADY.name()])
+        .batch(
+            Counting(exported.clone()),
+            BatchConfig {
+                max_queue_size: 2048,
+                max_export_batch_size: 512,
+                scheduled_delay: Duration::from_secs(60),
+                ..BatchConfig::default()
+            },
+        )
+        .install();
+    // Four threads, 600 activities each at about 30 a millisecond: more than the queue holds
+    // in all, arriving so slowly that the export thread sleeps between batches. The queue's
+    // bound is process-wide, so it is half full long before any one thread has queued a
+    // batch (which is when a thread wakes a sleeping export thread for its own batch).
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for i in 0..600 {
+                    drop(STEADY.start_activity("steady", ActivityKind::Internal));
+                    if i % 30 == 29 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    guard.force_flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        exported.load(std::sync::atomic::Ordering::Relaxed),
+        4 * 600,
+        "nothing dropped"
+    );
+}
