@@ -40,8 +40,9 @@ const BUSY_NAP: Duration = Duration::from_micros(30);
 /// sleeping until an application thread wakes it with a system call for every batch (in a
 /// virtual machine a wake-up costs the waker microseconds: ~5% of a `tracing` span through
 /// the bridge, measured). A batch that takes longer to fill is waited for asleep (its
-/// wake-up is rare). An application thread that finds half the queue taken wakes it from a
-/// nap anyway ([`Sleep::hurry`]), so a burst after a lull is not dropped.
+/// wake-up is rare). An application thread that finds a quarter of the queue taken wakes it
+/// from such a nap anyway ([`Sleep::hurry`]), so a burst after a lull, or a late timer, does
+/// not drop activities.
 const FLOWING_NAP_MAX: Duration = Duration::from_millis(2);
 
 /// Items arriving at a batch per this or faster: the export thread sleeps until the
@@ -85,9 +86,9 @@ impl Sleep {
         }
     }
 
-    /// Called by an application thread that finds the queue filling up (spans: half the
-    /// process-wide queue taken; logs: two batches): wakes the export thread even from a nap
-    /// (a system call only if it is parked).
+    /// Called by an application thread that finds the queue filling up (spans: a quarter of
+    /// the process-wide queue taken; logs: two batches): wakes the export thread if it is
+    /// asleep or napping until a slow batch fills (a system call then).
     #[cold]
     pub(crate) fn hurry(&self, thread: &Thread) {
         let dozing = self.dozing.load(Ordering::Relaxed) && self.dozing.swap(false, Ordering::Relaxed);
