@@ -162,7 +162,7 @@ impl LogProcessor for QueueProcessor {
                 // Woken once a batch is waiting, not per record (a wake-up is a system call),
                 // and from a nap once two are (once: the record that makes it two).
                 if queued == 2 * self.batch_size {
-                    self.counters.sleep.hurry(&self.worker);
+                    self.counters.sleep.hurry(&self.worker, true);
                 } else if queued >= self.batch_size {
                     self.counters.sleep.nudge(&self.worker);
                 }

@@ -65,11 +65,14 @@ pub(crate) struct Looked {
 pub(crate) struct Sleep {
     asleep: AtomicBool,
     /// Napping until a slowly filling batch should be full ([`FLOWING_NAP_MAX`] at most), as
-    /// the application threads see it. Only such a nap is cut short by [`Sleep::hurry`]: the
-    /// short naps between full batches are the export thread keeping up, and waking it from
-    /// those on every reservation of queue room cost a third of the activities delivered
-    /// when producers outran it (measured).
+    /// the application threads see it: [`Sleep::hurry`] cuts such a nap short.
     dozing: AtomicBool,
+    /// Napping between full batches ([`BUSY_NAP`]): only an urgent [`Sleep::hurry`] (the
+    /// queue nearly full) cuts it short. Waking the export thread from these naps whenever
+    /// the queue was a quarter full cost a third of the activities delivered when producers
+    /// outran it (measured), but a nap's timer firing milliseconds late on an idle virtual
+    /// core must not drop activities either.
+    busy_napping: AtomicBool,
 }
 
 impl Sleep {
@@ -88,12 +91,12 @@ impl Sleep {
 
     /// Called by an application thread that finds the queue filling up (spans: a quarter of
     /// the process-wide queue taken; logs: two batches): wakes the export thread if it is
-    /// asleep or napping until a slow batch fills (a system call then).
+    /// asleep or napping until a slow batch fills, and if `urgent` (spans: three quarters
+    /// taken) also from a nap between full batches (a system call then, once per nap).
     #[cold]
-    pub(crate) fn hurry(&self, thread: &Thread) {
-        let dozing = self.dozing.load(Ordering::Relaxed) && self.dozing.swap(false, Ordering::Relaxed);
-        let asleep = self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::AcqRel);
-        if dozing || asleep {
+    pub(crate) fn hurry(&self, thread: &Thread, urgent: bool) {
+        let take = |flag: &AtomicBool| flag.load(Ordering::Relaxed) && flag.swap(false, Ordering::AcqRel);
+        if take(&self.dozing) || take(&self.asleep) || (urgent && take(&self.busy_napping)) {
             thread.unpark();
         }
     }
@@ -130,14 +133,14 @@ pub(crate) fn drive(
         let now = Instant::now();
         if now < next_export {
             if let Some(nap) = nap {
-                let flowing = nap > BUSY_NAP;
-                if flowing {
-                    sleep.dozing.store(true, Ordering::SeqCst);
-                }
+                let napping = if nap > BUSY_NAP {
+                    &sleep.dozing
+                } else {
+                    &sleep.busy_napping
+                };
+                napping.store(true, Ordering::SeqCst);
                 std::thread::park_timeout(nap.min(next_export - now));
-                if flowing {
-                    sleep.dozing.store(false, Ordering::Relaxed);
-                }
+                napping.store(false, Ordering::Relaxed);
             } else {
                 sleep.asleep.store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
