@@ -271,6 +271,26 @@ impl DropReport {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_an_urgent_hurry_cuts_a_nap_between_full_batches_short() {
+        let sleep = Sleep::default();
+        let me = std::thread::current();
+        sleep.busy_napping.store(true, Ordering::Relaxed);
+        sleep.hurry(&me, false);
+        assert!(
+            sleep.busy_napping.load(Ordering::Relaxed),
+            "a quarter full: left napping"
+        );
+        sleep.hurry(&me, true);
+        assert!(!sleep.busy_napping.load(Ordering::Relaxed), "nearly full: woken");
+        sleep.dozing.store(true, Ordering::Relaxed);
+        sleep.hurry(&me, false);
+        assert!(!sleep.dozing.load(Ordering::Relaxed), "waiting for a slow batch: woken");
+        sleep.asleep.store(true, Ordering::Relaxed);
+        sleep.hurry(&me, false);
+        assert!(!sleep.asleep.load(Ordering::Relaxed), "asleep: woken");
+    }
+
     fn looked(full: bool, waiting: usize) -> Looked {
         Looked {
             full,
