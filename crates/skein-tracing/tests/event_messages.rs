@@ -1,7 +1,7 @@
 //! Event messages become event names (and log bodies) exactly, whether a callsite always says
 //! the same (its text is then shared, not copied) or says something different each time.
 
-use skein::{ActivityKind, ActivitySource};
+use skein::{ActivityEvent, ActivityKind, ActivitySource};
 use skein_export::{ExportPipeline, InMemoryExporter};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -18,25 +18,33 @@ impl std::fmt::Debug for Chatty {
     }
 }
 
-#[test]
-fn constant_and_varying_messages_are_recorded_as_said() {
+/// The events that `log` makes, with the bridge installed, inside an activity of `source`,
+/// as exported.
+fn events_exported(source: &'static ActivitySource, log: impl FnOnce()) -> Vec<ActivityEvent> {
     let exporter = InMemoryExporter::default();
     let _export = ExportPipeline::new()
-        .with_sources([APP.name()])
+        .with_sources([source.name()])
         .simple(exporter.clone())
         .install();
     let subscriber = tracing_subscriber::registry().with(skein_tracing::layer());
     tracing::subscriber::with_default(subscriber, || {
-        let activity = APP.start_activity("work", ActivityKind::Internal).unwrap();
+        let activity = source.start_activity("work", ActivityKind::Internal).unwrap();
+        log();
+        drop(activity);
+    });
+    exporter.finished()[0].events()
+}
+
+#[test]
+fn constant_and_varying_messages_are_recorded_as_said() {
+    let events = events_exported(&APP, || {
         for i in 0..3 {
             tracing::info!("cart emptied");
             tracing::info!("item {} removed", i);
         }
         tracing::info!("{:?}", Chatty(7));
-        drop(activity);
     });
-    let finished = exporter.finished();
-    let names: Vec<String> = finished[0].events().iter().map(|e| e.name.to_string()).collect();
+    let names: Vec<String> = events.iter().map(|e| e.name.to_string()).collect();
     assert_eq!(
         names,
         [
@@ -54,24 +62,14 @@ fn constant_and_varying_messages_are_recorded_as_said() {
 #[test]
 fn every_event_carries_its_own_call_sites_level_and_target() {
     static TAGGED: ActivitySource = ActivitySource::new("event_messages.tags");
-    let exporter = InMemoryExporter::default();
-    let _export = ExportPipeline::new()
-        .with_sources([TAGGED.name()])
-        .simple(exporter.clone())
-        .install();
-    let subscriber = tracing_subscriber::registry().with(skein_tracing::layer());
-    tracing::subscriber::with_default(subscriber, || {
-        let activity = TAGGED.start_activity("work", ActivityKind::Internal).unwrap();
+    let events = events_exported(&TAGGED, || {
         for _ in 0..2 {
             tracing::info!("plain");
             tracing::warn!(target: "payments", "elsewhere");
             tracing::error!(attempt = 3, "with a field");
         }
-        drop(activity);
     });
-    let finished = exporter.finished();
-    let tags: Vec<Vec<String>> = finished[0]
-        .events()
+    let tags: Vec<Vec<String>> = events
         .iter()
         .map(|e| e.tags.iter().map(|t| format!("{}={}", t.key, t.value)).collect())
         .collect();
