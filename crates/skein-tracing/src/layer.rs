@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::sync::{Arc, LazyLock, RwLock};
+use std::thread::LocalKey;
 
 use skein::logs::{LogRecord, Severity};
 use skein::{
@@ -86,26 +87,37 @@ thread_local! {
 
 impl SourceCache {
     fn source(&self, metadata: &Metadata<'_>) -> &'static ActivitySource {
-        let id = metadata.callsite();
-        if let Ok(Some(source)) = THREAD_SOURCES.try_with(|sources| sources.borrow().get(&id).copied()) {
-            return source;
-        }
-        let shared = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
-        let source = match shared {
-            Some(source) => source,
-            None => {
-                // No borrow or lock is held here: creating a source asks the listeners.
-                let source = ActivitySource::get_or_create(metadata.target(), None, Vec::new());
-                self.0
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone(), source);
-                source
-            }
-        };
-        let _ = THREAD_SOURCES.try_with(|sources| sources.borrow_mut().insert(id, source));
-        source
+        kept_per_callsite(&THREAD_SOURCES, &self.0, metadata.callsite(), || {
+            ActivitySource::get_or_create(metadata.target(), None, Vec::new())
+        })
     }
+}
+
+/// The value kept for callsite `id` in `shared`, made by `make` the first time, and read from
+/// this thread's copy in `thread` after this thread's first look (without the shared lock's
+/// atomic updates).
+fn kept_per_callsite<V: Copy>(
+    thread: &'static LocalKey<RefCell<CallsiteMap<V>>>,
+    shared: &RwLock<CallsiteMap<V>>,
+    id: Identifier,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Ok(Some(value)) = thread.try_with(|kept| kept.borrow().get(&id).copied()) {
+        return value;
+    }
+    let found = shared.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
+    let value = found.unwrap_or_else(|| {
+        // Made with no borrow or lock held: creating a source asks the listeners (user code).
+        // Threads that raced both made one; the first kept is everyone's.
+        let made = make();
+        *shared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_insert(made)
+    });
+    let _ = thread.try_with(|kept| kept.borrow_mut().insert(id, value));
+    value
 }
 
 /// Event messages without arguments (`info!("cart emptied")`) are the same text every time:
@@ -547,26 +559,14 @@ fn call_site_tags(metadata: &'static Metadata<'static>) -> &'static [Tag] {
     thread_local! {
         static THREAD_KEPT: RefCell<CallsiteMap<&'static [Tag]>> = RefCell::new(HashMap::default());
     }
-    let id = metadata.callsite();
-    if let Ok(Some(tags)) = THREAD_KEPT.try_with(|kept| kept.borrow().get(&id).copied()) {
-        return tags;
-    }
-    let shared = KEPT.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
-    let tags = shared.unwrap_or_else(|| {
-        // Call sites are statics, so this is bounded by the program's event call sites.
-        *KEPT
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.clone())
-            .or_insert_with(|| {
-                Box::leak(Box::new([
-                    Tag::new_static_str("level", metadata.level().as_str()),
-                    Tag::new_static_str("target", metadata.target()),
-                ]))
-            })
-    });
-    let _ = THREAD_KEPT.try_with(|kept| kept.borrow_mut().insert(id, tags));
-    tags
+    // Call sites are statics, so this is bounded by the program's event call sites (and the
+    // threads that raced to make a call site's pair first).
+    kept_per_callsite(&THREAD_KEPT, &KEPT, metadata.callsite(), || {
+        Box::leak(Box::new([
+            Tag::new_static_str("level", metadata.level().as_str()),
+            Tag::new_static_str("target", metadata.target()),
+        ]))
+    })
 }
 
 /// OpenTelemetry's severity for a `tracing` level.
