@@ -92,6 +92,11 @@ struct DashboardArgs {
     /// A connection must send a request's head within this (idle ones are closed after it).
     #[arg(long, default_value = "10s", value_parser = parse_age)]
     header_timeout: Duration,
+    /// Also answer the dashboard for this host name (a reverse proxy's public name; repeat
+    /// for several). IP addresses, `localhost` and `*.localhost` are always answered; any
+    /// other name is refused, so a web page cannot reach the dashboard by DNS rebinding.
+    #[arg(long = "ui-host", value_name = "NAME")]
+    ui_hosts: Vec<String>,
 }
 
 /// `7d`, `12h`, `30m`, `45s`.
@@ -162,6 +167,7 @@ async fn dashboard(args: DashboardArgs) -> ExitCode {
             header_read_timeout: args.header_timeout,
             ..ConnectionLimits::default()
         },
+        ui_hosts: args.ui_hosts,
         ..CollectorConfig::default()
     };
     let progress = |line: &str| eprintln!("skein: {line}");

@@ -15,6 +15,7 @@
 
 pub mod api;
 mod bloom;
+pub mod browser;
 mod compress;
 pub mod forward;
 mod histogram;
@@ -30,6 +31,7 @@ pub mod serve;
 pub mod store;
 mod trace_index;
 pub mod ui;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +77,9 @@ pub struct CollectorConfig {
     pub forward_buffer_bytes: u64,
     /// Connection caps and timeouts of every listener.
     pub connections: serve::ConnectionLimits,
+    /// Host names the UI port answers besides IP literals and loopback names (a reverse
+    /// proxy's public name): see [`browser`].
+    pub ui_hosts: Vec<String>,
 }
 
 impl Default for CollectorConfig {
@@ -95,6 +100,7 @@ impl Default for CollectorConfig {
             forward: None,
             forward_buffer_bytes: 256 << 20,
             connections: serve::ConnectionLimits::default(),
+            ui_hosts: Vec::new(),
         }
     }
 }
@@ -248,7 +254,11 @@ impl Collector {
             },
             limits.request_timeout,
         );
-        let ui_router = api::router(api).merge(import).merge(ui::router());
+        let allowed_hosts = Arc::new(browser::AllowedHosts::new(config.ui_hosts.iter().cloned()));
+        let ui_router = api::router(api)
+            .merge(import)
+            .merge(ui::router())
+            .layer(axum::middleware::from_fn_with_state(allowed_hosts, browser::guard));
         tasks.push(tokio::spawn({
             let stop = until_stopped(stopped.clone());
             async move {

@@ -229,6 +229,12 @@ pub struct Store {
     read_only: Option<String>,
 }
 
+/// A time bound for SQL: stored times are signed (the receiver refuses times past
+/// `i64::MAX`), so a bound beyond them is `i64::MAX`, not a negative number.
+pub(crate) fn sql_time(nanos: u64) -> i64 {
+    nanos.min(i64::MAX as u64) as i64
+}
+
 fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1268,7 +1274,7 @@ impl Store {
     ) -> Result<LinkedFromPage, StoreError> {
         self.read(|c| {
             let (start, source, source_span) = match before {
-                Some(b) => (b.start as i64, b.source.to_vec(), b.source_span.to_vec()),
+                Some(b) => (sql_time(b.start), b.source.to_vec(), b.source_span.to_vec()),
                 None => (i64::MAX, vec![0xff; 16], vec![0xff; 8]),
             };
             let mut statement = c.prepare_cached(
@@ -1365,8 +1371,8 @@ impl Store {
                  ORDER BY time DESC LIMIT ?4",
             )?;
             let mut rows = statement.query(params![
-                from.min(i64::MAX as u64) as i64,
-                to.min(i64::MAX as u64) as i64,
+                sql_time(from),
+                sql_time(to),
                 service,
                 ATTRIBUTE_SAMPLE_LOGS as i64 + 1
             ])?;
@@ -1517,7 +1523,10 @@ fn search_summaries(
     ))?;
     let mut out: Vec<TraceSummary> = Vec::new();
     let mut positions = HashMap::new();
-    let rows = statement.query_map(params![query.start_min as i64, query.start_max as i64], summary_row)?;
+    let rows = statement.query_map(
+        params![sql_time(query.start_min), sql_time(query.start_max)],
+        summary_row,
+    )?;
     for row in rows {
         let summary = row?;
         // A trace whose spans kept arriving long after it started can have a second row.
@@ -1554,8 +1563,8 @@ fn sorted_summaries(
     ))?;
     let rows = statement.query_map(
         params![
-            query.start_min as i64,
-            query.start_max as i64,
+            sql_time(query.start_min),
+            sql_time(query.start_max),
             query.min_duration_nano.unwrap_or(0).min(i64::MAX as u64) as i64,
             query.max_duration_nano.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64,
             // With exclusions, rows are left out after SQLite's sort: it gives them all.
@@ -1796,8 +1805,8 @@ fn query_logs(c: &Connection, q: &LogQuery) -> Result<LogPage, StoreError> {
         q.min_severity,
         // Text in attributes too: then the body is not filtered by SQL.
         if checks_records { None } else { q.text.clone() },
-        q.start_min.map(|t| t as i64),
-        q.start_max.map(|t| t as i64),
+        q.start_min.map(sql_time),
+        q.start_max.map(sql_time),
         // One more than asked: whether there is a next page (all rows when records decide).
         if checks_records {
             (LOG_SCAN_ROWS + 1) as i64

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
+const THEME_JS: &str = include_str!("../ui/theme.js");
 /// The modules `app.js` imports, by their path under `/ui/js/`.
 const MODULES: &[(&str, &str)] = &[
     ("api.js", include_str!("../ui/js/api.js")),
@@ -55,6 +56,10 @@ pub fn router() -> Router {
         .route(
             "/ui/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/ui/theme.js",
+            get(|| async { asset("text/javascript; charset=utf-8", THEME_JS) }),
         )
         .route(
             "/ui/js/{*module}",

@@ -5,55 +5,11 @@
 mod common;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue, KeyValueList};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn string(value: &str) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::StringValue(value.into())),
-    }
-}
-
-fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
-    ResourceSpans {
-        resource: Some(Resource {
-            attributes: vec![KeyValue {
-                key: "service.name".into(),
-                value: Some(string(service)),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        scope_spans: vec![ScopeSpans {
-            scope: Some(InstrumentationScope::default()),
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn span(trace: u8, id: u8, parent: Option<u8>, kind: SpanKind, start: u64) -> Span {
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: vec![id; 8],
-        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        name: format!("span {id}"),
-        kind: kind as i32,
-        start_time_unix_nano: start,
-        end_time_unix_nano: start + 1_000_000,
-        ..Default::default()
-    }
-}
+use common::otlp::{now, resource_spans, span, string};
 
 /// Issue: an attribute value nested 30 deep was refused as OTLP JSON (serde_json stops at 128
 /// levels) while the same request in protobuf was accepted.

@@ -1,6 +1,8 @@
 //! A collector on ephemeral loopback ports over a fresh data directory, and JSON helpers.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::time::Duration;
 
 use skein_collector::{Collector, CollectorConfig};
