@@ -2,17 +2,38 @@
 //! spans regrouped into compressed frames with their Bloom filters, and the per-trace,
 //! per-minute and per-operation figures they add. The single writer thread then only runs
 //! SQLite statements, so receiving scales with the cores and the writer never encodes.
+//!
+//! A frame holds spans of one request only, each of its resources and scopes once, and is
+//! bounded in size: it closes at [`FRAME_SPANS`] spans (once they outweigh the resources and
+//! scopes copied into it, so a large resource is not copied once per thousand small spans) or
+//! at [`FRAME_SPAN_BYTES`] of spans. Every frame is thus at most about its request's size, and
+//! one that would still be over [`MAX_FRAME_BYTES`] (the reader's limit) refuses its request:
+//! what is written can always be read.
 
 use std::collections::{HashMap, HashSet};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 
 use crate::histogram::Histogram;
 use crate::model;
 use crate::search::{IndexBuilder, ResourceTerms};
-use crate::store::{StoreError, FRAME_SPANS};
+use crate::store::StoreError;
+
+/// Most spans per compressed frame, when they outweigh its resources and scopes: small
+/// enough that reading one trace decompresses little.
+pub const FRAME_SPANS: usize = 1024;
+
+/// A frame closes once its spans take this many bytes, however few they are.
+pub const FRAME_SPAN_BYTES: usize = 8 << 20;
+
+/// The largest frame (and frame index) the store writes, encoded: what its reader accepts.
+/// Requests are at most 64 MiB (see `Limits`), and a frame holds a part of one request with
+/// each of its resources and scopes once, so no accepted request comes near it.
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
 
 /// One compressed frame, ready to insert.
 pub(crate) struct PreparedFrame {
@@ -115,8 +136,14 @@ pub(crate) fn minute_of(nanos: u64) -> i64 {
 struct OpenFrame {
     resource_spans: Vec<ResourceSpans>,
     span_count: usize,
+    /// Encoded bytes of its spans, and of the resources and scopes copied into it.
+    span_bytes: usize,
+    header_bytes: usize,
     index: IndexBuilder,
     links: Vec<LinkRow>,
+    /// Where the current resource's spans began in this frame, and the longest of them.
+    resource_first: u32,
+    resource_longest: u64,
 }
 
 impl OpenFrame {
@@ -124,12 +151,69 @@ impl OpenFrame {
         OpenFrame {
             resource_spans: Vec::new(),
             span_count: 0,
+            span_bytes: 0,
+            header_bytes: 0,
             index: IndexBuilder::new(),
             links: Vec::new(),
+            resource_first: 0,
+            resource_longest: 0,
         }
     }
 
-    fn close(self) -> Result<PreparedFrame, StoreError> {
+    /// Starts a resource's spans in this frame (its resource held once here).
+    fn begin_resource(&mut self, resource: &Option<Resource>, schema_url: &str) {
+        self.header_bytes += resource.as_ref().map_or(0, Message::encoded_len) + schema_url.len();
+        self.resource_spans.push(ResourceSpans {
+            resource: resource.clone(),
+            scope_spans: Vec::new(),
+            schema_url: schema_url.to_owned(),
+        });
+        self.resource_first = self.index.next_position();
+        self.resource_longest = 0;
+    }
+
+    /// Starts a scope's spans under the current resource.
+    fn begin_scope(&mut self, scope: &Option<InstrumentationScope>, schema_url: &str) {
+        self.header_bytes += scope.as_ref().map_or(0, Message::encoded_len) + schema_url.len();
+        if let Some(rs) = self.resource_spans.last_mut() {
+            rs.scope_spans.push(ScopeSpans {
+                scope: scope.clone(),
+                spans: Vec::new(),
+                schema_url: schema_url.to_owned(),
+            });
+        }
+    }
+
+    /// Adds a span under the current scope.
+    fn add_span(&mut self, span: Span, resource: &ResourceTerms) {
+        let Some(ss) = self.resource_spans.last_mut().and_then(|rs| rs.scope_spans.last_mut()) else {
+            return;
+        };
+        index_span(&span, resource, ss.scope.as_ref(), &mut self.index, &mut self.links);
+        self.resource_longest = self
+            .resource_longest
+            .max(span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano));
+        self.span_bytes += span.encoded_len();
+        self.span_count += 1;
+        ss.spans.push(span);
+    }
+
+    /// Indexes the current resource's attributes for its spans in this frame.
+    fn end_resource(&mut self, resource: &ResourceTerms) {
+        let range = (self.resource_first, self.index.next_position());
+        self.index.add_resource(resource, range, self.resource_longest);
+    }
+
+    /// True when the frame should close before taking another span.
+    fn is_full(&self) -> bool {
+        self.span_bytes >= FRAME_SPAN_BYTES || (self.span_count >= FRAME_SPANS && self.span_bytes >= self.header_bytes)
+    }
+
+    fn close(mut self) -> Result<PreparedFrame, StoreError> {
+        for rs in &mut self.resource_spans {
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        self.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
         let index = self
             .index
             .finish()
@@ -138,6 +222,12 @@ impl OpenFrame {
             resource_spans: self.resource_spans,
         }
         .encode_to_vec();
+        if raw.len() > MAX_FRAME_BYTES || index.spans_raw_bytes > MAX_FRAME_BYTES {
+            return Err(StoreError::Unstorable(format!(
+                "the request makes a frame of {} bytes, over the {MAX_FRAME_BYTES} the store reads",
+                raw.len().max(index.spans_raw_bytes)
+            )));
+        }
         let data = crate::compress::compress(&raw).map_err(|e| StoreError::storage("cannot compress a frame", e))?;
         Ok(PreparedFrame {
             min_start: index.min_start,
@@ -162,37 +252,27 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
         let (service, service_index) = prepared.service_of(&rs);
         let resource_terms = ResourceTerms::new(&service, rs.resource.as_ref());
         summarize(&rs, &service, service_index, &mut prepared);
-        for ss in rs.scope_spans {
-            let ScopeSpans {
-                scope,
-                spans,
-                schema_url,
-            } = ss;
-            let mut spans = spans.into_iter().peekable();
-            while spans.peek().is_some() {
-                let room = FRAME_SPANS - frame.span_count;
-                let mut chunk: Vec<Span> = Vec::with_capacity(room.min(spans.len()));
-                for span in spans.by_ref().take(room) {
-                    index_span(&span, &resource_terms, scope.as_ref(), &mut frame);
-                    chunk.push(span);
-                }
-                frame.span_count += chunk.len();
-                frame.resource_spans.push(ResourceSpans {
-                    resource: rs.resource.clone(),
-                    scope_spans: vec![ScopeSpans {
-                        scope: scope.clone(),
-                        spans: chunk,
-                        schema_url: schema_url.clone(),
-                    }],
-                    schema_url: rs.schema_url.clone(),
-                });
-                if frame.span_count == FRAME_SPANS {
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        } = rs;
+        frame.begin_resource(&resource, &schema_url);
+        for ss in scope_spans {
+            frame.begin_scope(&ss.scope, &ss.schema_url);
+            for span in ss.spans {
+                if frame.is_full() {
+                    frame.end_resource(&resource_terms);
                     prepared
                         .frames
                         .push(std::mem::replace(&mut frame, OpenFrame::new()).close()?);
+                    frame.begin_resource(&resource, &schema_url);
+                    frame.begin_scope(&ss.scope, &ss.schema_url);
                 }
+                frame.add_span(span, &resource_terms);
             }
         }
+        frame.end_resource(&resource_terms);
     }
     if frame.span_count > 0 {
         prepared.frames.push(frame.close()?);
@@ -204,18 +284,19 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Result<Prepared, StoreErro
 fn index_span(
     span: &Span,
     resource: &ResourceTerms,
-    scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
-    frame: &mut OpenFrame,
+    scope: Option<&InstrumentationScope>,
+    index: &mut IndexBuilder,
+    links: &mut Vec<LinkRow>,
 ) {
     // (Requests are validated: every span has a 16-byte trace id.)
     let Ok(trace_id) = <[u8; 16]>::try_from(&span.trace_id[..]) else {
         return;
     };
-    frame.index.add(span, &trace_id, resource, scope);
+    index.add(span, &trace_id, resource, scope);
     for link in &span.links {
         if let Ok(target) = <[u8; 16]>::try_from(&link.trace_id[..]) {
             if target != trace_id {
-                frame.links.push(LinkRow {
+                links.push(LinkRow {
                     target,
                     target_span: <[u8; 8]>::try_from(&link.span_id[..]).unwrap_or_default(),
                     source: trace_id,

@@ -116,6 +116,8 @@ pub enum CollectorError {
     Store(StoreError),
     /// The forwarding endpoint is not usable.
     Forward(String),
+    /// A setting is out of its range.
+    Config(String),
 }
 
 impl std::fmt::Display for CollectorError {
@@ -124,7 +126,7 @@ impl std::fmt::Display for CollectorError {
             CollectorError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             CollectorError::Unprotected(m) => f.write_str(m),
             CollectorError::Store(e) => write!(f, "{e}"),
-            CollectorError::Forward(m) => f.write_str(m),
+            CollectorError::Forward(m) | CollectorError::Config(m) => f.write_str(m),
         }
     }
 }
@@ -170,6 +172,13 @@ impl Collector {
                     "{what} is empty: give it a value, or leave it out"
                 )));
             }
+        }
+        if config.limits.max_body_bytes > receiver::MAX_BODY_BYTES {
+            // Frames are read with a fixed limit that no request under this can reach.
+            return Err(CollectorError::Config(format!(
+                "--max-body is at most {} MiB",
+                receiver::MAX_BODY_BYTES >> 20
+            )));
         }
         for (what, addr, protected) in [
             ("--otlp-grpc", config.otlp_grpc, config.api_key.is_some()),

@@ -27,6 +27,10 @@ use crate::secret;
 use crate::store::{Store, StoreError, Write};
 use crate::validate::{add_note, validate_logs, validate_traces, Validated};
 
+/// The largest `max_body_bytes` allowed: a request of that size makes frames well within
+/// what the store reads ([`crate::ingest::MAX_FRAME_BYTES`]).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// What the receiver accepts.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -191,6 +195,7 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => Refusal::Busy,
+            StoreError::Unstorable(m) => Refusal::TooLarge(m),
             StoreError::Closed | StoreError::Unavailable { .. } => Refusal::Unavailable(e.to_string()),
             other => Refusal::Internal(other.to_string()),
         }

@@ -394,7 +394,9 @@ pub(crate) struct FrameIndex {
 }
 
 /// The spans carrying one `key=value` pair (or, without a value, the key of an overflowing
-/// key): the first span's position, then the gaps.
+/// key): the first span's position, then the gaps. With `lengths`, each position starts a
+/// run of that many consecutive spans (a resource's attribute is carried by all of its
+/// spans in the frame: one run, not one entry per span); without, each is one span.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Posting {
     #[prost(string, tag = "1")]
@@ -403,6 +405,25 @@ pub(crate) struct Posting {
     pub value: Option<String>,
     #[prost(uint32, repeated, tag = "3")]
     pub gaps: Vec<u32>,
+    #[prost(uint32, repeated, tag = "4")]
+    pub lengths: Vec<u32>,
+}
+
+impl Posting {
+    /// The spans listed, in order, none at or past `spans` (the frame's span count: damaged
+    /// runs cannot make more).
+    pub fn positions(&self, spans: usize) -> Vec<u32> {
+        let starts = positions(&self.gaps);
+        if self.lengths.is_empty() {
+            return starts.into_iter().filter(|&s| (s as usize) < spans).collect();
+        }
+        let mut out = Vec::new();
+        for (start, length) in starts.into_iter().zip(self.lengths.iter().copied()) {
+            let end = (start as usize).saturating_add(length as usize).min(spans);
+            out.extend(start..end as u32);
+        }
+        out
+    }
 }
 
 /// A frame's terms as stored (and held in memory): sorted hashes, the longest duration of a
@@ -427,12 +448,53 @@ fn micros_up(nanos: u64) -> u32 {
     nanos.div_ceil(1000).min(u64::from(u32::MAX)) as u32
 }
 
-/// One distinct `key=value` pair while a frame fills.
+/// One distinct `key=value` pair while a frame fills: the runs of spans carrying it.
 struct Building {
     key: String,
     value: String,
-    spans: Vec<u32>,
+    /// Where each run starts, in order; `lengths` stays empty while every run is one span.
+    starts: Vec<u32>,
+    lengths: Vec<u32>,
     max_duration: u64,
+}
+
+impl Building {
+    /// Adds the spans `first..end` (at or after those added so far).
+    fn add(&mut self, first: u32, end: u32) {
+        let last_end = match (self.starts.last(), self.lengths.last()) {
+            (Some(&s), Some(&l)) => Some(s + l),
+            (Some(&s), None) => Some(s + 1),
+            _ => None,
+        };
+        if last_end.is_some_and(|e| e >= first) {
+            // Touches the last run: it grows.
+            let Some(e) = last_end else { return };
+            if end > e {
+                self.lengths.resize(self.starts.len(), 1);
+                if let Some(l) = self.lengths.last_mut() {
+                    *l += end - e;
+                }
+            }
+            return;
+        }
+        self.starts.push(first);
+        if end - first > 1 || !self.lengths.is_empty() {
+            self.lengths.resize(self.starts.len() - 1, 1);
+            self.lengths.push(end - first);
+        }
+    }
+
+    /// Every span listed, in order.
+    fn spans(&self) -> Vec<u32> {
+        if self.lengths.is_empty() {
+            return self.starts.clone();
+        }
+        self.starts
+            .iter()
+            .zip(&self.lengths)
+            .flat_map(|(&s, &l)| s..s + l)
+            .collect()
+    }
 }
 
 /// A frame's indexes while it fills (one per open frame, on the receiving thread).
@@ -496,20 +558,26 @@ impl IndexBuilder {
         }
     }
 
-    fn add_pair(&mut self, term: u64, key: &str, value: &str, position: u32, duration: u64) {
+    /// Adds the spans `first..end` as carrying `key=value`, the longest lasting `duration`.
+    fn add_pair(&mut self, term: u64, key: &str, value: &str, (first, end): (u32, u32), duration: u64) {
         let entry = self.pairs.entry(term).or_insert_with(|| Building {
             key: key.to_owned(),
             value: value.to_owned(),
-            spans: Vec::new(),
+            starts: Vec::new(),
+            lengths: Vec::new(),
             max_duration: 0,
         });
-        if entry.spans.last() != Some(&position) {
-            entry.spans.push(position);
-        }
+        entry.add(first, end);
         entry.max_duration = entry.max_duration.max(duration);
     }
 
-    /// Adds a span (with a 16-byte trace id) of the given resource and scope.
+    /// The position the next span added will have.
+    pub fn next_position(&self) -> u32 {
+        self.index.span_trace.len() as u32
+    }
+
+    /// Adds a span (with a 16-byte trace id) of the given resource and scope. The resource's
+    /// attributes are added once for all its spans in the frame, by [`Self::add_resource`].
     pub fn add(
         &mut self,
         span: &Span,
@@ -517,7 +585,7 @@ impl IndexBuilder {
         resource: &ResourceTerms,
         scope: Option<&InstrumentationScope>,
     ) {
-        let position = self.index.span_trace.len() as u32;
+        let position = self.next_position();
         let next_trace = self.traces.len() as u32;
         let trace = *self.traces.entry(u128::from_le_bytes(*trace_id)).or_insert_with(|| {
             self.index.trace_ids.extend_from_slice(trace_id);
@@ -541,15 +609,30 @@ impl IndexBuilder {
             let longest = self.plain_terms.entry(term).or_default();
             *longest = (*longest).max(duration);
         }
-        for (term, key, value) in &resource.pairs {
-            self.add_pair(*term, key, value, position, duration);
-        }
         let events = span.events.iter().flat_map(|e| &e.attributes);
         let links = span.links.iter().flat_map(|l| &l.attributes);
         for kv in span.attributes.iter().chain(events).chain(links) {
             with_text(kv.value.as_ref(), |value| {
-                self.add_pair(term_attribute(&kv.key, value), &kv.key, value, position, duration);
+                self.add_pair(
+                    term_attribute(&kv.key, value),
+                    &kv.key,
+                    value,
+                    (position, position + 1),
+                    duration,
+                );
             });
+        }
+    }
+
+    /// Adds a resource's attributes as carried by the spans `first..end` (its spans in the
+    /// frame, added one after the other), the longest lasting `longest`: one run per pair,
+    /// however many spans and attributes the resource has.
+    pub fn add_resource(&mut self, resource: &ResourceTerms, (first, end): (u32, u32), longest: u64) {
+        if first >= end {
+            return;
+        }
+        for (term, key, value) in &resource.pairs {
+            self.add_pair(*term, key, value, (first, end), longest);
         }
     }
 
@@ -579,7 +662,7 @@ impl IndexBuilder {
             let longest = pairs.iter().map(|p| p.max_duration).max().unwrap_or(0);
             terms.push((key_term, micros_up(longest)));
             if pairs.len() > VALUES_PER_KEY {
-                let mut spans: Vec<u32> = pairs.iter().flat_map(|p| p.spans.iter().copied()).collect();
+                let mut spans: Vec<u32> = pairs.iter().flat_map(Building::spans).collect();
                 spans.sort_unstable();
                 spans.dedup();
                 overflow_terms.extend(pairs.iter().map(|p| term_attribute(&p.key, &p.value)));
@@ -588,6 +671,7 @@ impl IndexBuilder {
                     key: key.clone(),
                     value: None,
                     gaps: gaps(&spans),
+                    lengths: Vec::new(),
                 });
                 self.index.overflow_keys.push(key);
                 continue;
@@ -596,7 +680,8 @@ impl IndexBuilder {
             for pair in pairs {
                 terms.push((term_attribute(&pair.key, &pair.value), micros_up(pair.max_duration)));
                 self.index.postings.push(Posting {
-                    gaps: gaps(&pair.spans),
+                    gaps: gaps(&pair.starts),
+                    lengths: pair.lengths,
                     key: pair.key,
                     value: Some(pair.value),
                 });
@@ -625,6 +710,7 @@ impl IndexBuilder {
         };
         let raw = prost::Message::encode_to_vec(&self.index);
         Ok(FinishedIndex {
+            spans_raw_bytes: raw.len(),
             min_start,
             max_start: self.max_start,
             terms: prost::Message::encode_to_vec(&terms),
@@ -663,6 +749,8 @@ pub(crate) struct FinishedIndex {
     pub terms: Vec<u8>,
     /// [`FrameIndex`], encoded and compressed.
     pub spans: Vec<u8>,
+    /// Its size before compression.
+    pub spans_raw_bytes: usize,
     /// Bloom filter of the values of overflowing keys.
     pub filter: Vec<u8>,
     /// The frame's traces in index order.
@@ -813,7 +901,7 @@ impl FrameIndex {
             .postings
             .iter()
             .filter(|p| wanted(p))
-            .flat_map(|p| positions(&p.gaps))
+            .flat_map(|p| p.positions(self.span_trace.len()))
             .collect();
         spans.sort_unstable();
         spans.dedup();
@@ -857,7 +945,7 @@ impl FrameIndex {
                 .iter()
                 .find(|p| &p.key == k && p.value.as_deref() == Some(v.as_str()))
             {
-                Some(p) => lists.push(positions(&p.gaps)),
+                Some(p) => lists.push(p.positions(count)),
                 None => return Some(Vec::new()),
             }
         }
@@ -945,7 +1033,8 @@ impl FrameIndex {
         // A key's spans: the union of its values' (a span has a key once).
         let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
         for p in &self.postings {
-            let on: Vec<u32> = positions(&p.gaps)
+            let on: Vec<u32> = p
+                .positions(count)
                 .into_iter()
                 .filter(|&s| included.get(s as usize).copied().unwrap_or(false))
                 .collect();
@@ -975,7 +1064,7 @@ impl FrameIndex {
             self.postings
                 .iter()
                 .filter(|p| p.key == key && p.value.as_deref() == Some(value))
-                .flat_map(|p| positions(&p.gaps))
+                .flat_map(|p| p.positions(self.span_trace.len()))
                 .any(|s| self.span_trace.get(s as usize) == Some(&position)),
         )
     }
@@ -996,7 +1085,7 @@ impl FrameIndex {
 
     /// Decodes stored (compressed) span columns.
     pub fn decode(data: &[u8]) -> Option<FrameIndex> {
-        let raw = crate::compress::decompress(data, 64 << 20).ok()?;
+        let raw = crate::compress::decompress(data, crate::ingest::MAX_FRAME_BYTES).ok()?;
         <FrameIndex as prost::Message>::decode(&raw[..]).ok()
     }
 }
@@ -1049,5 +1138,52 @@ impl TraceRows {
                 last
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn building() -> Building {
+        Building {
+            key: "k".into(),
+            value: "v".into(),
+            starts: Vec::new(),
+            lengths: Vec::new(),
+            max_duration: 0,
+        }
+    }
+
+    fn posting(b: &Building) -> Posting {
+        Posting {
+            key: b.key.clone(),
+            value: Some(b.value.clone()),
+            gaps: gaps(&b.starts),
+            lengths: b.lengths.clone(),
+        }
+    }
+
+    #[test]
+    fn single_spans_stay_one_entry_each_and_runs_are_kept_as_runs() {
+        let mut b = building();
+        for s in [0, 2, 2, 5] {
+            b.add(s, s + 1);
+        }
+        assert!(b.lengths.is_empty(), "no runs yet: the old format");
+        assert_eq!(posting(&b).positions(100), vec![0, 2, 5]);
+        // A resource of 1000 spans is one run however many spans it has; touching runs merge.
+        b.add(10, 1010);
+        b.add(1010, 1020);
+        b.add(1020, 1021);
+        assert_eq!(b.starts, vec![0, 2, 5, 10]);
+        assert_eq!(b.lengths, vec![1, 1, 1, 1011]);
+        let expanded = posting(&b).positions(2000);
+        assert_eq!(expanded.len(), 3 + 1011);
+        assert_eq!(expanded, b.spans());
+        // Damaged lengths cannot make spans the frame does not have.
+        let mut damaged = posting(&b);
+        damaged.lengths[3] = u32::MAX;
+        assert_eq!(damaged.positions(50).len(), 3 + 40);
     }
 }

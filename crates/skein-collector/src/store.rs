@@ -1,7 +1,7 @@
 //! The durable store: SQLite (WAL, `synchronous=FULL`) under the data directory.
 //!
 //! Spans are kept as they arrived — OTLP protobuf, zstd-compressed in *frames* of up to
-//! [`FRAME_SPANS`] spans — with small indexes beside them, all written in arrival order so
+//! [`crate::ingest::FRAME_SPANS`] spans — with small indexes beside them, all written in arrival order so
 //! ingest does not slow down as the store grows: a Bloom filter of each frame's trace ids
 //! (held in memory, see [`crate::trace_index`]), a per-trace summary for listing, each
 //! frame's search terms and span columns (see [`crate::search`]), the links between traces, and per-minute duration histograms per
@@ -32,8 +32,6 @@ use crate::model::{self, LinkedFromCount, LinkingSpan, LogView, SpanView, TraceS
 use crate::search::{Candidate, FrameIndex, SearchIndex, TraceRows};
 pub use crate::search::{SearchOrder, SearchQuery};
 
-/// Most spans per compressed frame: small enough that reading one trace decompresses little.
-pub const FRAME_SPANS: usize = 1024;
 /// The size limit is checked after every this-many-th part of it written.
 const CHECK_EVERY_PART: u64 = 32;
 
@@ -80,6 +78,10 @@ pub enum StoreError {
         #[source]
         source: Option<ErrorSource>,
     },
+    /// The request cannot be stored as it is (it would make a frame larger than the store
+    /// reads): refused, not to be retried.
+    #[error("{0}")]
+    Unstorable(String),
     /// The data directory cannot be used.
     #[error("unusable data directory {}: {}", path.display(), with_source(message, source))]
     DataDir {
@@ -1896,7 +1898,7 @@ fn stored_frame(c: &Connection, frame_id: i64) -> Result<Option<TracesData>, Sto
 
 /// Decompresses and decodes a frame.
 fn decode_frame(data: &[u8]) -> Result<TracesData, StoreError> {
-    let raw = crate::compress::decompress(data, 64 << 20)
+    let raw = crate::compress::decompress(data, crate::ingest::MAX_FRAME_BYTES)
         .map_err(|e| StoreError::storage("a stored frame does not decompress", e))?;
     TracesData::decode(&raw[..]).map_err(|e| StoreError::storage("a stored frame does not decode", e))
 }
