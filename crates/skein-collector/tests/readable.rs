@@ -85,7 +85,7 @@ async fn a_large_resource_over_many_scopes_is_stored_once_per_frame_and_reads_ba
 /// A random value: strings, numbers, bytes, arrays and maps, up to `depth` levels.
 fn value(depth: u32) -> impl Strategy<Value = AnyValue> {
     let leaf = prop_oneof![
-        ".{0,40}".prop_map(|s| any_value::Value::StringValue(s)),
+        ".{0,40}".prop_map(any_value::Value::StringValue),
         any::<i64>().prop_map(any_value::Value::IntValue),
         any::<bool>().prop_map(any_value::Value::BoolValue),
         any::<f64>()
@@ -189,8 +189,11 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
+/// A span with its trace and span ids and its resource and scope, encoded.
+type Kept = (Vec<u8>, Vec<u8>, Span, Vec<u8>, Vec<u8>);
+
 /// Every span the receiver keeps, with its resource and scope, keyed by (trace, span).
-fn kept(request: ExportTraceServiceRequest) -> Vec<(Vec<u8>, Vec<u8>, Span, Vec<u8>, Vec<u8>)> {
+fn kept(request: ExportTraceServiceRequest) -> Vec<Kept> {
     let mut out = Vec::new();
     for rs in request.resource_spans {
         for ss in rs.scope_spans {
